@@ -1,0 +1,272 @@
+"""``GanAtari/<Game>-v0``: every ale-py Atari game with the GAN frame stack applied.
+
+``import gan_envs`` calls :func:`register_gan_atari_envs`, which registers one id per
+``ALE/<Game>-v5`` id (same names, same ALE settings). Registering only writes specs: no
+emulator is created and torch is not imported.
+
+The single-env entry point :func:`make_gan_atari` builds ALE v5 semantics (frameskip 4, sticky
+actions 0.25) → :class:`~gan_envs.wrappers.ResizeFrame` → :class:`~gan_envs.wrappers.ChannelFirst`
+→ :class:`~gan_envs.wrappers.ScaleFloat` → :class:`~gan_envs.wrappers.FlickerFilter`.
+The vector entry point :func:`make_gan_atari_vector` (used by ``gym.make_vec``) runs ale-py's
+C++ ``AtariVectorEnv``, which resizes with ``INTER_AREA`` itself, then the vector wrappers.
+
+Example:
+    >>> import gymnasium as gym
+    >>> import gan_envs
+    >>> env = gym.make("GanAtari/Breakout-v0")
+    >>> env.observation_space
+    Box(-1.0, 1.0, (3, 64, 64), float32)
+    >>> env.close()
+    >>> gan_atari_ids("pong")
+    ['GanAtari/Pong-v0']
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+
+from gan_envs.wrappers import (
+    FLICKER_MODES,
+    ChannelFirst,
+    FlickerFilter,
+    ResizeFrame,
+    ScaleFloat,
+    VectorChannelFirst,
+    VectorFlickerFilter,
+    VectorScaleFloat,
+    normalize_size,
+)
+
+__all__ = [
+    "NAMESPACE",
+    "UnknownEnvironmentError",
+    "register_gan_atari_envs",
+    "gan_atari_ids",
+    "make_gan_atari",
+    "make_gan_atari_vector",
+    "resolve_env_id",
+]
+
+NAMESPACE = "GanAtari"
+VERSION = 0
+
+
+class UnknownEnvironmentError(ValueError):
+    """An environment id that Gymnasium does not know; the message suggests close ids."""
+
+
+def register_gan_atari_envs() -> list[str]:
+    """Register ``GanAtari/<Game>-v0`` for every ``ALE/<Game>-v5``; return the ids (idempotent)."""
+    import ale_py  # noqa: F401  (importing ale_py registers the ALE ids; it starts no emulator)
+
+    ids = []
+    for spec in list(gym.registry.values()):
+        if spec.namespace != "ALE" or spec.version != 5:
+            continue
+        env_id = f"{NAMESPACE}/{spec.name}-v{VERSION}"
+        ids.append(env_id)
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point="gan_envs.registration:make_gan_atari",
+            vector_entry_point="gan_envs.registration:make_gan_atari_vector",
+            kwargs=dict(spec.kwargs),
+            max_episode_steps=spec.max_episode_steps,
+            nondeterministic=spec.nondeterministic,
+        )
+    return ids
+
+
+def gan_atari_ids(pattern: str | None = None) -> list[str]:
+    """The registered GanAtari ids, sorted, optionally those containing ``pattern`` (any case)."""
+    ids = sorted(i for i, s in gym.registry.items() if s.namespace == NAMESPACE)
+    if pattern:
+        ids = [i for i in ids if pattern.lower() in i.lower()]
+    return ids
+
+
+def resolve_env_id(env_id: str) -> str:
+    """Return ``env_id`` if Gymnasium knows it, else raise with the closest known ids.
+
+    ``module:Namespace/Name-vN`` ids are resolved by importing the module, as ``gym.make`` does.
+
+    Raises:
+        UnknownEnvironmentError: one line naming the id and the closest matches.
+    """
+    module, _, bare = env_id.rpartition(":")
+    if module:
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise UnknownEnvironmentError(
+                f"unknown environment {env_id!r}: cannot import module {module!r} ({error})"
+            ) from None
+    if bare in gym.registry:
+        return bare
+    close = _closest_ids(bare)
+    hint = f"did you mean {', '.join(close)}?" if close else "run `gan-envs list` to see the ids"
+    raise UnknownEnvironmentError(f"unknown environment {env_id!r}; {hint}")
+
+
+def _closest_ids(env_id: str, n: int = 3) -> list[str]:
+    """Known ids whose name is closest to ``env_id``'s, same namespace first."""
+    namespace, _, rest = env_id.rpartition("/")
+    name = rest.split("-v")[0].lower()
+    by_name: dict[str, list[str]] = {}
+    for known, spec in gym.registry.items():
+        by_name.setdefault(spec.name.lower(), []).append(known)
+    names = difflib.get_close_matches(name, list(by_name), n=n, cutoff=0.7)
+    found = [i for nm in names for i in by_name[nm]]
+    found.sort(key=lambda i: (gym.registry[i].namespace != (namespace or None), i))
+    return found[:n]
+
+
+def _check_stack_options(size: Any, scale: Any, flicker: Any, obs_type: str) -> tuple:
+    """Validate the GanAtari keyword arguments; return (size_hw, scale_pair_or_None)."""
+    size_hw = normalize_size(size, "GanAtari size")
+    if scale is not None:
+        if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
+            raise TypeError(
+                f"GanAtari scale must be a (low, high) pair or None for uint8, got {scale!r}"
+            )
+        scale = (float(scale[0]), float(scale[1]))
+    if flicker is not None and flicker not in FLICKER_MODES:
+        raise ValueError(
+            f"GanAtari flicker must be one of {FLICKER_MODES} or None, got {flicker!r}"
+        )
+    if obs_type not in ("rgb", "grayscale"):
+        raise ValueError(
+            f"GanAtari obs_type must be 'rgb' or 'grayscale' (frames), got {obs_type!r}; "
+            "use ALE/<Game>-v5 for RAM observations"
+        )
+    return size_hw, scale
+
+
+def make_gan_atari(
+    game: str,
+    *,
+    size: int | Sequence[int] = 64,
+    scale: Sequence[float] | None = (-1.0, 1.0),
+    flicker: str | None = "hold",
+    flicker_threshold: float = 0.01,
+    flicker_max_skip: int = 32,
+    obs_type: str = "rgb",
+    **ale_kwargs: Any,
+) -> gym.Env:
+    """Build one GanAtari environment (the ``entry_point`` of every ``GanAtari/*-v0`` id).
+
+    Args:
+        game: ale-py's ROM id, e.g. ``"breakout"``.
+        size: output frame size, an int or ``(height, width)``.
+        scale: ``(low, high)`` for float32 frames, or ``None`` to keep uint8.
+        flicker: ``"hold"``, ``"skip"``, ``"flag"`` or ``None`` (no filter).
+        flicker_threshold: blank when the mean pixel (0-255 scale) is <= this.
+        flicker_max_skip: at most this many extra steps in ``"skip"`` mode.
+        obs_type: ``"rgb"`` (3 channels) or ``"grayscale"`` (1 channel).
+        **ale_kwargs: passed to ``ale_py.env.AtariEnv`` (``frameskip``,
+            ``repeat_action_probability``, ``full_action_space``, ``mode``, ``difficulty``,
+            ``max_num_frames_per_episode``, ``render_mode``, ...).
+    """
+    from ale_py.env import AtariEnv
+
+    size_hw, scale = _check_stack_options(size, scale, flicker, obs_type)
+    env: gym.Env = AtariEnv(game=game, obs_type=obs_type, **ale_kwargs)
+    env = ChannelFirst(ResizeFrame(env, size=size if isinstance(size, int) else list(size_hw)))
+    if scale is not None:
+        env = ScaleFloat(env, low=scale[0], high=scale[1])
+    if flicker is not None:
+        env = FlickerFilter(env, threshold=flicker_threshold, mode=flicker,
+                            max_skip=flicker_max_skip)
+    return env
+
+
+def make_gan_atari_vector(
+    game: str,
+    num_envs: int = 1,
+    *,
+    size: int | Sequence[int] = 64,
+    scale: Sequence[float] | None = (-1.0, 1.0),
+    flicker: str | None = "hold",
+    flicker_threshold: float = 0.01,
+    flicker_max_skip: int = 32,
+    obs_type: str = "rgb",
+    frameskip: int = 4,
+    repeat_action_probability: float = 0.25,
+    full_action_space: bool = False,
+    max_num_frames_per_episode: int = 108000,
+    num_threads: int = 0,
+    **other_kwargs: Any,
+) -> gym.vector.VectorEnv:
+    """Build ``num_envs`` GanAtari environments (the ``vector_entry_point``).
+
+    The fast path is ale-py's C++ ``AtariVectorEnv`` with ALE v5 semantics (no max-pooling,
+    no no-op starts, no fire reset, no reward clipping), which resizes with ``INTER_AREA``
+    itself. Options it cannot express (``flicker="skip"``, a ``mode``/``difficulty``, a random
+    ``frameskip`` range, ``render_mode``, ...) fall back to a ``SyncVectorEnv`` of
+    :func:`make_gan_atari` environments with the same observation space.
+    """
+    size_hw, scale = _check_stack_options(size, scale, flicker, obs_type)
+    stack = dict(size=size, scale=scale, flicker=flicker, flicker_threshold=flicker_threshold,
+                 flicker_max_skip=flicker_max_skip, obs_type=obs_type)
+    fast = (flicker != "skip" and isinstance(frameskip, int)
+            and all(v is None for v in other_kwargs.values()))
+    if not fast:
+        ale_kwargs = dict(frameskip=frameskip, repeat_action_probability=repeat_action_probability,
+                          full_action_space=full_action_space,
+                          max_num_frames_per_episode=max_num_frames_per_episode, **other_kwargs)
+        return gym.vector.SyncVectorEnv(
+            [lambda: make_gan_atari(game, **stack, **ale_kwargs) for _ in range(num_envs)]
+        )
+
+    from ale_py.vector_env import AtariVectorEnv
+
+    envs: gym.vector.VectorEnv = AtariVectorEnv(
+        game,
+        num_envs,
+        img_height=size_hw[0],
+        img_width=size_hw[1],
+        grayscale=obs_type == "grayscale",
+        stack_num=1,
+        frameskip=frameskip,
+        maxpool=False,
+        noop_max=0,
+        use_fire_reset=False,
+        reward_clipping=False,
+        episodic_life=False,
+        repeat_action_probability=repeat_action_probability,
+        full_action_space=full_action_space,
+        max_num_frames_per_episode=max_num_frames_per_episode,
+        num_threads=num_threads,
+    )
+    if obs_type == "rgb":  # (N, 1, H, W, 3): drop the frame-stack axis, then channels first
+        envs = VectorChannelFirst(_DropStackAxis(envs))
+    # grayscale frames arrive as (N, 1, H, W): the stack axis already is the channel axis
+    if scale is not None:
+        envs = VectorScaleFloat(envs, low=scale[0], high=scale[1])
+    if flicker is not None:
+        envs = VectorFlickerFilter(envs, threshold=flicker_threshold, mode=flicker)
+    return envs
+
+
+class _DropStackAxis(gym.vector.VectorObservationWrapper):
+    """``AtariVectorEnv`` frames ``(N, 1, H, W, C)`` as ``(N, H, W, C)`` (a view)."""
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        space = env.single_observation_space
+        self.single_observation_space = gym.spaces.Box(
+            low=space.low[0], high=space.high[0], dtype=space.dtype
+        )
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, self.num_envs
+        )
+
+    def observations(self, observations):
+        return observations[:, 0]

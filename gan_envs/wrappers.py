@@ -1,0 +1,490 @@
+"""Frame wrappers that turn Atari screens into GAN-ready tensors.
+
+* :class:`ResizeFrame` - area interpolation, identical to ``cv2.resize(..., INTER_AREA)``
+* :class:`ChannelFirst` - ``(H, W, C)`` to ``(C, H, W)`` (a grayscale ``(H, W)`` gets ``C = 1``)
+* :class:`ScaleFloat` - uint8 ``[0, 255]`` to float32 ``[low, high]``
+* :class:`FlickerFilter` - hold, skip or flag blank ("flickering") frames
+
+Each has a vector version for :func:`gymnasium.make_vec`: :class:`VectorResizeFrame`,
+:class:`VectorChannelFirst`, :class:`VectorScaleFloat` and :class:`VectorFlickerFilter`.
+Every single-env wrapper records its constructor arguments, JSON-friendly, so
+``gym.make(env.spec)`` and ``EnvSpec.from_json(env.spec.to_json())`` rebuild the same stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.spaces import Box
+from gymnasium.vector import VectorEnv, VectorObservationWrapper, VectorWrapper
+from gymnasium.wrappers import TransformObservation
+from gymnasium.wrappers.vector import VectorizeTransformObservation
+
+from gan_envs.area import AreaResizer
+
+__all__ = [
+    "ResizeFrame",
+    "ChannelFirst",
+    "ScaleFloat",
+    "FlickerFilter",
+    "FLICKER_MODES",
+    "VectorResizeFrame",
+    "VectorChannelFirst",
+    "VectorScaleFloat",
+    "VectorFlickerFilter",
+    "normalize_size",
+]
+
+FLICKER_MODES = ("hold", "skip", "flag")
+
+
+# --------------------------------------------------------------------------- argument checks
+def normalize_size(size: int | Sequence[int], owner: str = "ResizeFrame") -> tuple[int, int]:
+    """``64`` or ``(64, 48)`` or ``[64, 48]`` as a ``(height, width)`` tuple of positive ints.
+
+    Example:
+        >>> normalize_size(64), normalize_size([32, 48])
+        ((64, 64), (32, 48))
+    """
+    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
+        height = width = int(size)
+    elif (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)
+    ):
+        height, width = int(size[0]), int(size[1])
+    else:
+        raise TypeError(f"{owner} size must be an int or a (height, width) pair, got {size!r}")
+    if height <= 0 or width <= 0:
+        raise ValueError(f"{owner} size must be positive, got {size!r}")
+    return height, width
+
+
+def _frame_space(space: gym.Space, owner: str, *, ranks: tuple[int, ...] = (2, 3),
+                 uint8: bool = True) -> Box:
+    """The incoming space as a Box of frames, or a one-line error naming ``owner``."""
+    if not isinstance(space, Box):
+        raise TypeError(f"{owner} requires a Box observation space of frames, got {space}")
+    if uint8 and space.dtype != np.uint8:
+        raise TypeError(f"{owner} requires uint8 frames, got dtype {space.dtype} ({space})")
+    if len(space.shape) not in ranks:
+        wanted = " or ".join(f"rank {r}" for r in ranks)
+        raise ValueError(
+            f"{owner} requires {wanted} frames ((H, W) or (H, W, C)), got shape {space.shape}"
+        )
+    return space
+
+
+def _uint8_box(shape: tuple[int, ...]) -> Box:
+    return Box(low=0, high=255, shape=shape, dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- single-env wrappers
+class ResizeFrame(TransformObservation, gym.utils.RecordConstructorArgs):
+    """Resize uint8 frames with area interpolation, bit-identical to OpenCV's ``INTER_AREA``.
+
+    The common Atari case (210×160 to sizes such as 64×64) runs in a compiled integer kernel
+    that is several times faster than ``cv2.resize``; other sizes call ``cv2.resize`` itself
+    (see :mod:`gan_envs.area`). Vector version: :class:`VectorResizeFrame`.
+
+    Example:
+        >>> import gymnasium as gym, ale_py
+        >>> gym.register_envs(ale_py)
+        >>> env = ResizeFrame(gym.make("ALE/Breakout-v5"), size=64)
+        >>> env.observation_space
+        Box(0, 255, (64, 64, 3), uint8)
+        >>> obs, info = env.reset(seed=0)
+        >>> obs.shape
+        (64, 64, 3)
+        >>> env.close()
+
+    Args:
+        env: an environment with uint8 ``(H, W)`` or ``(H, W, C)`` Box observations.
+        size: an int for square output, or ``(height, width)`` (a list is accepted, as JSON
+            gives it back).
+
+    Raises:
+        TypeError: the space is not a uint8 Box, or ``size`` is not an int or a pair.
+        ValueError: the frames are not rank 2 or 3, or ``size`` is not positive.
+    """
+
+    def __init__(self, env: gym.Env, size: int | Sequence[int] = 64) -> None:
+        height, width = normalize_size(size, "ResizeFrame")
+        space = _frame_space(env.observation_space, "ResizeFrame")
+        recorded = size if isinstance(size, int) else [height, width]
+        gym.utils.RecordConstructorArgs.__init__(self, size=recorded)
+
+        self.size = (height, width)
+        self.resizer = AreaResizer(space.shape[:2], (height, width))
+        new_space = _uint8_box((height, width) + tuple(space.shape[2:]))
+        TransformObservation.__init__(self, env, self.resizer, new_space)
+
+
+class ChannelFirst(TransformObservation, gym.utils.RecordConstructorArgs):
+    """Move the colour axis first: ``(H, W, C)`` to ``(C, H, W)``; ``(H, W)`` becomes ``(1, H, W)``.
+
+    Observations are returned as contiguous arrays (what PyTorch convolutions expect). Any
+    dtype is accepted. Vector version: :class:`VectorChannelFirst`.
+
+    Example:
+        >>> import gymnasium as gym, ale_py
+        >>> gym.register_envs(ale_py)
+        >>> env = ChannelFirst(ResizeFrame(gym.make("ALE/Pong-v5"), 64))
+        >>> env.observation_space
+        Box(0, 255, (3, 64, 64), uint8)
+        >>> env.close()
+
+    Raises:
+        TypeError: the observation space is not a Box.
+        ValueError: the frames are not rank 2 or 3.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        space = _frame_space(env.observation_space, "ChannelFirst", uint8=False)
+        gym.utils.RecordConstructorArgs.__init__(self)
+        if len(space.shape) == 2:
+            low, high = space.low[None], space.high[None]
+            func = _add_channel_axis
+        else:
+            low, high = np.moveaxis(space.low, -1, 0), np.moveaxis(space.high, -1, 0)
+            func = _move_channels_first
+        new_space = Box(low=low, high=high, dtype=space.dtype)
+        TransformObservation.__init__(self, env, func, new_space)
+
+
+def _add_channel_axis(frame: np.ndarray) -> np.ndarray:
+    return frame[None].copy()
+
+
+def _move_channels_first(frame: np.ndarray) -> np.ndarray:
+    return frame.transpose(2, 0, 1).copy()
+
+
+class ByteScaler:
+    """Affine map of uint8 values onto float32 ``[low, high]``: ``float32(v) * step + low``.
+
+    ``step`` is a float32 near ``(high - low) / 255`` chosen so that 255 maps to ``high``
+    exactly (0 maps to ``low`` exactly); float32 multiply-then-add is monotone, so every value
+    stays inside ``[low, high]``. ``table`` holds the 256 results of the same arithmetic.
+
+    Example:
+        >>> scaler = ByteScaler(-1.0, 1.0)
+        >>> float(scaler.table[0]), float(scaler.table[255]), scaler.table.dtype
+        (-1.0, 1.0, dtype('float32'))
+        >>> scaler(np.array([0, 255], dtype=np.uint8)).tolist()
+        [-1.0, 1.0]
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = np.float32(low), np.float32(high)
+        step = np.float32((high - low) / 255.0)
+        for _ in range(64):  # nudge step by ulps until 255 lands exactly on high
+            top = np.float32(255) * step + self.low
+            if top == self.high:
+                break
+            step = np.nextafter(step, np.float32(np.inf if top < self.high else -np.inf))
+        self.step = step
+        self.table = self(np.arange(256, dtype=np.uint8))
+        if self.table[255] != self.high:  # pragma: no cover - no float32 step hit high exactly
+            self.table[255] = self.high
+            self._use_table = True
+        else:
+            self._use_table = False
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        if getattr(self, "_use_table", False):
+            return self.table.take(frames)
+        out = frames.astype(np.float32)
+        out *= self.step
+        out += self.low
+        return out
+
+
+def _check_scale_bounds(low: float, high: float, owner: str) -> tuple[float, float]:
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        raise TypeError(f"{owner} low and high must be numbers, got {low!r}, {high!r}") from None
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(f"{owner} needs finite low < high, got low={low}, high={high}")
+    if np.float32(low) >= np.float32(high):
+        raise ValueError(f"{owner} low and high collapse in float32: low={low}, high={high}")
+    return low, high
+
+
+class ScaleFloat(TransformObservation, gym.utils.RecordConstructorArgs):
+    """Map uint8 frames ``[0, 255]`` affinely onto float32 ``[low, high]`` (default ``[-1, 1]``).
+
+    0 maps to ``low`` and 255 to ``high`` exactly; the mapping is monotone. Vector version:
+    :class:`VectorScaleFloat`.
+
+    Example:
+        >>> import gymnasium as gym, ale_py
+        >>> gym.register_envs(ale_py)
+        >>> env = ScaleFloat(gym.make("ALE/Pong-v5"), low=0.0, high=1.0)
+        >>> env.observation_space
+        Box(0.0, 1.0, (210, 160, 3), float32)
+        >>> env.close()
+
+    Raises:
+        TypeError: the space is not a uint8 Box, or the bounds are not numbers.
+        ValueError: the bounds are not finite with ``low < high``.
+    """
+
+    def __init__(self, env: gym.Env, low: float = -1.0, high: float = 1.0) -> None:
+        low, high = _check_scale_bounds(low, high, "ScaleFloat")
+        space = _frame_space(env.observation_space, "ScaleFloat", ranks=(1, 2, 3, 4))
+        gym.utils.RecordConstructorArgs.__init__(self, low=low, high=high)
+
+        self.low, self.high = low, high
+        self.scaler = ByteScaler(low, high)
+        new_space = Box(low=low, high=high, shape=space.shape, dtype=np.float32)
+        TransformObservation.__init__(self, env, self.scaler, new_space)
+
+
+class _BlankTest:
+    """Decides whether frames are blank: mean pixel value on the 0-255 scale <= threshold."""
+
+    def __init__(self, space: gym.Space, threshold: float, owner: str) -> None:
+        if not isinstance(space, Box):
+            raise TypeError(f"{owner} requires a Box observation space of frames, got {space}")
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            raise TypeError(f"{owner} threshold must be a number, got {threshold!r}") from None
+        if not 0.0 <= threshold < 255.0:
+            raise ValueError(
+                f"{owner} threshold is on the 0-255 scale: 0 <= t < 255, got {threshold}"
+            )
+        self.threshold = threshold
+        if space.dtype == np.uint8:
+            self.offset, self.per_level = 0.0, 1.0
+        elif np.issubdtype(space.dtype, np.floating):
+            low, high = float(np.min(space.low)), float(np.max(space.high))
+            uniform = np.all(space.low == low) and np.all(space.high == high)
+            if not (np.isfinite(low) and np.isfinite(high) and uniform and low < high):
+                raise ValueError(
+                    f"{owner} needs uint8 frames or float frames with finite, uniform bounds "
+                    f"(as ScaleFloat makes), got {space}"
+                )
+            # mean_255 = (mean - low) * 255 / (high - low) <= t  <=>  mean <= low + t * per_level
+            self.offset, self.per_level = low, (high - low) / 255.0
+        else:
+            raise TypeError(f"{owner} requires uint8 or float frames, got dtype {space.dtype}")
+        self.limit = self.offset + threshold * self.per_level
+        self.sum_limit = self.limit * int(np.prod(space.shape))
+
+    def __call__(self, frame: np.ndarray) -> bool:
+        # sum <= limit * size is mean <= limit without a division (uint8 sums are exact)
+        return bool(frame.sum() <= self.sum_limit)
+
+    def batch(self, frames: np.ndarray) -> np.ndarray:
+        return frames.reshape(len(frames), -1).sum(axis=1) <= self.sum_limit
+
+
+class FlickerFilter(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Deal with blank ("flickering") frames: a frame is blank when its mean pixel value on the
+    0-255 scale is <= ``threshold`` (the tutorial's ``np.mean(obs) > 0.01`` test).
+
+    Works on uint8 frames and on float frames with uniform bounds (after :class:`ScaleFloat`,
+    the mean is mapped back to the 0-255 scale). Modes:
+
+    * ``"hold"``: a blank frame is replaced by the last non-blank frame since reset (a blank
+      frame right after reset passes through: there is nothing to hold yet).
+    * ``"skip"``: the action is repeated until a non-blank frame arrives, at most ``max_skip``
+      extra steps; rewards are summed and termination or truncation stops the repeats.
+    * ``"flag"``: frames pass through unchanged.
+
+    Every mode sets ``info["blank_frame"]`` (whether the environment's frame was blank) and
+    counts ``frames_seen`` and ``blank_frames``; ``"skip"`` also sets ``info["skipped_steps"]``.
+    Vector version: :class:`VectorFlickerFilter` (``"hold"`` and ``"flag"``).
+
+    Example:
+        >>> import gymnasium as gym, ale_py
+        >>> gym.register_envs(ale_py)
+        >>> env = FlickerFilter(gym.make("ALE/TicTacToe3D-v5"), mode="hold")
+        >>> obs, info = env.reset(seed=0)
+        >>> info["blank_frame"] in (True, False)
+        True
+        >>> env.close()
+
+    Raises:
+        TypeError: the space is not a Box of uint8 or float frames.
+        ValueError: an unknown ``mode``, a threshold off the 0-255 scale, ``max_skip < 1``.
+    """
+
+    def __init__(self, env: gym.Env, threshold: float = 0.01, mode: str = "hold",
+                 max_skip: int = 32) -> None:
+        if mode not in FLICKER_MODES:
+            raise ValueError(f"FlickerFilter mode must be one of {FLICKER_MODES}, got {mode!r}")
+        if isinstance(max_skip, bool) or not isinstance(max_skip, (int, np.integer)):
+            raise TypeError(f"FlickerFilter max_skip must be an int, got {max_skip!r}")
+        if max_skip < 1:
+            raise ValueError(f"FlickerFilter max_skip must be >= 1, got {max_skip}")
+        self.is_blank = _BlankTest(env.observation_space, threshold, "FlickerFilter")
+        gym.utils.RecordConstructorArgs.__init__(
+            self, threshold=float(threshold), mode=mode, max_skip=int(max_skip)
+        )
+        gym.Wrapper.__init__(self, env)
+        self.threshold, self.mode, self.max_skip = float(threshold), mode, int(max_skip)
+        self.frames_seen = 0
+        self.blank_frames = 0
+        self._held: np.ndarray | None = None
+
+    def _filter(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
+        blank = self.is_blank(obs)
+        self.frames_seen += 1
+        self.blank_frames += blank
+        info["blank_frame"] = blank
+        if self.mode == "hold":
+            if not blank:
+                self._held = obs
+            elif self._held is not None:
+                return self._held.copy()
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._held = None
+        return self._filter(obs, info), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.mode == "skip":
+            total: SupportsFloat = reward
+            skipped = 0
+            while (skipped < self.max_skip and not (terminated or truncated)
+                   and self.is_blank(obs)):
+                self.frames_seen += 1
+                self.blank_frames += 1
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                total = float(total) + float(reward)
+                skipped += 1
+            info["skipped_steps"] = skipped
+            reward = total
+        return self._filter(obs, info), reward, terminated, truncated, info
+
+
+# --------------------------------------------------------------------------- vector wrappers
+class VectorResizeFrame(VectorizeTransformObservation):
+    """Vector version of :class:`ResizeFrame`: resizes each sub-environment's frame.
+
+    Example:
+        >>> import gymnasium as gym, ale_py
+        >>> gym.register_envs(ale_py)
+        >>> envs = gym.make_vec("ALE/Pong-v5", num_envs=2, vectorization_mode="sync")
+        >>> envs = VectorResizeFrame(envs, size=32)
+        >>> envs.single_observation_space
+        Box(0, 255, (32, 32, 3), uint8)
+        >>> envs.close()
+    """
+
+    def __init__(self, env: VectorEnv, size: int | Sequence[int] = 64) -> None:
+        super().__init__(env, ResizeFrame, size=size)
+
+
+class VectorChannelFirst(VectorObservationWrapper):
+    """Vector version of :class:`ChannelFirst`: ``(N, H, W, C)`` to ``(N, C, H, W)``."""
+
+    def __init__(self, env: VectorEnv) -> None:
+        super().__init__(env)
+        space = _frame_space(env.single_observation_space, "VectorChannelFirst", uint8=False)
+        self._gray = len(space.shape) == 2
+        if self._gray:
+            low, high = space.low[None], space.high[None]
+        else:
+            low, high = np.moveaxis(space.low, -1, 0), np.moveaxis(space.high, -1, 0)
+        self.single_observation_space = Box(low=low, high=high, dtype=space.dtype)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, self.num_envs
+        )
+
+    def observations(self, observations: np.ndarray) -> np.ndarray:
+        if self._gray:
+            return observations[:, None].copy()
+        return np.ascontiguousarray(np.moveaxis(observations, -1, 1))
+
+
+class VectorScaleFloat(VectorObservationWrapper):
+    """Vector version of :class:`ScaleFloat`, one table lookup for the whole batch."""
+
+    def __init__(self, env: VectorEnv, low: float = -1.0, high: float = 1.0) -> None:
+        low, high = _check_scale_bounds(low, high, "VectorScaleFloat")
+        super().__init__(env)
+        space = _frame_space(env.single_observation_space, "VectorScaleFloat", ranks=(1, 2, 3, 4))
+        self.low, self.high = low, high
+        self.scaler = ByteScaler(low, high)
+        self.single_observation_space = Box(low=low, high=high, shape=space.shape,
+                                            dtype=np.float32)
+        self.observation_space = gym.vector.utils.batch_space(
+            self.single_observation_space, self.num_envs
+        )
+
+    def observations(self, observations: np.ndarray) -> np.ndarray:
+        return self.scaler(observations)
+
+
+class VectorFlickerFilter(VectorWrapper):
+    """Vector version of :class:`FlickerFilter` for modes ``"hold"`` and ``"flag"``.
+
+    ``infos["blank_frame"]`` is a bool array with one entry per sub-environment. Holding
+    restarts for a sub-environment after it ends an episode (next-step autoreset). Mode
+    ``"skip"`` cannot step one sub-environment alone and is refused.
+    """
+
+    def __init__(self, env: VectorEnv, threshold: float = 0.01, mode: str = "hold") -> None:
+        if mode not in ("hold", "flag"):
+            raise ValueError(
+                f"VectorFlickerFilter mode must be 'hold' or 'flag', got {mode!r} "
+                "('skip' needs single environments: use FlickerFilter inside each one)"
+            )
+        self.is_blank = _BlankTest(env.single_observation_space, threshold,
+                                   "VectorFlickerFilter")
+        super().__init__(env)
+        self.threshold, self.mode = float(threshold), mode
+        self.frames_seen = 0
+        self.blank_frames = 0
+        self._held: np.ndarray | None = None
+        self._has_held = np.zeros(self.num_envs, dtype=bool)
+        self._episode_over = np.zeros(self.num_envs, dtype=bool)
+        mode_name = getattr(env.metadata.get("autoreset_mode"), "value", None)
+        self._same_step_reset = mode_name == "SameStep"
+
+    def _filter(self, obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+        blank = self.is_blank.batch(obs)
+        self.frames_seen += len(blank)
+        self.blank_frames += int(blank.sum())
+        infos["blank_frame"] = blank
+        infos["_blank_frame"] = np.ones_like(blank)
+        if self.mode == "flag":
+            return obs
+        if self._held is None:
+            self._held = np.zeros_like(obs)
+        fresh = ~blank
+        self._held[fresh] = obs[fresh]
+        self._has_held |= fresh
+        replace = blank & self._has_held
+        if replace.any():
+            obs = obs.copy()
+            obs[replace] = self._held[replace]
+        return obs
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        obs, infos = self.env.reset(seed=seed, options=options)
+        self._has_held[:] = False
+        self._episode_over[:] = False
+        return self._filter(obs, infos), infos
+
+    def step(self, actions):
+        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        ended = np.logical_or(terminations, truncations)
+        if self._same_step_reset:  # the observation of an ending step is already a reset one
+            self._has_held &= ~ended
+        else:  # next-step autoreset: this step's observation is a reset one
+            self._has_held &= ~self._episode_over
+            self._episode_over = ended
+        return self._filter(obs, infos), rewards, terminations, truncations, infos
