@@ -1,0 +1,252 @@
+"""Where the GAN trainer gets its frames: a small protocol and two implementations.
+
+- :class:`FrameSource`: anything with ``frame_shape`` and ``sample_frames(n, rng)``; the rollout
+  dataset reader (``gan_envs.datasets.RolloutReader``) is one.
+- :class:`LabelledFrameSource`: a source that also knows which environment each frame came from
+  (``env_ids``, ``sample_frames_with_env``), used by the game classifier of the evaluation.
+- :class:`ArrayFrameSource`: frames held in memory (tests, ``in_memory`` datasets).
+- :class:`EnvFrameSource`: random agents playing live Gymnasium environments, as the tutorial does
+  (``--source env``).
+
+Frames are uint8 ``(C, H, W)`` images or ``(D,)`` vectors of any dtype; scaling to ``[-1, 1]``
+happens in the trainer. Numpy only: importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+__all__ = [
+    "FrameSource",
+    "LabelledFrameSource",
+    "ArrayFrameSource",
+    "EnvFrameSource",
+    "env_labels",
+    "is_image_shape",
+]
+
+
+@runtime_checkable
+class FrameSource(Protocol):
+    """A source of training frames for the GAN trainer.
+
+    ``frame_shape`` is ``(C, H, W)`` for images (uint8) or ``(D,)`` for vector observations.
+    ``sample_frames(n, rng)`` returns ``n`` frames stacked along a new first axis, drawn with the
+    given numpy ``Generator`` so that the same generator state gives the same frames. Sources
+    should draw without replacement within one call when they hold at least ``n`` frames: the
+    evaluation splits one draw into disjoint real sets.
+    """
+
+    frame_shape: tuple[int, ...]
+
+    def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray: ...
+
+
+@runtime_checkable
+class LabelledFrameSource(FrameSource, Protocol):
+    """A :class:`FrameSource` that also says which environment (index into ``env_ids``) each
+    frame came from."""
+
+    env_ids: list[str]
+
+    def sample_frames_with_env(
+        self, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def is_image_shape(shape: Sequence[int]) -> bool:
+    """True for ``(C, H, W)`` frame shapes with 1 or 3 channels.
+
+    Example:
+        >>> is_image_shape((3, 64, 64)), is_image_shape((4,))
+        (True, False)
+    """
+    return len(shape) == 3 and shape[0] in (1, 3)
+
+
+def env_labels(source: Any) -> list[str] | None:
+    """The env ids of a source that can label its frames with at least two envs, else None."""
+    env_ids = getattr(source, "env_ids", None)
+    if not env_ids or len(env_ids) < 2 or not hasattr(source, "sample_frames_with_env"):
+        return None
+    return list(env_ids)
+
+
+class ArrayFrameSource:
+    """Serve frames from an in-memory array, optionally labelled with the env each came from.
+
+    Args:
+        frames: ``(N, C, H, W)`` uint8 images or ``(N, D)`` vectors.
+        env_index: optional ``(N,)`` integer index into ``env_ids`` per frame.
+        env_ids: names of the environments; defaults to ``["env0", ...]`` when ``env_index`` is
+            given, ``[]`` otherwise.
+
+    Draws are without replacement within one call when ``n <= N``.
+
+    Example:
+        >>> import numpy as np
+        >>> src = ArrayFrameSource(np.zeros((10, 3, 8, 8), np.uint8), np.arange(10) % 2, ["a", "b"])
+        >>> src.frame_shape, src.sample_frames(4, np.random.default_rng(0)).shape
+        ((3, 8, 8), (4, 3, 8, 8))
+        >>> frames, env = src.sample_frames_with_env(3, np.random.default_rng(0))
+        >>> env.shape, len(src)
+        ((3,), 10)
+    """
+
+    def __init__(
+        self,
+        frames: np.ndarray,
+        env_index: np.ndarray | None = None,
+        env_ids: Sequence[str] | None = None,
+    ) -> None:
+        frames = np.asarray(frames)
+        if frames.ndim not in (2, 4) or len(frames) == 0:
+            raise ValueError(
+                "ArrayFrameSource needs frames shaped (N, C, H, W) or (N, D) with N >= 1, "
+                f"got {frames.shape}"
+            )
+        if env_index is not None:
+            env_index = np.asarray(env_index, dtype=np.int64)
+            if env_index.shape != (len(frames),):
+                raise ValueError(
+                    f"ArrayFrameSource: env_index must have shape ({len(frames)},), "
+                    f"got {env_index.shape}"
+                )
+            if env_ids is None:
+                env_ids = [f"env{i}" for i in range(int(env_index.max()) + 1)]
+            if env_index.min() < 0 or env_index.max() >= len(env_ids):
+                raise ValueError(
+                    f"ArrayFrameSource: env_index values must lie in [0, {len(env_ids)}) "
+                    "(one per env id)"
+                )
+        self.frames = frames
+        self.env_index = env_index
+        self.env_ids: list[str] = list(env_ids or [])
+        self.frame_shape: tuple[int, ...] = tuple(int(s) for s in frames.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def _indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if n < 0:
+            raise ValueError(f"sample_frames needs n >= 0, got {n}")
+        return rng.choice(len(self.frames), size=n, replace=n > len(self.frames))
+
+    def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Return ``n`` frames drawn at random (without replacement when ``n <= len(self)``)."""
+        return self.frames[self._indices(n, rng)]
+
+    def sample_frames_with_env(
+        self, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``n`` frames and, per frame, its index into ``env_ids``."""
+        if self.env_index is None:
+            raise ValueError("this ArrayFrameSource has no env_index; pass one to label frames")
+        index = self._indices(n, rng)
+        return self.frames[index], self.env_index[index]
+
+
+class EnvFrameSource:
+    """Frames from random agents playing live Gymnasium environments, as the tutorial does.
+
+    Each drawn frame: pick one env at random, take a random action, resize the observation to
+    ``size x size`` with area interpolation, move channels first, and keep it unless it is blank
+    (mean <= 0.01 on the 0-255 scale, the tutorial's filter); episodes reset when they end.
+
+    Args:
+        env_ids: Gymnasium ids, e.g. ``["ALE/Breakout-v5", "ALE/AirRaid-v5", "ALE/Pong-v5"]``.
+        size: side of the square frames.
+        seed: seeds the environments' resets (actions and env choice come from ``rng``).
+        make_kwargs: extra keyword arguments for every ``gym.make`` call.
+
+    Live environments cannot be checkpointed: a resumed run that reads from them does not repeat
+    the frames of an uninterrupted one (use a recorded dataset for that).
+
+    Example:
+        >>> src = EnvFrameSource(["ALE/Pong-v5"], size=32)
+        >>> frames, env = src.sample_frames_with_env(2, np.random.default_rng(0))
+        >>> frames.shape, frames.dtype, env.tolist()
+        ((2, 3, 32, 32), dtype('uint8'), [0, 0])
+        >>> src.close()
+    """
+
+    def __init__(
+        self,
+        env_ids: Sequence[str],
+        size: int = 64,
+        seed: int = 0,
+        make_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        import gymnasium as gym
+
+        if isinstance(env_ids, str) or len(env_ids) == 0:
+            raise ValueError(f"EnvFrameSource needs a list of env ids, got {env_ids!r}")
+        if env_ids and any(e.startswith("ALE/") for e in env_ids):
+            import ale_py
+
+            gym.register_envs(ale_py)
+        self.env_ids: list[str] = list(env_ids)
+        self.size = int(size)
+        self.envs = []
+        for env_id in self.env_ids:
+            try:
+                env = gym.make(env_id, **(make_kwargs or {}))
+            except gym.error.Error as exc:
+                raise ValueError(f"EnvFrameSource: cannot make {env_id!r}: {exc}") from None
+            obs, _ = env.reset(seed=seed + len(self.envs))
+            env.action_space.seed(seed + len(self.envs))
+            self.envs.append(env)
+            shape = self._process(obs).shape
+        self.frame_shape: tuple[int, ...] = tuple(int(s) for s in shape)
+
+    def _process(self, obs: np.ndarray) -> np.ndarray:
+        import cv2
+
+        obs = np.asarray(obs)
+        if obs.ndim == 2:
+            obs = obs[..., None]
+        if obs.ndim != 3:
+            raise ValueError(f"EnvFrameSource needs image observations, got shape {obs.shape}")
+        if obs.shape[0] in (1, 3) and obs.shape[-1] not in (1, 3):
+            obs = obs.transpose(1, 2, 0)  # already channel-first: back to H x W x C
+        if obs.shape[:2] != (self.size, self.size):
+            obs = cv2.resize(obs, (self.size, self.size), interpolation=cv2.INTER_AREA)
+            if obs.ndim == 2:
+                obs = obs[..., None]
+        return np.ascontiguousarray(obs.transpose(2, 0, 1)).astype(np.uint8, copy=False)
+
+    def sample_frames_with_env(
+        self, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Play until ``n`` non-blank frames are collected; return them and their env index."""
+        frames = np.empty((n, *self.frame_shape), dtype=np.uint8)
+        env_index = np.empty(n, dtype=np.int64)
+        filled, attempts = 0, 0
+        while filled < n:
+            attempts += 1
+            if attempts > 1000 * max(n, 1):
+                raise RuntimeError(f"EnvFrameSource: {self.env_ids} keep producing blank frames")
+            i = int(rng.integers(len(self.envs)))
+            env = self.envs[i]
+            space = env.action_space
+            action = int(rng.integers(space.n)) if hasattr(space, "n") else space.sample()
+            obs, _, terminated, truncated, _ = env.step(action)
+            frame = self._process(obs)
+            if frame.mean() > 0.01:
+                frames[filled], env_index[filled] = frame, i
+                filled += 1
+            if terminated or truncated:
+                env.reset()
+        return frames, env_index
+
+    def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Play until ``n`` non-blank frames are collected and return them."""
+        return self.sample_frames_with_env(n, rng)[0]
+
+    def close(self) -> None:
+        """Close every environment."""
+        for env in self.envs:
+            env.close()

@@ -1,0 +1,550 @@
+"""Train a GAN on environment frames: one configuration dataclass and one top-to-bottom loop.
+
+:func:`train_gan` reads frames only through a :class:`~gan_envs.trainers.data.FrameSource`
+(a rollout dataset, an in-memory array, or live environments) and writes into ``run_dir``:
+
+- ``checkpoint.pt``: G, D, EMA-G, both optimisers, the RNG states and the iteration (atomically
+  replaced every ``checkpoint_every`` iterations, at the end and on Ctrl-C);
+- ``config.json``: the resolved configuration;
+- ``log.jsonl``: one JSON object per ``log_every`` iterations (losses, D(x), D(G(z)));
+- ``samples/iter_000500.png``: a grid from a fixed latent batch every ``sample_every`` iterations
+  (``.npy`` for vector observations);
+- ``training.mp4``: the grids as a video, at the end;
+- ``tensorboard/``: scalars and grids, only when the ``tensorboard`` package is installed.
+
+Two recipes fill in the hyperparameters left as None: ``tutorial`` (the book's Atari GAN: BCE,
+Adam 1e-4, betas (0.5, 0.999), batch 16) and ``fast`` (hinge loss, spectral norm, generator EMA,
+DiffAugment, TTUR). The same seed gives the same run, also across ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import FrameSource, is_image_shape
+from .images import make_grid, save_png, write_video
+from .models import build_models, check_arch
+
+__all__ = [
+    "RECIPES",
+    "GanConfig",
+    "GanRunSummary",
+    "train_gan",
+    "load_checkpoint",
+    "diff_augment",
+    "CHECKPOINT_NAME",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+_CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
+_CHECKPOINT_VERSION = 1
+
+# Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
+_TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
+                       spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0)
+_TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
+                     spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2)
+_FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
+             spectral_norm=True, ema_decay=0.995, diffaugment="translation", d_relu_slope=0.2)
+RECIPES: dict[str, dict[str, dict[str, Any]]] = {
+    "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
+    "fast": {"dcgan": _FAST, "mlp": _FAST},
+}
+# Fields that may change between a run and its resumption; every other one must match.
+_RESUMABLE_CHANGES = {"iterations", "sample_every", "checkpoint_every", "log_every", "video_fps"}
+
+
+@dataclass
+class GanConfig:
+    """Arguments of :func:`train_gan`; None means "the recipe's value".
+
+    Example:
+        >>> cfg = GanConfig(recipe="tutorial").resolved((3, 64, 64))
+        >>> cfg.batch_size, cfg.loss, cfg.lr_d, cfg.betas, cfg.spectral_norm
+        (16, 'bce', 0.0001, (0.5, 0.999), False)
+        >>> GanConfig(lr_g=3e-4).resolved((3, 64, 64)).lr_g
+        0.0003
+    """
+
+    iterations: int = 10_000
+    """total training iterations (one discriminator and one generator step each)"""
+    recipe: str = "fast"
+    """preset for the fields left as None: 'fast' or 'tutorial' (the book's Atari GAN)"""
+    arch: str = "dcgan"
+    """network family: 'dcgan' (images of 32, 64 or 128 pixels) or 'mlp' (any frames)"""
+    batch_size: int | None = None
+    """real (and fake) frames per iteration"""
+    loss: str | None = None
+    """adversarial loss: 'bce' (the tutorial's) or 'hinge'"""
+    lr_d: float | None = None
+    """Adam learning rate of the discriminator"""
+    lr_g: float | None = None
+    """Adam learning rate of the generator"""
+    betas: tuple[float, float] | None = None
+    """Adam betas of both optimisers"""
+    spectral_norm: bool | None = None
+    """spectral normalisation on every discriminator layer (drops the discriminator's BatchNorm)"""
+    ema_decay: float | None = None
+    """decay of the generator's exponential moving average (0 disables EMA)"""
+    diffaugment: str | None = None
+    """differentiable augmentations for D, comma-separated from 'color', 'translation' ('' none)"""
+    d_relu_slope: float | None = None
+    """negative slope of the discriminator's LeakyReLU (0: ReLU, the book's DCGAN)"""
+    latent_dim: int = 100
+    """size of the generator's latent vector"""
+    width: int = 512
+    """DCGAN's widest stage, MLP's middle layer (the tutorials' 512; other layers scale with it)"""
+    seed: int = 0
+    """seed of weights, latents, augmentations and data draws: same seed, same run"""
+    sample_every: int = 500
+    """iterations between fixed-latent sample grids (and TensorBoard images)"""
+    checkpoint_every: int = 1000
+    """iterations between checkpoints (one is also written at the end and on Ctrl-C)"""
+    log_every: int = 10
+    """iterations averaged into one line of log.jsonl"""
+    n_samples: int = 64
+    """images in each sample grid (8 per row)"""
+    video_fps: float = 5.0
+    """frames per second of training.mp4"""
+    channels_last: bool = False
+    """run the convolutions in channels-last memory format (sometimes faster on CPU)"""
+
+    def resolved(self, frame_shape: tuple[int, ...]) -> GanConfig:
+        """Return a copy with every None filled from the recipe, checked for ``frame_shape``."""
+        if self.recipe not in RECIPES:
+            raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        check_arch(self.arch, frame_shape)
+        preset = dict(RECIPES[self.recipe][self.arch])
+        if not is_image_shape(frame_shape):
+            preset["diffaugment"] = ""  # translation and colour need images
+        filled = {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in preset}
+        cfg = dataclasses.replace(self, **filled)
+        cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+        cfg._check(frame_shape)
+        return cfg
+
+    def _check(self, frame_shape: tuple[int, ...]) -> None:
+        if self.loss not in ("bce", "hinge"):
+            raise ValueError(f"unknown loss {self.loss!r}; choose 'bce' or 'hinge'")
+        for name in ("iterations", "batch_size", "latent_dim", "width", "sample_every",
+                     "checkpoint_every", "log_every", "n_samples"):
+            minimum = {"iterations": 0, "width": 2}.get(name, 1)
+            if getattr(self, name) < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        policies = [p for p in self.diffaugment.split(",") if p]
+        unknown = set(policies) - {"color", "translation"}
+        if unknown:
+            raise ValueError(f"unknown diffaugment {sorted(unknown)}; use 'color', 'translation' "
+                             "or both, comma-separated (cutout is left out: it erases score bars)")
+        if policies and not is_image_shape(frame_shape):
+            raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
+                             "pass diffaugment=''")
+
+
+@dataclass
+class GanRunSummary:
+    """What :func:`train_gan` did."""
+
+    run_dir: Path
+    """the run directory"""
+    start_iteration: int
+    """iteration the run started from (0, or the checkpoint's when resumed)"""
+    iterations: int
+    """iteration reached"""
+    seconds: float
+    """wall time of the training loop"""
+    iterations_per_second: float
+    """iterations run in this call per second of wall time"""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """means of the last logged window: loss_d, loss_g, d_real, d_fake"""
+    checkpoint: Path | None = None
+    """the checkpoint written"""
+    last_grid: Path | None = None
+    """the last sample grid written"""
+    video: Path | None = None
+    """training.mp4, when grids were written"""
+
+
+# ---------------------------------------------------------------- augmentation
+def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator) -> torch.Tensor:
+    """DiffAugment (Zhao et al., 2020) for images in ``[-1, 1]``: 'color' and/or 'translation'.
+
+    Colour jitters brightness, saturation and contrast per image; translation shifts each image
+    by up to 1/8 of its size, filling with black (-1). No cutout: it erases Atari score bars.
+
+    Example:
+        >>> x = torch.zeros(2, 3, 16, 16)
+        >>> tuple(diff_augment(x, "color,translation", torch.Generator().manual_seed(0)).shape)
+        (2, 3, 16, 16)
+    """
+    if not policy:
+        return x
+    n = x.shape[0]
+    if "color" in policy:
+        x = x + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5)
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * (torch.rand(n, 1, 1, 1, generator=generator) * 2.0) + mean
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - mean) * (torch.rand(n, 1, 1, 1, generator=generator) + 0.5) + mean
+    if "translation" in policy:
+        _, _, height, width = x.shape
+        sh, sw = int(height * 0.125 + 0.5), int(width * 0.125 + 0.5)
+        dy = torch.randint(-sh, sh + 1, (n, 1, 1), generator=generator)
+        dx = torch.randint(-sw, sw + 1, (n, 1, 1), generator=generator)
+        rows = torch.arange(height).view(1, height, 1) + dy + sh
+        cols = torch.arange(width).view(1, 1, width) + dx + sw
+        padded = F.pad(x, [sw, sw, sh, sh], value=-1.0).permute(0, 2, 3, 1)
+        x = padded[torch.arange(n).view(n, 1, 1), rows, cols].permute(0, 3, 1, 2)
+    return x
+
+
+# ---------------------------------------------------------------- losses
+def _loss_d(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    if loss == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    # the tutorial's BCELoss(D(x), 1) + BCELoss(D(G(z)), 0), on logits
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def _loss_g(loss: str, fake: torch.Tensor) -> torch.Tensor:
+    if loss == "hinge":
+        return -fake.mean()
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+        p_ema.lerp_(p, 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers(), strict=True):
+        if b.is_floating_point():
+            b_ema.lerp_(b, 1.0 - decay)
+        else:
+            b_ema.copy_(b)
+
+
+# ---------------------------------------------------------------- checkpoints
+def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load ``run_dir/checkpoint.pt`` (on the CPU), with one-line errors for a missing run.
+
+    Example:
+        >>> load_checkpoint("no/such/run")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: run directory no/such/run does not exist (train one with ...)
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT_NAME
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist "
+                                f"(train one with `gan-envs train gan DATA.h5 --out {run_dir}`)")
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_NAME} (the run has not reached "
+                                "its first checkpoint; train it or pass another run directory)")
+    try:
+        ckpt = torch.load(path, map_location="cpu")
+    except Exception as exc:  # a truncated or foreign file
+        raise ValueError(f"{path} is not a readable gan-envs checkpoint "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a gan-envs GAN checkpoint")
+    if ckpt.get("version", 0) > _CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than this "
+                         f"gan-envs understands ({_CHECKPOINT_VERSION}); upgrade gan-envs")
+    return ckpt
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
+    saved_cfg = GanConfig(**{**saved, "betas": tuple(saved["betas"])})
+    asked = dataclasses.asdict(config)
+    defaults = dataclasses.asdict(GanConfig())
+    clash = [k for k, v in asked.items() if k not in _RESUMABLE_CHANGES and v is not None
+             and v != defaults[k] and v != dataclasses.asdict(saved_cfg)[k]
+             and not (k == "betas" and tuple(v) == saved_cfg.betas)]
+    if clash:
+        raise ValueError(f"{path} was trained with other {', '.join(clash)}; resume with the "
+                         "same settings (only iterations and the output intervals may change)")
+    # an interval or total left at its default keeps the run's own (plain --resume continues)
+    changes = {k: asked[k] for k in _RESUMABLE_CHANGES if asked[k] != defaults[k]}
+    return dataclasses.replace(saved_cfg, **changes)
+
+
+class _SigintToFlag:
+    """While active (main thread only), the first Ctrl-C sets ``requested``; a second one raises."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _SigintToFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _open_tensorboard(run_dir: Path, start: int) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # the optional `tensorboard` extra is not installed
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start or None)
+
+
+# ---------------------------------------------------------------- training
+def train_gan(
+    config: GanConfig,
+    source: FrameSource,
+    run_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> GanRunSummary:
+    """Train a GAN on frames from ``source``, writing checkpoints, grids and logs in ``run_dir``.
+
+    Args:
+        config: the arguments; None fields come from ``config.recipe``.
+        source: where real frames come from (``frame_shape``, ``sample_frames(n, rng)``).
+        run_dir: output folder; created when missing; must not hold a run unless ``resume``.
+        resume: continue the run in ``run_dir`` up to ``config.iterations``; for the same seed
+            and a recorded source the result equals an uninterrupted run's.
+        progress: called as ``progress(iteration, metrics)`` after every iteration (the CLI's
+            progress bar); metrics has loss_d, loss_g, d_real and d_fake (D's mean sigmoid
+            output on real and generated frames).
+
+    Returns:
+        a :class:`GanRunSummary`.
+
+    Raises:
+        KeyboardInterrupt: after writing a checkpoint of the last completed iteration.
+
+    Example:
+        >>> import numpy as np, tempfile
+        >>> from gan_envs.trainers.data import ArrayFrameSource
+        >>> frames = np.random.default_rng(0).integers(0, 256, (32, 3, 32, 32), dtype=np.uint8)
+        >>> with tempfile.TemporaryDirectory() as run:
+        ...     config = GanConfig(iterations=2, batch_size=4)
+        ...     summary = train_gan(config, ArrayFrameSource(frames), run)
+        ...     summary.iterations, summary.checkpoint.name
+        (2, 'checkpoint.pt')
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / CHECKPOINT_NAME
+    frame_shape = tuple(int(s) for s in source.frame_shape)
+    saved: dict[str, Any] | None = None
+    if resume:
+        saved = load_checkpoint(run_dir)
+        if tuple(saved["frame_shape"]) != frame_shape:
+            raise ValueError(f"{ckpt_path} was trained on frames {tuple(saved['frame_shape'])}, "
+                             f"this source gives {frame_shape}")
+        config = _config_for_resume(config, saved["config"], ckpt_path)
+    elif ckpt_path.exists():
+        raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it "
+                              "(--resume) or choose another output directory")
+    cfg = config.resolved(frame_shape)
+    images = is_image_shape(frame_shape)
+    policy = cfg.diffaugment
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    # ---- networks, optimisers, random streams (the caller's global torch RNG is left alone)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
+                                                cfg.spectral_norm, cfg.d_relu_slope, cfg.width)
+    memory_format = torch.channels_last if cfg.channels_last and images else None
+    if memory_format is not None:
+        generator.to(memory_format=memory_format)
+        discriminator.to(memory_format=memory_format)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    noise = torch.Generator().manual_seed(cfg.seed)  # latents and augmentations
+    data_rng = np.random.default_rng(cfg.seed)  # which real frames
+    fixed_latent = torch.randn(cfg.n_samples, cfg.latent_dim,
+                               generator=torch.Generator().manual_seed(cfg.seed + 1))
+
+    # ---- how frames become model inputs: uint8 images x / 127.5 - 1, vectors min-max to [-1, 1]
+    if images:
+        center, half_range = torch.tensor(127.5), torch.tensor(127.5)
+    elif saved is not None:
+        center, half_range = saved["scale"]["center"], saved["scale"]["half_range"]
+    else:
+        probe = np.asarray(source.sample_frames(4096, np.random.default_rng(cfg.seed + 2)))
+        low, high = probe.min(axis=0).astype(np.float32), probe.max(axis=0).astype(np.float32)
+        center = torch.from_numpy((high + low) / 2)
+        half_range = torch.from_numpy(np.where(high > low, (high - low) / 2 * 1.05, 1.0))
+
+    def to_input(frames: np.ndarray) -> torch.Tensor:
+        x = (torch.from_numpy(np.asarray(frames)).float() - center) / half_range
+        return x.contiguous(memory_format=memory_format) if memory_format else x
+
+    start = 0
+    if saved is not None:
+        generator.load_state_dict(saved["generator"])
+        discriminator.load_state_dict(saved["discriminator"])
+        if ema is not None:
+            ema.load_state_dict(saved["generator_ema"])
+        opt_g.load_state_dict(saved["opt_g"])
+        opt_d.load_state_dict(saved["opt_d"])
+        noise.set_state(saved["rng"]["torch"])
+        data_rng.bit_generator.state = saved["rng"]["numpy"]
+        fixed_latent = saved["fixed_latent"]
+        start = int(saved["iteration"])
+
+    saved_at = start if saved is not None else -1
+
+    def save_checkpoint(iteration: int) -> Path:
+        nonlocal saved_at
+        _atomic_save({
+            "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION,
+            "iteration": iteration, "config": dataclasses.asdict(cfg),
+            "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
+            "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
+            "generator_ema": None if ema is None else ema.state_dict(),
+            "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+            "rng": {"torch": noise.get_state(), "numpy": data_rng.bit_generator.state},
+            "fixed_latent": fixed_latent,
+            "scale": {"center": center, "half_range": half_range},
+        }, ckpt_path)
+        saved_at = iteration
+        return ckpt_path
+
+    @torch.no_grad()
+    def save_samples(iteration: int) -> Path:
+        net = ema if ema is not None else generator
+        was_training = net.training
+        net.eval()
+        out = net(fixed_latent)
+        net.train(was_training)
+        if not images:
+            path = run_dir / "samples" / f"iter_{iteration:06d}.npy"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, (out * half_range + center).numpy())
+            return path
+        grid = make_grid(out, nrow=8, padding=2, upscale=max(1, 64 // frame_shape[-1]))
+        if tensorboard is not None:
+            tensorboard.add_image("samples", grid, iteration, dataformats="HWC")
+        return save_png(run_dir / "samples" / f"iter_{iteration:06d}.png", grid)
+
+    # ---- the log: keep the lines up to the resumed iteration
+    log_path = run_dir / "log.jsonl"
+    kept = []
+    if saved is not None and log_path.exists():
+        kept = [line for line in log_path.read_text().splitlines()
+                if line.strip() and json.loads(line)["iteration"] <= start]
+    log_path.write_text("".join(line + "\n" for line in kept))
+    tensorboard = _open_tensorboard(run_dir, start)
+
+    # ---- the loop
+    names = ("loss_d", "loss_g", "d_real", "d_fake")
+    window: dict[str, list[float]] = {k: [] for k in names}
+    last_means: dict[str, float] = {}
+    done, last_grid, in_step = start, None, False
+    t0 = time.perf_counter()
+    try:
+        with _SigintToFlag() as sigint, log_path.open("a") as log:
+            for iteration in range(start + 1, cfg.iterations + 1):
+                in_step = True  # until G, D and EMA have all been updated
+                real = to_input(source.sample_frames(cfg.batch_size, data_rng))
+                z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
+                fake = generator(z)
+
+                # discriminator step: real -> 1, fake -> 0 (G's graph kept for its own step)
+                discriminator.requires_grad_(True)
+                opt_d.zero_grad(set_to_none=True)
+                logits_real = discriminator(diff_augment(real, policy, noise))
+                logits_fake = discriminator(diff_augment(fake.detach(), policy, noise))
+                loss_d = _loss_d(cfg.loss, logits_real, logits_fake)
+                loss_d.backward()
+                opt_d.step()
+
+                # generator step: make the updated D call the same fakes real
+                discriminator.requires_grad_(False)
+                opt_g.zero_grad(set_to_none=True)
+                loss_g = _loss_g(cfg.loss, discriminator(diff_augment(fake, policy, noise)))
+                loss_g.backward()
+                opt_g.step()
+                if ema is not None:  # decay warms up: (1 + t) / (10 + t) until cfg.ema_decay
+                    decay = min(cfg.ema_decay, (1 + iteration) / (10 + iteration))
+                    _ema_update(ema, generator, decay)
+                done, in_step = iteration, False
+
+                # bookkeeping: log, grids, checkpoints, progress
+                metrics = {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
+                           "d_real": torch.sigmoid(logits_real).mean().item(),
+                           "d_fake": torch.sigmoid(logits_fake).mean().item()}
+                for k in names:
+                    window[k].append(metrics[k])
+                last = iteration == cfg.iterations
+                if iteration % cfg.log_every == 0 or last:
+                    last_means = {k: float(np.mean(v)) for k, v in window.items()}
+                    window = {k: [] for k in names}
+                    log.write(json.dumps({"iteration": iteration, **last_means,
+                                          "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+                    log.flush()
+                    if tensorboard is not None:
+                        for k, v in last_means.items():
+                            tensorboard.add_scalar(k, v, iteration)
+                if iteration % cfg.sample_every == 0 or last:
+                    last_grid = save_samples(iteration)
+                if iteration % cfg.checkpoint_every == 0 or last:
+                    save_checkpoint(iteration)
+                if progress is not None:
+                    progress(iteration, metrics)
+                if sigint.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        if not in_step and saved_at != done:  # a half-done step is not saved
+            save_checkpoint(done)
+        raise
+    finally:
+        if tensorboard is not None:
+            tensorboard.close()
+    seconds = time.perf_counter() - t0
+
+    # ---- the end: a checkpoint (also for a run that had nothing left to do) and the video
+    if saved_at != done:
+        save_checkpoint(done)
+    video = None
+    grids = sorted((run_dir / "samples").glob("iter_*.png"))
+    if grids:
+        video = write_video(grids, run_dir / "training.mp4", fps=cfg.video_fps)
+    return GanRunSummary(
+        run_dir=run_dir, start_iteration=start, iterations=done, seconds=seconds,
+        iterations_per_second=(done - start) / seconds if seconds > 0 else math.nan,
+        metrics=last_means, checkpoint=ckpt_path, last_grid=last_grid, video=video,
+    )

@@ -1,0 +1,522 @@
+"""Offline evaluation of a GAN run: no downloaded Inception weights, every number beside its floor.
+
+Protocol (the MNIST practice, see ``docs/gan.md``):
+
+1. A small CNN (:class:`FeatureNet`) is trained on real frames of the source and cached in the
+   run directory (``eval_classifier.pt``). It always learns a self-supervised *corruption*
+   task: tell a clean frame from the same frame with Gaussian noise, blur (down- and
+   up-scaling), shuffled patches, a ghost of another (shifted) frame, a vertical flip, or
+   permuted colour channels (inverted intensities for grey frames). These are the ways GAN
+   samples go wrong, so its features see them, and the task needs no labels: it works when the
+   data has a single game.
+   When the source labels its frames with at least two environments, a second head learns the
+   game too (a game classifier), which also gives the game mix of generated frames.
+2. Its 128-d penultimate features give the Fréchet distance, the KID (polynomial kernel,
+   unbiased, averaged over subsets) and k-NN precision/recall (Kynkäänniemi et al., 2019,
+   k = 3) of ``n`` generated frames against ``n`` real frames (set A).
+3. The same numbers for ``n`` other real frames (set B, disjoint from A in one draw) are the
+   **floor** (what a perfect generator would score at this ``n``), and for ``n`` uniform-noise
+   frames the **ceiling**.
+
+Vector observations skip the classifier: the features are the normalised vectors themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import FrameSource, env_labels, is_image_shape
+from .sampling import load_generator, make_latents
+
+__all__ = [
+    "CORRUPTIONS",
+    "FeatureNet",
+    "corrupt",
+    "train_feature_net",
+    "frechet_distance",
+    "kernel_inception_distance",
+    "precision_recall",
+    "evaluate",
+    "report_table",
+]
+
+CLASSIFIER_NAME = "eval_classifier.pt"
+_CLASSIFIER_VERSION = 1
+CORRUPTIONS = ("clean", "noise", "blur", "shuffle", "blend", "flip", "colour")
+_MAX_SIDE = 64  # frames larger than this are area-downsampled before the classifier
+
+
+# ---------------------------------------------------------------- the feature network
+class FeatureNet(nn.Module):
+    """Four strided 3x3 convolutions, a 4x4 spatial pool (keeps the screen layout), 128
+    features, and one head per task: corruption (when ``corruption``), game (when
+    ``n_games >= 2``)."""
+
+    def __init__(
+        self, channels: int, n_games: int = 0, corruption: bool = True, feature_dim: int = 128
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for c_in, c_out in [(channels, 32), (32, 64), (64, 128), (128, 128)]:
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out),
+                       nn.ReLU(inplace=True)]
+        self.trunk = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+                                   nn.Linear(128 * 16, feature_dim), nn.ReLU(inplace=True))
+        self.corruption_head = nn.Linear(feature_dim, len(CORRUPTIONS)) if corruption else None
+        self.game_head = nn.Linear(feature_dim, n_games) if n_games >= 2 else None
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Return ``(features, corruption logits or None, game logits or None)``."""
+        features = self.trunk(x)
+        corruption = self.corruption_head(features) if self.corruption_head is not None else None
+        game = self.game_head(features) if self.game_head is not None else None
+        return features, corruption, game
+
+
+def _to_input(frames: np.ndarray) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` -> float in [-1, 1], area-downsampled to at most 64 pixels."""
+    x = torch.from_numpy(np.asarray(frames)).float() / 127.5 - 1.0
+    if x.shape[-1] > _MAX_SIDE:
+        x = F.adaptive_avg_pool2d(x, (_MAX_SIDE * x.shape[-2] // x.shape[-1], _MAX_SIDE))
+    return x
+
+
+def corrupt(
+    x: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
+    """Apply corruption ``CORRUPTIONS[labels[i]]`` to image ``x[i]`` (``[-1, 1]`` floats).
+
+    Example:
+        >>> x = torch.rand(7, 3, 16, 16) * 2 - 1
+        >>> out = corrupt(x, torch.arange(7), torch.Generator().manual_seed(0))
+        >>> torch.equal(out[0], x[0]), torch.equal(out[5], x[5].flip(1))
+        (True, True)
+    """
+    n, channels, height, width = x.shape
+    out = x.clone()
+    u = torch.rand(n, 1, 1, 1, generator=generator)
+    for k, name in enumerate(CORRUPTIONS):
+        idx = (labels == k).nonzero().flatten()
+        if len(idx) == 0 or name == "clean":
+            continue
+        xs = x[idx]
+        if name == "noise":
+            sigma = 0.1 + 0.3 * u[idx]
+            xs = (xs + sigma * torch.randn(xs.shape, generator=generator)).clamp(-1, 1)
+        elif name == "blur":
+            factor = max(2, height // 16)
+            xs = F.interpolate(F.avg_pool2d(xs, factor), size=(height, width), mode="bilinear",
+                               align_corners=False)
+        elif name == "shuffle":
+            g = 4
+            ph, pw = height // g, width // g
+            patches = xs[:, :, : ph * g, : pw * g].reshape(len(xs), channels, g, ph, g, pw)
+            patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(len(xs), g * g, channels, ph, pw)
+            patches = patches[:, torch.randperm(g * g, generator=generator)]
+            shuffled = patches.reshape(len(xs), g, g, channels, ph, pw).permute(0, 3, 1, 4, 2, 5)
+            xs = xs.clone()
+            xs[:, :, : ph * g, : pw * g] = shuffled.reshape(len(xs), channels, ph * g, pw * g)
+        elif name == "blend":  # a ghost of another frame, shifted so that it shows even
+            alpha = 0.3 + 0.4 * u[idx]  # when the two frames are the same screen
+            other = x[torch.randint(0, n, (len(idx),), generator=generator)]
+            shift = int(torch.randint(width // 4, 3 * width // 4 + 1, (1,), generator=generator))
+            xs = alpha * xs + (1 - alpha) * other.roll(shift, dims=3)
+        elif name == "flip":
+            xs = xs.flip(2)
+        elif name == "colour":
+            xs = xs.roll(1, dims=1) if channels > 1 else -xs
+        out[idx] = xs
+    return out
+
+
+def train_feature_net(
+    frames: np.ndarray,
+    env_index: np.ndarray | None = None,
+    n_games: int = 0,
+    steps: int = 600,
+    batch_size: int = 64,
+    seed: int = 0,
+    corruption: bool = True,
+) -> FeatureNet:
+    """Train a :class:`FeatureNet` on real uint8 frames: the corruption task when
+    ``corruption``, the game task when ``env_index`` is given and ``n_games >= 2``.
+    Returns it in eval mode."""
+    x_all = _to_input(frames)
+    games = torch.from_numpy(np.asarray(env_index, dtype=np.int64)) if n_games >= 2 else None
+    if games is None and not corruption:
+        raise ValueError("the feature network needs a task: game labels of >= 2 envs, "
+                         "or the corruption task")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FeatureNet(x_all.shape[1], n_games if games is not None else 0, corruption)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    net.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(x_all), (batch_size,), generator=gen)
+        x = x_all[idx]
+        if corruption:
+            labels = torch.randint(0, len(CORRUPTIONS), (batch_size,), generator=gen)
+            x = corrupt(x, labels, gen)
+        _, corruption_logits, game_logits = net(x)
+        loss = torch.zeros(())
+        if corruption_logits is not None:
+            loss = loss + F.cross_entropy(corruption_logits, labels)
+        if game_logits is not None:
+            loss = loss + F.cross_entropy(game_logits, games[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+@torch.no_grad()
+def _embed(net: FeatureNet, frames: np.ndarray, batch: int = 256) -> dict[str, np.ndarray]:
+    feats, clean, games = [], [], []
+    for i in range(0, len(frames), batch):
+        f, corruption_logits, game_logits = net(_to_input(frames[i : i + batch]))
+        feats.append(f.double().numpy())
+        if corruption_logits is not None:
+            clean.append((corruption_logits.argmax(1) == 0).numpy())
+        if game_logits is not None:
+            games.append(game_logits.softmax(1).double().numpy())
+    out = {"features": np.concatenate(feats)}
+    if clean:
+        out["clean"] = np.concatenate(clean)
+    if games:
+        out["game_probs"] = np.concatenate(games)
+    return out
+
+
+# ---------------------------------------------------------------- distances
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` ``(N, D)``.
+
+    ``tr(sqrt(S1 S2))`` is computed as the trace of the square root of the symmetric matrix
+    ``S1^1/2 S2 S1^1/2`` (eigen-decompositions only; no scipy).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(2000, 3))
+        >>> round(frechet_distance(x, x), 6), round(frechet_distance(x, x + 2.0), 2)
+        (0.0, 12.0)
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1 = np.atleast_2d(np.cov(a, rowvar=False))
+    s2 = np.atleast_2d(np.cov(b, rowvar=False))
+    w, v = np.linalg.eigh(s1)
+    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    m = root1 @ s2 @ root1
+    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
+    value = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean
+    return float(max(value, 0.0))
+
+
+def kernel_inception_distance(
+    a: np.ndarray,
+    b: np.ndarray,
+    n_subsets: int = 20,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """KID (Bińkowski et al., 2018): unbiased MMD² with kernel ``(x·y / d + 1)³``, mean and std
+    over ``n_subsets`` random subsets of ``min(subset_size, half the smaller set)`` rows (half,
+    so that the subsets differ and the std means something).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x, y = rng.normal(size=(500, 4)), rng.normal(size=(500, 4))
+        >>> same, shifted = kernel_inception_distance(x, y), kernel_inception_distance(x, y + 1)
+        >>> abs(same[0]) < 0.01, shifted[0] > 0.1
+        (True, True)
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    d = a.shape[1]
+    m = min(subset_size, max(2, min(len(a), len(b)) // 2))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = (x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3
+        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) \
+            - 2 * kxy.mean()
+        values.append(mmd)
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.clip(sq, 0, None))
+
+
+def _knn_radii(x: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    radii = np.empty(len(x))
+    for i in range(0, len(x), chunk):
+        d = _pairwise(x[i : i + chunk], x)
+        radii[i : i + chunk] = np.partition(d, k, axis=1)[:, k]  # column 0 is the point itself
+    return radii
+
+
+def _coverage(points: np.ndarray, centers: np.ndarray, radii: np.ndarray, chunk: int) -> float:
+    inside = np.zeros(len(points), dtype=bool)
+    for i in range(0, len(points), chunk):
+        inside[i : i + chunk] = (_pairwise(points[i : i + chunk], centers) <= radii).any(1)
+    return float(inside.mean())
+
+
+def precision_recall(
+    real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1024
+) -> tuple[float, float]:
+    """k-NN precision and recall (Kynkäänniemi et al., 2019).
+
+    Precision: the fraction of fake points inside the real manifold (the union of balls around
+    real points reaching their k-th nearest real neighbour); recall: the fraction of real points
+    inside the fake manifold.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(300, 2))
+        >>> precision_recall(x, x)
+        (1.0, 1.0)
+        >>> precision_recall(x, x + 100.0)
+        (0.0, 0.0)
+    """
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
+    r_real, r_fake = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
+    return _coverage(fake, real, r_real, chunk), _coverage(real, fake, r_fake, chunk)
+
+
+# ---------------------------------------------------------------- evaluation
+def _resolve_tasks(tasks: str, env_ids: list[str] | None) -> list[str]:
+    if tasks == "auto":
+        return ["game", "corruption"] if env_ids else ["corruption"]
+    chosen = sorted(set(tasks.split("+")), reverse=True)
+    if not chosen or set(chosen) - {"game", "corruption"}:
+        raise ValueError(f"unknown tasks {tasks!r}; use auto, game, corruption or "
+                         "game+corruption")
+    if "game" in chosen and not env_ids:
+        raise ValueError("the game task needs a source that labels frames with >= 2 envs "
+                         "(env_ids and sample_frames_with_env); use tasks='corruption'")
+    return chosen
+
+
+def _load_or_train(
+    run_dir: Path, source: FrameSource, env_ids: list[str] | None, tasks: list[str],
+    steps: int, n_train: int, seed: int,
+) -> tuple[FeatureNet, dict[str, Any]]:
+    game_ids = env_ids if "game" in tasks else None
+    key = {"version": _CLASSIFIER_VERSION, "frame_shape": list(source.frame_shape),
+           "env_ids": game_ids or [], "tasks": tasks, "steps": steps, "n_train": n_train,
+           "seed": seed}
+    path = run_dir / CLASSIFIER_NAME
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu")
+        if cached.get("key") == key:
+            net = FeatureNet(int(source.frame_shape[0]), len(game_ids or []),
+                             "corruption" in tasks)
+            net.load_state_dict(cached["state_dict"])
+            return net.eval(), {**cached["info"], "cached": True}
+    rng = np.random.default_rng([seed, 1])
+    if game_ids:
+        frames, env_index = source.sample_frames_with_env(n_train, rng)
+    else:
+        frames, env_index = source.sample_frames(n_train, rng), None
+    net = train_feature_net(frames, env_index, len(game_ids or []), steps=steps, seed=seed,
+                            corruption="corruption" in tasks)
+    info = {"tasks": tasks, "train_frames": n_train, "steps": steps, "seed": seed}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"key": key, "state_dict": net.state_dict(), "info": info}, tmp)
+    os.replace(tmp, path)
+    return net, {**info, "cached": False}
+
+
+def _row(real: dict[str, np.ndarray], other: dict[str, np.ndarray], env_ids: list[str] | None,
+         seed: int) -> dict[str, Any]:
+    kid, kid_std = kernel_inception_distance(real["features"], other["features"], seed=seed)
+    precision, recall = precision_recall(real["features"], other["features"])
+    row: dict[str, Any] = {
+        "fd": frechet_distance(real["features"], other["features"]),
+        "kid": kid, "kid_std": kid_std, "precision": precision, "recall": recall,
+    }
+    if "clean" in other:
+        row["judged_clean"] = float(other["clean"].mean())
+    if env_ids and "game_probs" in other:
+        mix = np.bincount(other["game_probs"].argmax(1), minlength=len(env_ids)) / len(
+            other["game_probs"])
+        real_mix = np.bincount(real["game_probs"].argmax(1), minlength=len(env_ids)) / len(
+            real["game_probs"])
+        row["game_mix"] = {e: float(p) for e, p in zip(env_ids, mix, strict=True)}
+        row["game_mix_max_diff_points"] = float(100 * np.abs(mix - real_mix).max())
+        row["game_confidence"] = float(other["game_probs"].max(1).mean())
+    return row
+
+
+def evaluate(
+    run_dir: str | os.PathLike[str],
+    source: FrameSource,
+    n: int = 1000,
+    seed: int = 0,
+    *,
+    ema: bool = True,
+    classifier_steps: int = 600,
+    classifier_frames: int = 4000,
+    classifier_seed: int = 0,
+    tasks: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Score the generator of ``run_dir`` against real frames of ``source`` (JSON-serialisable).
+
+    Args:
+        run_dir: a run written by :func:`gan_envs.trainers.gan.train_gan`.
+        source: real frames of the same shape (the training data, or held-out data of it).
+        n: frames per set (generated, real A, real B, noise): 1,000 or more for stable numbers.
+        seed: latents, real sets and noise.
+        ema: score the EMA generator when the run kept one.
+        classifier_steps, classifier_frames, classifier_seed: training of the feature network,
+            cached in ``run_dir/eval_classifier.pt`` and reused while these stay the same.
+        progress: called with a short description of each stage (for the CLI).
+
+    Returns:
+        ``{"generated": row, "real_vs_real": row, "noise": row, "fd_over_floor": ..., ...}``,
+        each row with fd, kid, kid_std, precision, recall (and, with a feature network,
+        judged_clean; with game labels, game_mix, game_mix_max_diff_points, game_confidence),
+        always measured against real set A.
+    """
+    say = progress or (lambda _: None)
+    run_dir = Path(run_dir)
+    gen = load_generator(run_dir, ema)
+    frame_shape = tuple(int(s) for s in source.frame_shape)
+    if frame_shape != gen.frame_shape:
+        raise ValueError(f"{run_dir} makes frames {gen.frame_shape} but the data has "
+                         f"{frame_shape}: evaluate against the run's own kind of data")
+    if n < 10:
+        raise ValueError(f"evaluate needs n >= 10 frames per set, got {n}")
+    images = is_image_shape(frame_shape)
+    env_ids = env_labels(source) if images else None
+    rng = np.random.default_rng([seed, 2])
+
+    say("drawing real frames")
+    if env_ids:
+        real, real_env = source.sample_frames_with_env(2 * n, rng)
+    else:
+        real, real_env = source.sample_frames(2 * n, rng), None
+    say("generating frames")
+    fake = gen.generate(make_latents(n, gen.latent_dim, seed))
+    if images:
+        noise = rng.integers(0, 256, (n, *frame_shape), dtype=np.uint8)
+    else:
+        u = torch.from_numpy(rng.uniform(-1, 1, (n, *frame_shape)).astype(np.float32))
+        noise = (u * gen.half_range + gen.center).numpy()
+
+    report: dict[str, Any] = {"run_dir": str(run_dir), "iteration": gen.iteration,
+                              "ema": gen.ema, "n": n, "seed": seed, "env_ids": env_ids or []}
+    # sets A and B are disjoint when the source draws without replacement and holds >= 2n frames
+    size = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
+    report["real_sets_disjoint"] = None if size is None else bool(size >= 2 * n)
+    if images:
+        say("training the feature network" if not (run_dir / CLASSIFIER_NAME).exists()
+            else "loading the feature network")
+        net, info = _load_or_train(run_dir, source, env_ids, _resolve_tasks(tasks, env_ids),
+                                   classifier_steps, classifier_frames, classifier_seed)
+        say("embedding")
+        sets = {name: _embed(net, frames) for name, frames in
+                [("a", real[:n]), ("b", real[n:]), ("fake", fake), ("noise", noise)]}
+        held_out = _held_out_accuracy(net, real[n:], None if real_env is None else real_env[n:],
+                                      seed)
+        report["features"] = {"kind": "feature network", "dim": 128, **info, **held_out}
+        if env_ids and real_env is not None:
+            report["real_mix"] = {e: float(p) for e, p in zip(
+                env_ids, np.bincount(real_env[:n], minlength=len(env_ids)) / n, strict=True)}
+    else:
+        def normalised(frames: np.ndarray) -> dict[str, np.ndarray]:
+            x = (torch.from_numpy(np.asarray(frames)).float() - gen.center) / gen.half_range
+            return {"features": x.reshape(len(x), -1).double().numpy()}
+
+        sets = {name: normalised(frames) for name, frames in
+                [("a", real[:n]), ("b", real[n:]), ("fake", fake), ("noise", noise)]}
+        report["features"] = {"kind": "normalised vectors", "dim": int(np.prod(frame_shape))}
+
+    say("scoring")
+    report["generated"] = _row(sets["a"], sets["fake"], env_ids, seed)
+    report["real_vs_real"] = _row(sets["a"], sets["b"], env_ids, seed)
+    report["noise"] = _row(sets["a"], sets["noise"], env_ids, seed)
+    floor = report["real_vs_real"]["fd"]
+    report["fd_over_floor"] = report["generated"]["fd"] / floor if floor > 0 else None
+    return report
+
+
+@torch.no_grad()
+def _held_out_accuracy(
+    net: FeatureNet, frames: np.ndarray, env_index: np.ndarray | None, seed: int
+) -> dict[str, float]:
+    """Accuracy of the feature network's heads on real frames it was not trained on."""
+    x = _to_input(frames)
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, len(CORRUPTIONS), (len(x),), generator=gen)
+    out = {}
+    if net.corruption_head is not None:
+        _, corruption_logits, _ = net(corrupt(x, labels, gen))
+        out["corruption_accuracy"] = float((corruption_logits.argmax(1) == labels).float().mean())
+    if env_index is not None and net.game_head is not None:
+        _, _, game_logits = net(x)
+        out["game_accuracy"] = float(
+            (game_logits.argmax(1).numpy() == np.asarray(env_index)).mean())
+    return out
+
+
+def report_table(report: dict[str, Any]) -> str:
+    """The report of :func:`evaluate` as a plain-text table (the CLI prints it).
+
+    Example:
+        >>> row = {"fd": 1.0, "kid": 0.0, "kid_std": 0.0, "precision": 1.0, "recall": 1.0}
+        >>> print(report_table({"generated": row, "real_vs_real": row, "noise": row}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        metric       generated  real floor  noise ceiling
+        fd              1.0000      1.0000         1.0000
+        kid             0.0000      0.0000         0.0000
+        precision       1.0000      1.0000         1.0000
+        recall          1.0000      1.0000         1.0000
+    """
+    columns = [("generated", "generated"), ("real_vs_real", "real floor"),
+               ("noise", "noise ceiling")]
+    metrics = ["fd", "kid", "precision", "recall", "judged_clean", "game_mix_max_diff_points",
+               "game_confidence"]
+    lines = [f"{'metric':<12}" + "".join(f"{title:>{max(12, len(title) + 2)}}"
+                                        for _, title in columns)]
+    for metric in metrics:
+        if metric not in report["generated"]:
+            continue
+        cells = []
+        for key, title in columns:
+            value = report[key].get(metric)
+            width = max(12, len(title) + 2)
+            cells.append(f"{'-':>{width}}" if value is None else f"{value:>{width}.4f}")
+        label = "game_mix_diff" if metric == "game_mix_max_diff_points" else metric
+        lines.append(f"{label:<12}" + "".join(cells))
+    if report.get("fd_over_floor") is not None:
+        lines.append(f"fd / floor: {report['fd_over_floor']:.2f}")
+    for key, title in columns:
+        mix = report[key].get("game_mix")
+        if mix:
+            lines.append(f"game mix, {title}: "
+                         + ", ".join(f"{e} {100 * p:.1f}%" for e, p in mix.items()))
+    if report.get("real_mix"):
+        lines.append("game mix, real data: "
+                     + ", ".join(f"{e} {100 * p:.1f}%" for e, p in report["real_mix"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,183 @@
+"""Sample a trained GAN and explore its latent space (seed 003's homework).
+
+- :func:`load_generator`: the run's generator (its EMA copy when the run kept one), ready to use.
+- :func:`sample`: ``n`` samples from normal latents, or from all-zeros / all-ones / all-``v``
+  latents, with chosen dimensions set to chosen values.
+- :func:`sweep`: one latent dimension swept from ``start`` to ``stop`` with the others fixed
+  (a strip of images).
+- :func:`interpolate`: the path between the latents of two seeds.
+
+Images come back as uint8 ``(N, C, H, W)`` (pass them to
+:func:`gan_envs.trainers.images.make_grid`); vector runs give float ``(N, D)`` in the data's units.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import is_image_shape
+from .gan import load_checkpoint
+from .models import build_generator
+
+__all__ = ["RunGenerator", "load_generator", "make_latents", "sample", "sweep", "interpolate"]
+
+
+@dataclass
+class RunGenerator:
+    """A trained generator with what it takes to turn its output back into frames."""
+
+    net: nn.Module
+    """the generator, in eval mode"""
+    latent_dim: int
+    """size of its latent vector"""
+    frame_shape: tuple[int, ...]
+    """shape of one frame"""
+    center: torch.Tensor
+    """frames = output * half_range + center"""
+    half_range: torch.Tensor
+    """see ``center``"""
+    env_ids: list[str]
+    """the environments of the training data, when the source named them"""
+    iteration: int
+    """training iteration of the checkpoint"""
+    ema: bool
+    """whether ``net`` holds the EMA weights"""
+
+    @torch.no_grad()
+    def generate(self, z: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """Frames for latents ``z`` ``(N, latent_dim)``: uint8 images or float vectors."""
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"latents must be shaped (N, {self.latent_dim}), got {tuple(z.shape)}")
+        chunks = [self.net(z[i : i + batch_size]) for i in range(0, len(z), batch_size)]
+        out = torch.cat(chunks) if chunks else torch.zeros(0, *self.frame_shape)
+        frames = out * self.half_range + self.center
+        if is_image_shape(self.frame_shape):
+            return frames.round().clamp(0, 255).to(torch.uint8).numpy()
+        return frames.numpy()
+
+
+def load_generator(run_dir: str | os.PathLike[str], ema: bool = True) -> RunGenerator:
+    """Load the generator of the run in ``run_dir`` (the EMA copy when present and ``ema``)."""
+    ckpt = load_checkpoint(run_dir)
+    cfg = ckpt["config"]
+    frame_shape = tuple(int(s) for s in ckpt["frame_shape"])
+    net = build_generator(cfg["arch"], frame_shape, cfg["latent_dim"], cfg["width"])
+    use_ema = ema and ckpt.get("generator_ema") is not None
+    net.load_state_dict(ckpt["generator_ema"] if use_ema else ckpt["generator"])
+    net.eval().requires_grad_(False)
+    return RunGenerator(
+        net=net, latent_dim=int(cfg["latent_dim"]), frame_shape=frame_shape,
+        center=ckpt["scale"]["center"], half_range=ckpt["scale"]["half_range"],
+        env_ids=list(ckpt.get("env_ids", [])), iteration=int(ckpt["iteration"]), ema=use_ema,
+    )
+
+
+def make_latents(
+    n: int,
+    latent_dim: int,
+    seed: int = 0,
+    latent: str | float = "normal",
+    set_dims: Mapping[int | str, float] | None = None,
+) -> torch.Tensor:
+    """Latent vectors ``(n, latent_dim)``: standard normal from ``seed``, or constant.
+
+    Args:
+        latent: 'normal', 'zeros', 'ones', or a number for all-that-value vectors.
+        set_dims: dimensions to overwrite, ``{dim: value}`` (keys may be strings, as parsed).
+
+    Example:
+        >>> make_latents(2, 4, latent="zeros", set_dims={"1": 3.0}).tolist()
+        [[0.0, 3.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]
+    """
+    if n < 0:
+        raise ValueError(f"the number of samples must be >= 0, got {n}")
+    if latent == "normal":
+        z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    else:
+        constants = {"zeros": 0.0, "ones": 1.0}
+        try:
+            value = constants[latent] if isinstance(latent, str) and latent in constants \
+                else float(latent)
+        except ValueError:
+            raise ValueError(f"unknown latent {latent!r}; use normal, zeros, ones or a number") \
+                from None
+        z = torch.full((n, latent_dim), value)
+    for dim, value in (set_dims or {}).items():
+        index = int(dim)
+        if not 0 <= index < latent_dim:
+            raise ValueError(f"latent dimension {index} is out of range: this run's latent "
+                             f"vectors have {latent_dim} dimensions (0 to {latent_dim - 1})")
+        z[:, index] = float(value)
+    return z
+
+
+def sample(
+    run_dir: str | os.PathLike[str],
+    n: int = 64,
+    seed: int = 0,
+    latent: str | float = "normal",
+    set_dims: Mapping[int | str, float] | None = None,
+    ema: bool = True,
+) -> np.ndarray:
+    """``n`` samples of the run in ``run_dir``; see :func:`make_latents` for the latents.
+
+    Example:
+        >>> sample("no/such/run")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: run directory no/such/run does not exist ...
+    """
+    gen = load_generator(run_dir, ema)
+    return gen.generate(make_latents(n, gen.latent_dim, seed, latent, set_dims))
+
+
+def sweep(
+    run_dir: str | os.PathLike[str],
+    dim: int,
+    start: float = -3.0,
+    stop: float = 3.0,
+    steps: int = 8,
+    seed: int = 0,
+    ema: bool = True,
+) -> np.ndarray:
+    """Sweep latent dimension ``dim`` over ``linspace(start, stop, steps)``, the other dimensions
+    fixed to one normal latent from ``seed``: ``steps`` frames, left to right."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    gen = load_generator(run_dir, ema)
+    z = make_latents(1, gen.latent_dim, seed, set_dims={dim: 0.0}).repeat(steps, 1)
+    z[:, int(dim)] = torch.linspace(start, stop, steps)
+    return gen.generate(z)
+
+
+def interpolate(
+    run_dir: str | os.PathLike[str],
+    seed_a: int,
+    seed_b: int,
+    steps: int = 8,
+    spherical: bool = False,
+    ema: bool = True,
+) -> np.ndarray:
+    """Frames along the path from seed ``seed_a``'s latent to seed ``seed_b``'s, both included.
+
+    ``spherical=True`` follows the great circle (slerp), which keeps the latent norm typical of
+    a Gaussian; the default is a straight line.
+    """
+    if steps < 2:
+        raise ValueError(f"interpolate needs steps >= 2 (both ends), got {steps}")
+    gen = load_generator(run_dir, ema)
+    a = make_latents(1, gen.latent_dim, seed_a)[0]
+    b = make_latents(1, gen.latent_dim, seed_b)[0]
+    t = torch.linspace(0.0, 1.0, steps)[:, None]
+    if spherical:
+        omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
+        if omega.abs() > 1e-6:
+            z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+            return gen.generate(z)
+    return gen.generate((1 - t) * a + t * b)

@@ -1,0 +1,42 @@
+"""The frame sources: in-memory arrays and live environments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gan_envs.trainers.data import ArrayFrameSource, EnvFrameSource, FrameSource
+
+
+def test_array_source_draws_without_replacement():
+    source = ArrayFrameSource(np.arange(20).reshape(20, 1))
+    assert isinstance(source, FrameSource)
+    frames = source.sample_frames(20, np.random.default_rng(0))
+    assert sorted(frames[:, 0].tolist()) == list(range(20))
+    assert source.sample_frames(30, np.random.default_rng(0)).shape == (30, 1)
+
+
+def test_array_source_checks_its_inputs():
+    with pytest.raises(ValueError, match="env_index"):
+        ArrayFrameSource(np.zeros((4, 2)), np.zeros(3, int))
+    with pytest.raises(ValueError, match="one per env id"):
+        ArrayFrameSource(np.zeros((4, 2)), np.array([0, 1, 2, 0]), ["a", "b"])
+    with pytest.raises(ValueError, match="no env_index"):
+        ArrayFrameSource(np.zeros((4, 2))).sample_frames_with_env(2, np.random.default_rng(0))
+
+
+def test_env_source_is_seeded_and_skips_blank_frames(atari32):
+    frames, env = atari32.frames, atari32.env_index
+    assert frames.shape == (600, 3, 32, 32) and frames.dtype == np.uint8
+    assert set(env.tolist()) == {0, 1} and (frames.reshape(600, -1).mean(1) > 0.01).all()
+    a = EnvFrameSource(["ALE/Pong-v5"], size=32, seed=3)
+    b = EnvFrameSource(["ALE/Pong-v5"], size=32, seed=3)
+    assert np.array_equal(a.sample_frames(20, np.random.default_rng(1)),
+                          b.sample_frames(20, np.random.default_rng(1)))
+    a.close()
+    b.close()
+
+
+def test_env_source_names_a_bad_env():
+    with pytest.raises(ValueError, match="Breakot"):
+        EnvFrameSource(["ALE/Breakot-v5"])

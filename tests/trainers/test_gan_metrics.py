@@ -1,0 +1,97 @@
+"""Offline evaluation: the distances, and the protocol on real Atari frames."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gan_envs.trainers.data import ArrayFrameSource
+from gan_envs.trainers.metrics import (
+    CORRUPTIONS,
+    corrupt,
+    evaluate,
+    frechet_distance,
+    kernel_inception_distance,
+    precision_recall,
+    report_table,
+)
+
+SMALL = dict(n=100, classifier_steps=100, classifier_frames=400)
+
+
+def test_frechet_distance_of_known_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (20000, 2))
+    b = rng.normal(0, 2, (20000, 2)) + [3, 0]
+    # |mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2)) = 9 + 2 * (1 + 4 - 2 * 2) = 11
+    assert frechet_distance(a, b) == pytest.approx(11.0, rel=0.03)
+    assert frechet_distance(a[:, :1], a[:, :1]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_kid_and_precision_recall_separate_sets():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(400, 8)), rng.normal(size=(400, 8))
+    assert abs(kernel_inception_distance(a, b)[0]) < 0.05 < kernel_inception_distance(a, b + 2)[0]
+    precision, recall = precision_recall(a, b)
+    assert precision > 0.8 and recall > 0.8
+    assert precision_recall(a, b * 0.1) == (1.0, pytest.approx(0.0, abs=0.1))  # mode collapse
+
+
+def test_every_corruption_changes_real_frames(atari32):
+    x = torch.from_numpy(atari32.frames[:len(CORRUPTIONS)]).float() / 127.5 - 1
+    out = corrupt(x, torch.arange(len(CORRUPTIONS)), torch.Generator().manual_seed(0))
+    changed = [(out[i] - x[i]).abs().mean().item() > 1e-3 for i in range(len(CORRUPTIONS))]
+    assert changed == [False] + [True] * (len(CORRUPTIONS) - 1)
+
+
+def test_evaluate_game_classifier(tiny_run, atari32):
+    report = evaluate(tiny_run, atari32, seed=0, **SMALL)
+    json.dumps(report, allow_nan=False)
+    floor, fake, noise = report["real_vs_real"], report["generated"], report["noise"]
+    assert report["features"]["tasks"] == ["game", "corruption"]
+    assert report["features"]["game_accuracy"] > 0.9
+    # real vs real sits at the floor; noise and a 4-iteration generator are far above it
+    assert noise["fd"] > 100 * floor["fd"] and fake["fd"] > 10 * floor["fd"]
+    assert floor["precision"] > 0.7 and floor["recall"] > 0.7 and noise["precision"] == 0.0
+    assert floor["game_mix_max_diff_points"] < 15
+    assert floor["judged_clean"] > max(0.5, noise["judged_clean"])
+    assert set(fake["game_mix"]) == {"ALE/Breakout-v5", "ALE/Pong-v5"}
+    assert report["fd_over_floor"] == pytest.approx(fake["fd"] / floor["fd"])
+    assert "fd / floor" in report_table(report)
+    # the feature network is cached in the run and reused: same numbers
+    again = evaluate(tiny_run, atari32, seed=0, **SMALL)
+    assert again["features"]["cached"] and again["generated"]["fd"] == fake["fd"]
+
+
+def test_evaluate_single_game_uses_the_corruption_task(tiny_run, atari32):
+    breakout = ArrayFrameSource(atari32.frames[atari32.env_index == 0])
+    report = evaluate(tiny_run, breakout, seed=1, **SMALL)
+    assert report["features"]["tasks"] == ["corruption"] and "game_mix" not in report["generated"]
+    assert report["real_sets_disjoint"] is True
+    assert report["noise"]["fd"] > 100 * report["real_vs_real"]["fd"]
+
+
+def test_feature_tasks_can_be_chosen(tiny_run, atari32):
+    report = evaluate(tiny_run, atari32, tasks="game", **SMALL)
+    assert report["features"]["tasks"] == ["game"] and "judged_clean" not in report["generated"]
+    with pytest.raises(ValueError, match="game task needs"):
+        evaluate(tiny_run, ArrayFrameSource(atari32.frames), tasks="game", **SMALL)
+
+
+def test_evaluate_refuses_other_frames(tiny_run):
+    with pytest.raises(ValueError, match="makes frames"):
+        evaluate(tiny_run, ArrayFrameSource(np.zeros((300, 3, 64, 64), np.uint8)), n=100)
+
+
+def test_evaluate_vector_observations(tmp_path):
+    from gan_envs.trainers.gan import GanConfig, train_gan
+
+    states = np.random.default_rng(0).normal(0, [1, 0.5, 0.1, 0.5], (400, 4)).astype(np.float32)
+    source = ArrayFrameSource(states)
+    train_gan(GanConfig(arch="mlp", iterations=2, width=16, latent_dim=8), source, tmp_path)
+    report = evaluate(tmp_path, source, n=100)
+    assert report["features"] == {"kind": "normalised vectors", "dim": 4}
+    assert report["noise"]["fd"] > 10 * report["real_vs_real"]["fd"]
