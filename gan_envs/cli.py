@@ -31,7 +31,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from gan_envs.preview import env_preview, save_png
+    from gan_envs.images import save_png
+    from gan_envs.preview import env_preview
 
     image = env_preview(args.env_ids, snapshots=args.snapshots, steps_between=args.steps,
                         seed=args.seed)

@@ -1,6 +1,6 @@
 """Preview images: what an environment shows beside what the wrappers make of it.
 
-Library code: returns RGB uint8 arrays; the CLI saves them (:func:`save_png`).
+Library code: returns RGB uint8 arrays; the CLI saves them (:func:`gan_envs.images.save_png`).
 
 Example:
     >>> import gan_envs
@@ -12,7 +12,6 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
 import gymnasium as gym
@@ -20,7 +19,7 @@ import numpy as np
 
 from gan_envs.registration import resolve_env_id
 
-__all__ = ["env_preview", "frame_to_rgb", "save_png"]
+__all__ = ["env_preview", "frame_to_rgb"]
 
 _GAP = 4
 _LABEL_HEIGHT = 18
@@ -118,12 +117,3 @@ def env_preview(
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, _GAP), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.concatenate(rows, axis=0)
-
-
-def save_png(path: str | Path, image_rgb: np.ndarray) -> Path:
-    """Write an RGB uint8 image as PNG (creating parent folders); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write the PNG (check the folder and the extension)")
-    return path

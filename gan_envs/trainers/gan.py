@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_envs.images import make_grid, save_png, write_video
+
 from .data import FrameSource, is_image_shape
-from .images import make_grid, save_png, write_video
 from .models import build_models, check_arch
 
 __all__ = [

@@ -8,7 +8,7 @@
 - :func:`interpolate`: the path between the latents of two seeds.
 
 Images come back as uint8 ``(N, C, H, W)`` (pass them to
-:func:`gan_envs.trainers.images.make_grid`); vector runs give float ``(N, D)`` in the data's units.
+:func:`gan_envs.images.make_grid`); vector runs give float ``(N, D)`` in the data's units.
 """
 
 from __future__ import annotations

@@ -1,0 +1,177 @@
+"""Image helpers: sample grids, PNG files and videos (no torchvision).
+
+- :func:`to_uint8` turns generator output in ``[-1, 1]`` (or uint8 frames) into uint8.
+- :func:`make_grid` tiles ``(N, C, H, W)`` images into one RGB ``H x W x 3`` uint8 image.
+- :func:`save_png` writes an RGB image through OpenCV (which wants BGR).
+- :func:`write_video` turns a sequence of RGB images or PNG files into an MP4 (``mp4v``).
+
+Torch tensors are accepted wherever arrays are, but this module never imports torch itself.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["to_uint8", "make_grid", "save_png", "write_video"]
+
+
+def _as_numpy(images: Any) -> np.ndarray:
+    """Return ``images`` as a numpy array; a torch tensor is detached and moved to the CPU."""
+    if hasattr(images, "detach"):  # a torch.Tensor, without importing torch here
+        images = images.detach().cpu().numpy()
+    return np.asarray(images)
+
+
+def to_uint8(images: Any) -> np.ndarray:
+    """Convert images to uint8: floats are read as ``[-1, 1]`` (clipped), uint8 passes unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])).tolist()
+        [0, 128, 255, 255]
+    """
+    array = _as_numpy(images)
+    if array.dtype == np.uint8:
+        return array
+    if not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"images must be uint8 or float in [-1, 1], got dtype {array.dtype}")
+    scaled = (np.clip(array.astype(np.float32), -1.0, 1.0) + 1.0) * 127.5
+    return np.rint(scaled).astype(np.uint8)
+
+
+def make_grid(
+    images: Any,
+    nrow: int = 8,
+    padding: int = 2,
+    upscale: int = 1,
+    pad_value: int = 0,
+) -> np.ndarray:
+    """Tile ``(N, C, H, W)`` images (C = 1 or 3) into one RGB grid of ``nrow`` images per row.
+
+    Args:
+        images: uint8 array, or float array / tensor in ``[-1, 1]``; a single ``(C, H, W)`` image
+            is also accepted.
+        nrow: images per row (the last row may be short).
+        padding: pixels between images and around the border (before upscaling).
+        upscale: integer nearest-neighbour magnification of each image, for small frames.
+        pad_value: grey level (0-255) of the padding.
+
+    Returns:
+        uint8 array of shape ``(rows * (H*upscale + padding) + padding,
+        nrow * (W*upscale + padding) + padding, 3)`` in RGB order.
+
+    Example:
+        >>> import numpy as np
+        >>> make_grid(np.zeros((10, 3, 8, 8), dtype=np.uint8), nrow=4, padding=1).shape
+        (28, 37, 3)
+        >>> make_grid(np.ones((2, 1, 4, 4)), nrow=2, padding=0, upscale=2).shape
+        (8, 16, 3)
+    """
+    array = to_uint8(images)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[1] not in (1, 3):
+        raise ValueError(
+            f"make_grid needs images shaped (N, C, H, W) with C = 1 or 3, got {array.shape}"
+        )
+    if nrow < 1 or padding < 0 or upscale < 1:
+        raise ValueError(f"make_grid needs nrow >= 1, padding >= 0, upscale >= 1, got "
+                         f"nrow={nrow}, padding={padding}, upscale={upscale}")
+    n, channels, height, width = array.shape
+    if channels == 1:
+        array = np.repeat(array, 3, axis=1)
+    if upscale > 1:
+        array = array.repeat(upscale, axis=2).repeat(upscale, axis=3)
+        height, width = height * upscale, width * upscale
+    cols = min(nrow, max(n, 1))
+    rows = max(math.ceil(n / cols), 1)
+    grid = np.full(
+        (rows * (height + padding) + padding, cols * (width + padding) + padding, 3),
+        pad_value,
+        dtype=np.uint8,
+    )
+    for i in range(n):
+        top = padding + (i // cols) * (height + padding)
+        left = padding + (i % cols) * (width + padding)
+        grid[top : top + height, left : left + width] = array[i].transpose(1, 2, 0)
+    return grid
+
+
+def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
+    """Write an RGB (``H x W x 3``) or grey (``H x W``) uint8 image to ``path`` as PNG.
+
+    The parent folder is created when missing. Returns the path written.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     path = save_png(os.path.join(d, "a.png"), make_grid(np.zeros((1, 3, 4, 4))))
+        ...     os.path.getsize(path) > 0
+        True
+    """
+    path = Path(path)
+    image = np.asarray(image_rgb)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(
+            f"save_png needs a uint8 H x W x 3 image, got {image.dtype} {image.shape}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), bgr):
+        raise OSError(f"{path}: OpenCV could not write this PNG (check the folder and the name)")
+    return path
+
+
+def _read_rgb(frame: np.ndarray | str | os.PathLike[str]) -> np.ndarray:
+    if isinstance(frame, np.ndarray):
+        return frame if frame.ndim == 3 else np.repeat(frame[..., None], 3, axis=2)
+    image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"{frame}: cannot read this image (missing or not a PNG/JPEG)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def write_video(
+    frames: Sequence[np.ndarray | str | os.PathLike[str]],
+    out_path: str | os.PathLike[str],
+    fps: float = 10.0,
+) -> Path:
+    """Write RGB frames (arrays or image files) to an MP4 video with OpenCV's ``mp4v`` codec.
+
+    Frames of another size than the first are resized to it; odd sizes are padded to even
+    ones (many players refuse odd MP4 sizes). Returns the path written.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     out = write_video([np.zeros((9, 9, 3), np.uint8)] * 3, os.path.join(d, "v.mp4"))
+        ...     os.path.getsize(out) > 0
+        True
+    """
+    if len(frames) == 0:
+        raise ValueError("write_video needs at least one frame")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    first = _read_rgb(frames[0])
+    height, width = first.shape[:2]
+    size = (width + width % 2, height + height % 2)
+    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+    if not writer.isOpened():
+        raise OSError(f"{out_path}: OpenCV cannot open an mp4v video writer here")
+    try:
+        for frame in frames:
+            image = _read_rgb(frame)
+            if image.shape[:2] != (height, width):
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            image = np.pad(image, ((0, size[1] - height), (0, size[0] - width), (0, 0)))
+            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+    return out_path
