@@ -1,0 +1,191 @@
+"""Opening rollout files with h5py: for reading (clean, live or crashed), for SWMR writing, locks.
+
+A writer keeps its file in HDF5's SWMR mode, so a file whose writer is alive or was killed is
+still flagged "open for write"; a plain ``h5py.File(path, "r")`` refuses such a file, a SWMR
+read (``swmr=True``) opens it as it is. :func:`open_for_read` tries the plain open first (it
+detects truncation cheaply) and falls back to a SWMR read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import difflib
+import functools
+import os
+import re
+from pathlib import Path
+
+import h5py
+from h5py import h5f, h5p
+
+from gan_envs.datasets.errors import CorruptDatasetError, DatasetError, DatasetInUseError
+
+try:  # POSIX advisory locks; elsewhere a writer relies on HDF5's own checks only
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "NeedsRecovery",
+    "ProcessLock",
+    "check_exists",
+    "open_error",
+    "open_for_read",
+    "open_for_swmr_write",
+]
+
+#: A SWMR reader retries a metadata read whose checksum fails, sleeping 2**attempt ns between
+#: tries; HDF5's default of 100 tries makes a damaged file hang "forever". 24 tries ~ 17 ms.
+SWMR_READ_ATTEMPTS = 24
+
+
+def check_exists(path: Path) -> None:
+    """Raise FileNotFoundError (with a close match from the same folder) unless ``path`` exists."""
+    if path.exists():
+        if path.is_dir():
+            raise DatasetError(f"{path} is a directory; pass the path of a rollout .h5 file")
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {folder / close[0]}?)" if close else ""
+    raise FileNotFoundError(f"{path} does not exist{hint}")
+
+
+def open_error(path: Path, err: Exception) -> DatasetError:
+    """Translate an HDF5 open failure into a one-line error that names the file and the fix."""
+    text = str(err)
+    if "signature not found" in text:
+        return DatasetError(f"{path}: not an HDF5 file; pass a rollout file written by gan-envs")
+    match = re.search(r"eof = (\d+).*stored_eof = (\d+)", text)
+    if "truncated file" in text and match:
+        have, want = (int(g) for g in match.groups())
+        return CorruptDatasetError(f"{path}: the file is truncated ({have:,} of {want:,} bytes); "
+                                   "copy it again from its source")
+    if "unable to lock file" in text:
+        return DatasetInUseError(f"{path}: another process holds a lock on it (a writer, or "
+                                 "readers while this is a writer); close that process first")
+    reason = text.split("(")[-1].rstrip(")") if "(" in text else text
+    return CorruptDatasetError(f"{path}: cannot open it ({reason}); the file is damaged, "
+                               "run gan_envs.datasets.verify on it")
+
+
+@functools.cache
+def _hdf5_library() -> ctypes.CDLL | None:
+    """The libhdf5 h5py runs on (found in this process's memory map), or None."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                name = os.path.basename(line.split()[-1])
+                is_core = name.startswith("libhdf5") and not name.startswith("libhdf5_hl")
+                if is_core and ".so" in name:
+                    return ctypes.CDLL(line.split()[-1])
+    return None
+
+
+def _limit_read_attempts(fapl: h5p.PropFAID) -> None:
+    """Cap SWMR metadata read retries (best effort: needs the libhdf5 symbol)."""
+    lib = _hdf5_library()
+    setter = getattr(lib, "H5Pset_metadata_read_attempts", None) if lib else None
+    if setter is not None:
+        setter.argtypes = [ctypes.c_int64, ctypes.c_uint]
+        setter(fapl.id, SWMR_READ_ATTEMPTS)
+
+
+def _latest_fapl() -> h5p.PropFAID:
+    fapl = h5p.create(h5p.FILE_ACCESS)
+    fapl.set_libver_bounds(h5f.LIBVER_LATEST, h5f.LIBVER_LATEST)
+    return fapl
+
+
+def open_for_read(path: Path) -> tuple[h5py.File, DatasetError | None]:
+    """Open read-only: plainly when the file is closed cleanly, else as a SWMR reader.
+
+    Also returns, for a file shorter than its superblock says, the "truncated" error to raise
+    if reading it fails: a writer stopped by a full disk leaves such a file with every committed
+    episode inside it, and a SWMR reader (which skips the length check) reads them.
+    """
+    check_exists(path)
+    truncated = None
+    try:
+        return h5py.File(path, "r"), None
+    except OSError as err:
+        if "truncated file" in str(err):
+            truncated = open_error(path, err)
+        elif "already open for write" not in str(err):
+            raise open_error(path, err) from None
+    fapl = _latest_fapl()
+    _limit_read_attempts(fapl)
+    try:
+        fid = h5f.open(os.fsencode(path), h5f.ACC_RDONLY | h5f.ACC_SWMR_READ, fapl=fapl)
+    except OSError as err:
+        raise (truncated or open_error(path, err)) from None
+    return h5py.File(fid), truncated
+
+
+class NeedsRecovery(Exception):
+    """The file still carries a killed writer's "open" flag, or is shorter than its superblock
+    says (a write failed on a full disk); its committed episodes are copied to a fresh file."""
+
+
+def open_for_swmr_write(path: Path) -> h5py.File:
+    """Open an existing, cleanly closed file for appending in SWMR mode from the first byte.
+
+    Raises :class:`NeedsRecovery` for a killed writer's file or one cut short by a full disk.
+    """
+    fapl = _latest_fapl()
+    # Write-through chunks (no raw-data chunk cache): the writer only writes whole chunks, and a
+    # dataset holding dirty chunks that cannot be written (disk full) crashes HDF5 at exit.
+    mdc, _, _, w0 = fapl.get_cache()
+    fapl.set_cache(mdc, 0, 0, w0)
+    try:
+        fid = h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl=fapl)
+    except OSError as err:
+        if "already open for write" in str(err) or "truncated file" in str(err):
+            raise NeedsRecovery(str(path)) from None
+        raise open_error(path, err) from None
+    return h5py.File(fid)
+
+
+class ProcessLock:
+    """A POSIX ``flock`` on the rollout file itself, held through a separate descriptor.
+
+    A writer holds a shared lock for its lifetime (HDF5's SWMR readers take shared locks too,
+    so they still open the file); a new writer that wants to resume or overwrite first probes for
+    an exclusive lock, which fails while any writer or reader has the file open.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def probe_exclusive(self) -> None:
+        """Raise DatasetInUseError if any other process has the file open through HDF5."""
+        if fcntl is None or not self.path.exists():
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise DatasetInUseError(f"{self.path} is open in another process (a writer or a "
+                                    "reader); close it there first") from None
+        finally:
+            os.close(fd)
+
+    def hold_shared(self) -> None:
+        """Take the shared lock a live writer holds until :meth:`release`."""
+        if fcntl is None:
+            return
+        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            self.release()
+            raise DatasetInUseError(f"{self.path} is locked by another process; close it "
+                                    "there first") from None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

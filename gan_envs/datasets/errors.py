@@ -1,0 +1,38 @@
+"""Exceptions of :mod:`gan_envs.datasets`; each message is one line that names the file and the fix.
+
+* :class:`DatasetError` - base class (a :class:`ValueError`), so callers can catch one type
+* :class:`DatasetVersionError` - the file's major ``format_version`` is unknown to this gan-envs
+* :class:`CorruptDatasetError` - truncated file, failed checksum, inconsistent episode table
+* :class:`DatasetInUseError` - another process holds the file (a live writer or open readers)
+* :class:`DatasetWriteError` - writing failed (disk full, file size limit); committed episodes stay
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptDatasetError",
+    "DatasetError",
+    "DatasetInUseError",
+    "DatasetVersionError",
+    "DatasetWriteError",
+]
+
+
+class DatasetError(ValueError):
+    """A rollout file or a value written to it is unusable; the message says which and why."""
+
+
+class DatasetVersionError(DatasetError):
+    """The file's ``format_version`` has a major version this gan-envs does not understand."""
+
+
+class CorruptDatasetError(DatasetError):
+    """The file is truncated or damaged (a checksum failed, the episode table disagrees)."""
+
+
+class DatasetInUseError(DatasetError):
+    """Another process has the file open (a writer, or readers while a writer wants it)."""
+
+
+class DatasetWriteError(DatasetError):
+    """Writing to the file failed (for example the disk is full); committed episodes are intact."""

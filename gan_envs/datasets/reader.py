@@ -1,0 +1,418 @@
+"""RolloutReader: read-only, chunk-aware random access to a rollout file, also while it grows."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import h5py
+import numpy as np
+
+from gan_envs.datasets import _h5
+from gan_envs.datasets.errors import CorruptDatasetError, DatasetError
+from gan_envs.datasets.format import (
+    OBSERVATION_ARRAYS,
+    check_format,
+    committed_rows,
+    read_metadata,
+    space_from_json,
+)
+from gan_envs.datasets.sampling import ChunkIndex, WindowIndex
+
+__all__ = ["RolloutReader"]
+
+DEFAULT_CACHE_BYTES = 256 * 2**20
+RngLike = np.random.Generator | int | None
+
+
+class _ChunkCache:
+    """Least-recently-used decoded chunks, bounded in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> np.ndarray | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._items.move_to_end(key)
+        return item
+
+    def put(self, key: tuple[str, int], value: np.ndarray) -> None:
+        if value.nbytes > self.max_bytes:
+            return
+        self._items[key] = value
+        self.bytes += value.nbytes
+        while self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= old.nbytes
+
+
+class RolloutReader:
+    """Read a rollout file: whole episodes, frames, random batches and windows.
+
+    Opens clean files, files a live writer is appending to (call :meth:`refresh` to see newly
+    committed episodes) and files whose writer was killed, all without a repair step. Frames are
+    numbered 0..``num_frames``-1 in episode order (N + 1 per episode). Random batches read whole
+    chunks and keep decoded chunks in a bounded LRU cache (``cache_bytes``); ``in_memory=True``
+    loads every array into RAM instead.
+
+    Example:
+        >>> import numpy as np, os, tempfile
+        >>> import gymnasium as gym
+        >>> from gan_envs.datasets import RolloutReader, RolloutWriter
+        >>> path = os.path.join(tempfile.mkdtemp(), "toy.h5")
+        >>> space = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
+        >>> with RolloutWriter(path, space, gym.spaces.Discrete(4)) as writer:
+        ...     for seed in range(3):
+        ...         obs = np.full((11, 3, 8, 8), seed, np.uint8)
+        ...         _ = writer.add_episode(obs, np.zeros(10, int), np.ones(10), seed=seed)
+        >>> with RolloutReader(path) as reader:
+        ...     print(reader.num_episodes, reader.num_steps, reader.num_frames)
+        ...     batch = reader.sample_frames(256, rng=0)
+        ...     windows = reader.sample_windows(4, length=5, rng=0)
+        3 30 33
+        >>> batch.shape, batch.dtype, windows["observations"].shape, windows["actions"].shape
+        ((256, 3, 8, 8), dtype('uint8'), (4, 6, 3, 8, 8), (4, 5))
+
+    Args:
+        path: a file written by :class:`~gan_envs.datasets.RolloutWriter`.
+        in_memory: load all arrays into RAM (fastest random access when they fit).
+        cache_bytes: bound of the decoded-chunk cache used by random access.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist (the message suggests a close name).
+        DatasetError: not an HDF5 file or not a rollout file.
+        DatasetVersionError: a ``format_version`` this gan-envs does not understand.
+        CorruptDatasetError: a truncated or damaged file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, in_memory: bool = False,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._file, truncated = _h5.open_for_read(self.path)
+        try:
+            with self._reading("the metadata"):
+                check_format(self._file.attrs, str(self.path))
+                self.metadata: dict[str, Any] = read_metadata(self._file.attrs)
+                self.observation_space: gym.Space = space_from_json(
+                    self.metadata["observation_space"])
+                self.action_space: gym.Space = space_from_json(self.metadata["action_space"])
+                self.env_ids: list[str] = list(self.metadata["env_ids"])
+                self.chunk_frames = int(self.metadata["chunk_frames"])
+                self._ds = {name: self._file[name] for name in self._file
+                            if isinstance(self._file[name], h5py.Dataset)}
+            self.has_blank_frame = "blank_frame" in self._ds
+            self.in_memory = in_memory
+            self._cache = _ChunkCache(cache_bytes)
+            self._ram: dict[str, np.ndarray] = {}
+            self._load()
+        except CorruptDatasetError:
+            self.close()
+            raise (truncated or sys.exc_info()[1]) from None
+        except BaseException:
+            self.close()
+            raise
+
+    # -----------------------------------------------------------------------------------------
+    # Sizes and episodes
+    # -----------------------------------------------------------------------------------------
+    @property
+    def num_episodes(self) -> int:
+        """Committed episodes."""
+        return len(self._table)
+
+    @property
+    def num_steps(self) -> int:
+        """Steps (transitions) in all committed episodes."""
+        return int(self._step_cum[-1])
+
+    @property
+    def num_frames(self) -> int:
+        """Observations in all committed episodes (steps + one per episode)."""
+        return int(self._frame_cum[-1])
+
+    @property
+    def compression(self) -> str | None:
+        """The observations' codec (``"gzip"``, ``"lzf"``) or None when stored raw."""
+        return self._ds["observations"].compression
+
+    @property
+    def episode_table(self) -> np.ndarray:
+        """A copy of the committed rows of the ``episodes`` table (a structured array)."""
+        return self._table.copy()
+
+    def episode(self, i: int) -> dict[str, np.ndarray]:
+        """All arrays of episode ``i``: observations (N + 1), actions, rewards, terminations,
+        truncations (N each) and blank_frame (N + 1) when the file has it."""
+        row = self._row(i)
+        n, obs0, step0 = int(row["length"]), int(row["obs_offset"]), int(row["step_offset"])
+        out = {"observations": self._rows("observations", obs0, obs0 + n + 1, i)}
+        for name in ("actions", "rewards", "terminations", "truncations"):
+            out[name] = self._rows(name, step0, step0 + n, i)
+        if self.has_blank_frame:
+            out["blank_frame"] = self._rows("blank_frame", obs0, obs0 + n + 1, i)
+        return _typed(out)
+
+    def episode_info(self, i: int) -> dict[str, Any]:
+        """Episode ``i``'s table row as Python values (env_id is None when unknown)."""
+        row = self._row(i)
+        index = int(row["env_index"])
+        return {
+            "env_id": self.env_ids[index] if index >= 0 else None,
+            "seed": int(row["seed"]) if row["seed"] >= 0 else None,
+            "length": int(row["length"]),
+            "return": float(row["return"]),
+            "terminated": bool(row["terminated"]),
+            "truncated": bool(row["truncated"]),
+        }
+
+    # -----------------------------------------------------------------------------------------
+    # Frames
+    # -----------------------------------------------------------------------------------------
+    def frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Observations at the given frame numbers (any order, repeats allowed)."""
+        logical = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(logical) and (logical.min() < 0 or logical.max() >= self.num_frames):
+            bad = logical[(logical < 0) | (logical >= self.num_frames)][0]
+            raise IndexError(f"{self.path}: frame {bad} out of range (0..{self.num_frames - 1})")
+        return self._gather("observations", self._physical(logical))
+
+    def frame_indices(self, *, env_ids: Sequence[str] | None = None,
+                      exclude_blank: bool = False) -> np.ndarray:
+        """Frame numbers that pass the filters, ascending."""
+        keep = self._episode_mask(env_ids)[self._frame_episode()]
+        if exclude_blank:
+            keep &= ~self._blank_flags()
+        return np.flatnonzero(keep)
+
+    def chunk_index(self, *, env_ids: Sequence[str] | None = None,
+                    exclude_blank: bool = False) -> ChunkIndex:
+        """The frames that pass the filters, grouped by chunk (for chunk-aware samplers)."""
+        key = (tuple(env_ids) if env_ids is not None else None, bool(exclude_blank))
+        index = self._chunk_indices.get(key)
+        if index is None:
+            logical = self.frame_indices(env_ids=env_ids, exclude_blank=exclude_blank)
+            index = ChunkIndex.build(logical, self._physical(logical), self.chunk_frames)
+            self._chunk_indices[key] = index
+        return index
+
+    def sample_frames(self, n: int, rng: RngLike = None, *, env_ids: Sequence[str] | None = None,
+                      exclude_blank: bool = False, chunks_per_batch: int | None = None
+                      ) -> np.ndarray:
+        """``n`` random observations, each uniform over the frames that pass the filters.
+
+        A batch draws from ``chunks_per_batch`` chunks (default ``ceil(n / 16)``): fewer is
+        faster, more is closer to independent draws. See docs/dataset-format.md.
+        """
+        index = self.chunk_index(env_ids=env_ids, exclude_blank=exclude_blank)
+        positions = index.sample(n, np.random.default_rng(rng), chunks_per_batch)
+        return self._gather("observations", index.physical[positions])
+
+    # -----------------------------------------------------------------------------------------
+    # Windows
+    # -----------------------------------------------------------------------------------------
+    def window_index(self, length: int, *, env_ids: Sequence[str] | None = None) -> WindowIndex:
+        """Every window of ``length`` steps inside one (filtered) episode."""
+        return WindowIndex.build(self._table["length"], self._episode_mask(env_ids), length)
+
+    def read_window(self, episode: int, start: int, length: int) -> dict[str, np.ndarray]:
+        """Steps ``start .. start+length-1`` of an episode: length + 1 observations, length of
+        each step array."""
+        row = self._row(episode)
+        if not (0 <= start and length >= 1 and start + length <= row["length"]):
+            raise IndexError(f"{self.path}: window [{start}, {start + length}) does not fit "
+                             f"episode {episode} of {int(row['length'])} steps")
+        obs0, step0 = int(row["obs_offset"]) + start, int(row["step_offset"]) + start
+        out = {"observations": self._range("observations", obs0, obs0 + length + 1)}
+        for name in ("actions", "rewards", "terminations", "truncations"):
+            out[name] = self._range(name, step0, step0 + length)
+        return _typed(out)
+
+    def sample_windows(self, n: int, length: int, rng: RngLike = None, *,
+                       env_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """``n`` windows of ``length`` steps, uniform over all windows that fit in an episode;
+        a window never crosses an episode boundary. Arrays are stacked along a new axis 0."""
+        index = self.window_index(length, env_ids=env_ids)
+        if len(index) == 0:
+            longest = int(self._table["length"].max()) if self.num_episodes else 0
+            raise DatasetError(f"{self.path}: no episode has {length} steps (the longest has "
+                               f"{longest}); pass a shorter length")
+        picks = np.random.default_rng(rng).integers(len(index), size=n)
+        windows = [self.read_window(*index.locate(int(i)), length) for i in picks]
+        return {key: np.stack([w[key] for w in windows]) for key in windows[0]} if windows else {}
+
+    # -----------------------------------------------------------------------------------------
+    # Life cycle
+    # -----------------------------------------------------------------------------------------
+    def refresh(self) -> int:
+        """See episodes a live writer committed since opening; returns how many are new."""
+        before = self.num_episodes
+        if self._file is not None and self._file.swmr_mode:
+            with self._reading("the episode table"):
+                for ds in self._ds.values():
+                    ds.refresh()
+            self._load()
+        return self.num_episodes - before
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+
+    def __enter__(self) -> RolloutReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self._file is None:
+            return f"RolloutReader({str(self.path)!r}, closed)"
+        return (f"RolloutReader({str(self.path)!r}, {self.num_episodes} episodes, "
+                f"{self.num_frames} frames, env_ids={self.env_ids})")
+
+    # -----------------------------------------------------------------------------------------
+    # Internals
+    # -----------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        """(Re)read the committed episode table and derived offsets."""
+        with self._reading("the episode table"):
+            self._table = committed_rows(self._ds["episodes"][:])
+        lengths = self._table["length"].astype(np.int64)
+        self._frame_cum = np.concatenate([[0], np.cumsum(lengths + 1)]).astype(np.int64)
+        self._step_cum = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self._obs_offset = self._table["obs_offset"].astype(np.int64)
+        self._chunk_indices: dict[tuple[Any, bool], ChunkIndex] = {}
+        self._blank_cache: np.ndarray | None = None
+        if self.in_memory:
+            with self._reading("the arrays"):
+                self._ram = {name: ds[:] for name, ds in self._ds.items() if name != "episodes"}
+
+    @contextlib.contextmanager
+    def _reading(self, what: str) -> Iterator[None]:
+        """Turn h5py/HDF5 read failures into one-line CorruptDatasetErrors."""
+        if self._file is None:
+            raise DatasetError(f"{self.path}: the reader is closed; open a new RolloutReader")
+        try:
+            yield
+        except (OSError, RuntimeError, KeyError) as err:
+            raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_reason(err)}); the "
+                                      "file is damaged, gan_envs.datasets.verify() locates the "
+                                      "bad episodes") from None
+
+    def _row(self, i: int) -> np.void:
+        if not -self.num_episodes <= i < self.num_episodes:
+            raise IndexError(f"{self.path}: episode {i} out of range ({self.num_episodes} "
+                             "episodes)")
+        return self._table[i]
+
+    def _rows(self, name: str, start: int, end: int, episode: int) -> np.ndarray:
+        """Rows [start, end) read sequentially (not through the cache)."""
+        if self.in_memory:
+            return self._ram[name][start:end].copy()
+        with self._reading(f"{name} of episode {episode}"):
+            return self._ds[name][start:end]
+
+    def _chunk(self, name: str, chunk: int) -> np.ndarray:
+        if self.in_memory:
+            t = self.chunk_frames
+            return self._ram[name][chunk * t:(chunk + 1) * t]
+        key = (name, chunk)
+        data = self._cache.get(key)
+        if data is None:
+            t = self.chunk_frames
+            episode = self._episode_of(name, chunk * t)
+            with self._reading(f"{name} of episode {episode} (rows {chunk * t}-{chunk * t + t})"):
+                data = self._ds[name][chunk * t:(chunk + 1) * t]
+            self._cache.put(key, data)
+        return data
+
+    def _range(self, name: str, start: int, end: int) -> np.ndarray:
+        """Rows [start, end) assembled from cached chunks."""
+        t = self.chunk_frames
+        parts = [self._chunk(name, c)[max(start - c * t, 0):end - c * t]
+                 for c in range(start // t, (end - 1) // t + 1)]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+    def _gather(self, name: str, physical: np.ndarray) -> np.ndarray:
+        """Rows at arbitrary physical indices: each needed chunk is decoded once."""
+        if self.in_memory:
+            return self._ram[name][physical]
+        ds = self._ds[name]
+        out = np.empty((len(physical), *ds.shape[1:]), dtype=ds.dtype)
+        if len(physical) == 0:
+            return out
+        t = self.chunk_frames
+        chunks = physical // t
+        order = np.argsort(chunks, kind="stable")
+        sorted_chunks = chunks[order]
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(sorted_chunks)) + 1, [len(order)]])
+        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            chunk = int(sorted_chunks[a])
+            sel = order[a:b]
+            out[sel] = self._chunk(name, chunk)[physical[sel] - chunk * t]
+        return out
+
+    def _physical(self, logical: np.ndarray) -> np.ndarray:
+        episode = np.searchsorted(self._frame_cum, logical, side="right") - 1
+        return self._obs_offset[episode] + logical - self._frame_cum[episode]
+
+    def _frame_episode(self) -> np.ndarray:
+        return np.repeat(np.arange(self.num_episodes), self._table["length"] + 1)
+
+    def _episode_of(self, name: str, physical_row: int) -> int:
+        offsets = self._obs_offset if name in OBSERVATION_ARRAYS else self._table["step_offset"]
+        return int(np.searchsorted(offsets, physical_row, side="right") - 1)
+
+    def _episode_mask(self, env_ids: Sequence[str] | None) -> np.ndarray:
+        if env_ids is None:
+            return np.ones(self.num_episodes, bool)
+        if isinstance(env_ids, str):
+            env_ids = [env_ids]
+        unknown = [e for e in env_ids if e not in self.env_ids]
+        if unknown:
+            raise DatasetError(f"{self.path}: unknown env id {unknown[0]!r}; the file holds "
+                               f"{self.env_ids}")
+        wanted = [self.env_ids.index(e) for e in env_ids]
+        return np.isin(self._table["env_index"], wanted)
+
+    def _blank_flags(self) -> np.ndarray:
+        """blank_frame per logical frame (read once per refresh)."""
+        if not self.has_blank_frame:
+            raise DatasetError(f"{self.path}: the file has no blank_frame flags (it was written "
+                               "without blank_frames=True); pass exclude_blank=False")
+        if self._blank_cache is None:
+            physical = self._physical(np.arange(self.num_frames))
+            if self.in_memory:
+                flags = self._ram["blank_frame"]
+            else:
+                end = int(physical.max()) + 1 if len(physical) else 0
+                with self._reading("blank_frame"):
+                    flags = self._ds["blank_frame"][:end]
+            self._blank_cache = flags[physical].astype(bool)
+        return self._blank_cache
+
+
+def _typed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Flags come back as bool arrays (they are stored as uint8 0/1)."""
+    for name in ("terminations", "truncations", "blank_frame"):
+        if name in arrays:
+            arrays[name] = arrays[name].astype(bool)
+    return arrays
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err)
+    found = re.search(r"\(([^()]*)\)\s*$", text)
+    return found.group(1) if found else text or type(err).__name__

@@ -1,0 +1,148 @@
+"""RecordRollouts: a Gymnasium wrapper that records every step of an env into a rollout file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+
+from gan_envs.datasets.errors import DatasetError
+from gan_envs.datasets.writer import RolloutWriter
+
+__all__ = ["RecordRollouts"]
+
+
+class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Record every step through a :class:`~gan_envs.datasets.RolloutWriter`.
+
+    Each episode is committed when it terminates or is truncated; an episode cut short by
+    ``reset()`` or ``close()`` is discarded, so the file only ever holds whole episodes. Works
+    for image or vector observations and Discrete or Box actions. The env's id and
+    ``env.spec.to_json()`` (when the spec can be written as JSON) go into the file's metadata.
+
+    Example:
+        >>> import tempfile, pathlib, gymnasium as gym
+        >>> from gan_envs.datasets import RecordRollouts, RolloutReader
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "cartpole.h5"
+        >>> env = RecordRollouts(gym.make("CartPole-v1"), path, policy="random")
+        >>> _ = env.action_space.seed(0)
+        >>> obs, info = env.reset(seed=0)
+        >>> done = False
+        >>> while not done:
+        ...     obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        ...     done = terminated or truncated
+        >>> env.close()
+        >>> with RolloutReader(path) as reader:
+        ...     reader.num_episodes, reader.env_ids, reader.episode_info(0)["seed"]
+        (1, ['CartPole-v1'], 0)
+
+    Args:
+        env: the environment to record.
+        path: the rollout file to create (or to append to with ``resume=True``).
+        policy: a description of the acting policy, stored as metadata.
+        blank_frames: store ``info[blank_key]`` per observation; None (default) decides at the
+            first ``reset()``: yes when its info has ``blank_key``.
+        blank_key: the info key that flags blank frames (``FlickerFilter`` sets it).
+        overwrite: replace an existing file.
+        resume: append to an existing file.
+        writer_options: more keyword arguments for :class:`RolloutWriter` (``compression``,
+            ``chunk_frames``, ``seed``, ``metadata``, ``fsync``, ...).
+
+    Raises:
+        FileExistsError: ``path`` exists and neither ``overwrite`` nor ``resume`` is set.
+    """
+
+    def __init__(self, env: gym.Env, path: str | os.PathLike[str], *, policy: str = "",
+                 blank_frames: bool | None = None, blank_key: str = "blank_frame",
+                 overwrite: bool = False, resume: bool = False, **writer_options: Any) -> None:
+        gym.utils.RecordConstructorArgs.__init__(
+            self, path=str(path), policy=policy, blank_frames=blank_frames, blank_key=blank_key,
+            overwrite=overwrite, resume=resume, **writer_options)
+        gym.Wrapper.__init__(self, env)
+        self.path = Path(path)
+        if self.path.exists() and not (overwrite or resume):
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
+                                  "resume=True to append to it")
+        spec = env.spec
+        self._blank_key = blank_key
+        self._options: dict[str, Any] = {
+            "env_ids": [spec.id] if spec is not None else [],
+            "env_specs": {spec.id: _spec_json(spec)} if spec is not None else None,
+            "wrappers": _wrapper_list(spec),
+            "policy": policy,
+            "overwrite": overwrite,
+            "resume": resume,
+            **writer_options,
+        }
+        self._writer: RolloutWriter | None = None
+        if blank_frames is not None:
+            self._writer = self._open_writer(blank_frames)
+
+    @property
+    def writer(self) -> RolloutWriter | None:
+        """The writer (None before the first ``reset()`` when ``blank_frames`` is None)."""
+        return self._writer
+
+    @property
+    def num_episodes(self) -> int:
+        """Episodes committed to the file so far."""
+        return self._writer.num_episodes if self._writer is not None else 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
+              ) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self._writer is None:
+            self._writer = self._open_writer(self._blank_key in info)
+        writer = self._writer
+        if writer.in_episode:
+            writer.discard_episode()
+        writer.begin_episode(obs, seed=seed, blank=self._blank(info))
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        writer = self._writer
+        if writer is None or not writer.in_episode:
+            raise DatasetError(f"{self.path}: step() before reset(); RecordRollouts records "
+                               "episodes from their first observation")
+        try:
+            writer.add_step(action, reward, obs, terminated, truncated, blank=self._blank(info))
+        except DatasetError:
+            writer.discard_episode()  # never commit an episode with a missing step
+            raise
+        if terminated or truncated:
+            writer.commit_episode()
+        return obs, reward, terminated, truncated, info
+
+    def close(self) -> None:
+        """Discard an unfinished episode, close the file, then the env."""
+        if self._writer is not None:
+            self._writer.close()
+        super().close()
+
+    def _open_writer(self, blank_frames: bool) -> RolloutWriter:
+        return RolloutWriter(self.path, self.env.observation_space, self.env.action_space,
+                             blank_frames=blank_frames, **self._options)
+
+    def _blank(self, info: dict[str, Any]) -> bool:
+        return bool(info.get(self._blank_key, False)) if self._writer.blank_frames else False
+
+
+def _spec_json(spec: gym.envs.registration.EnvSpec) -> str | None:
+    """``spec.to_json()``, or None when the spec holds something JSON cannot (a callable)."""
+    with contextlib.suppress(Exception):
+        return spec.to_json()
+    return None
+
+
+def _wrapper_list(spec: gym.envs.registration.EnvSpec | None) -> list[dict[str, Any]]:
+    """The wrappers recorded in the spec with their parameters (repr where not JSON)."""
+    if spec is None:
+        return []
+    wrappers = [{"name": w.name, "entry_point": w.entry_point, "kwargs": w.kwargs}
+                for w in spec.additional_wrappers]
+    return json.loads(json.dumps(wrappers, default=repr))

@@ -1,0 +1,643 @@
+"""RolloutWriter: append episodes to a rollout file, crash-safely (see docs/dataset-format.md).
+
+How a killed writer leaves a readable file:
+
+1. The file is built under a temporary name (arrays, table, metadata), closed, and linked into
+   place: ``path`` either does not exist or is a complete empty dataset.
+2. It is then reopened in HDF5's SWMR mode (single writer, multiple readers). HDF5 orders its
+   metadata writes so that the file on disk is consistent at every instant - the property SWMR
+   readers rely on - so a SIGKILL at any moment leaves metadata that a reader can open as is.
+3. Every episode starts on a chunk boundary and its chunks are written whole, so a chunk that
+   holds committed data is never written again.
+4. An episode commits in two flushes: its data first, then its row in the ``episodes`` table
+   with ``committed = 1``. Readers trust only committed rows, so a kill loses at most the
+   episode being written.
+5. ``resume=True`` on a killed file copies the committed chunks byte for byte into a fresh file
+   that atomically replaces it (the HDF5 "open for write" flag cannot be cleared otherwise);
+   a cleanly closed file is simply reopened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import h5py
+import numpy as np
+
+from gan_envs.datasets import _h5
+from gan_envs.datasets.errors import DatasetError, DatasetWriteError
+from gan_envs.datasets.format import (
+    EPISODE_DTYPE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    align_up,
+    check_format,
+    check_values,
+    committed_rows,
+    create_layout,
+    library_versions,
+    read_metadata,
+    space_from_json,
+    space_to_dict,
+    write_metadata,
+)
+
+__all__ = ["RolloutWriter"]
+
+COMPRESSIONS = (None, "gzip", "lzf")
+
+
+class _Column:
+    """One time array: buffers a chunk of rows and writes whole chunks only."""
+
+    def __init__(self, dataset: h5py.Dataset, chunk: int) -> None:
+        self.ds = dataset
+        self.chunk = chunk
+        self.buf = np.zeros((chunk, *dataset.shape[1:]), dtype=dataset.dtype)
+        self.fill = 0
+        self.start = 0  # physical row of buf[0]
+
+    def begin(self, start: int) -> None:
+        self.start, self.fill = start, 0
+
+    def append(self, row: Any) -> None:
+        self.buf[self.fill] = row
+        self.fill += 1
+        if self.fill == self.chunk:
+            self._write(self.buf)
+
+    def extend(self, rows: np.ndarray) -> None:
+        """Write many rows at once (the buffer must be empty); pads the last chunk."""
+        whole = len(rows) // self.chunk * self.chunk
+        if whole:
+            self._write(rows[:whole])
+        for row in rows[whole:]:
+            self.append(row)
+
+    def finish(self) -> None:
+        """Write the partly filled last chunk, zero-padded to a whole chunk."""
+        if self.fill:
+            self.buf[self.fill:] = 0
+            self._write(self.buf)
+
+    def _write(self, rows: np.ndarray) -> None:
+        end = self.start + len(rows)
+        if self.ds.shape[0] < end:
+            self.ds.resize(end, axis=0)
+        self.ds[self.start:end] = rows
+        self.start, self.fill = end, 0
+
+
+class _Episode:
+    """Bookkeeping of the episode being appended (not yet committed)."""
+
+    def __init__(self, env_index: int, seed: int) -> None:
+        self.env_index, self.seed = env_index, seed
+        self.steps = 0
+        self.total = 0.0
+        self.terminated = self.truncated = False
+
+
+class RolloutWriter:
+    """Append episodes to a rollout HDF5 file; a SIGKILL loses at most the unfinished episode.
+
+    Observations are stored exactly as given (uint8 channel-first frames, or a vector state's
+    own dtype); an episode of N steps has N + 1 observations. Append step by step
+    (:meth:`begin_episode`, :meth:`add_step`, :meth:`commit_episode`) or whole episodes
+    (:meth:`add_episode`). Every value is checked against the declared spaces first: a bad value
+    raises and writes nothing. An episode becomes visible to readers only when committed.
+
+    Example:
+        >>> import tempfile, pathlib, numpy as np
+        >>> from gymnasium.spaces import Box, Discrete
+        >>> from gan_envs.datasets import RolloutWriter, RolloutReader
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "rollouts.h5"
+        >>> frames = Box(0, 255, (3, 8, 8), np.uint8)
+        >>> with RolloutWriter(path, frames, Discrete(4), env_ids=["Toy-v0"]) as writer:
+        ...     writer.begin_episode(frames.sample(), seed=7)
+        ...     writer.add_step(2, 1.0, frames.sample(), terminated=True)
+        ...     writer.commit_episode()
+        0
+        >>> with RolloutReader(path) as reader:
+        ...     reader.num_episodes, reader.num_frames, reader.episode(0)["actions"].tolist()
+        (1, 2, [2])
+
+    Args:
+        path: the file to create (or to append to with ``resume=True``).
+        observation_space: Box, Discrete, MultiDiscrete or MultiBinary; taken from the file when
+            resuming.
+        action_space: likewise.
+        env_ids: the environment ids episodes may come from (the only one is the default).
+        env_specs: ``{env_id: EnvSpec.to_json()}`` where known.
+        wrappers: wrapper parameters (JSON-friendly), stored as metadata.
+        policy: a description of the policy that acted (``"random"``, a checkpoint path, ...).
+        seed: the seed of the whole collection run.
+        command: the command line that made the file (default: this process's ``sys.argv``).
+        metadata: more JSON-friendly metadata of your own.
+        blank_frames: store a ``blank_frame`` flag per observation.
+        compression: ``"gzip"`` (default, chosen by benchmark), ``"lzf"`` or None; lossless only.
+        compression_level: gzip level 0-9.
+        chunk_frames: rows per chunk along time; every episode starts on a chunk boundary.
+        overwrite: replace an existing file.
+        resume: append to an existing file after its last committed episode.
+        fsync: also ``fsync`` at each commit (survives power loss, not only a killed process).
+
+    Raises:
+        FileExistsError: ``path`` exists and neither ``overwrite`` nor ``resume`` is set.
+        DatasetError: a bad argument, or a resumed file that does not match the arguments.
+        DatasetInUseError: another process has the file open (resume or overwrite).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+        *,
+        env_ids: Sequence[str] = (),
+        env_specs: Mapping[str, str | None] | None = None,
+        wrappers: Any = None,
+        policy: str = "",
+        seed: int | None = None,
+        command: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        blank_frames: bool = False,
+        compression: str | None = "gzip",
+        compression_level: int = 6,
+        chunk_frames: int = 16,
+        overwrite: bool = False,
+        resume: bool = False,
+        fsync: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if overwrite and resume:
+            raise DatasetError(f"{self.path}: pass overwrite=True or resume=True, not both")
+        if compression not in COMPRESSIONS:
+            raise DatasetError(f"{self.path}: compression must be one of {COMPRESSIONS} "
+                               f"(lossless only), got {compression!r}")
+        if not (isinstance(chunk_frames, int) and chunk_frames >= 1):
+            raise DatasetError(f"{self.path}: chunk_frames must be a positive int, got "
+                               f"{chunk_frames!r}")
+        if not 0 <= compression_level <= 9:
+            raise DatasetError(f"{self.path}: compression_level must be 0-9, got "
+                               f"{compression_level}")
+        env_ids = list(env_ids)
+        if len(set(env_ids)) != len(env_ids):
+            raise DatasetError(f"{self.path}: env_ids has duplicates: {env_ids}")
+        self._fsync = fsync
+        self._lock = _h5.ProcessLock(self.path)
+        self._episode: _Episode | None = None
+        self._broken: str | None = None
+        self._file: h5py.File | None = None
+
+        if self.path.exists() and not (overwrite or resume):
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
+                                  "resume=True to append to it")
+        if resume and self.path.exists():
+            self._file = self._open_for_resume(observation_space, action_space, env_ids)
+        else:
+            if observation_space is None or action_space is None:
+                raise DatasetError(f"{self.path}: observation_space and action_space are needed "
+                                   "to create a new file")
+            if not self.path.parent.is_dir():
+                raise FileNotFoundError(f"{self.path.parent} does not exist; create the folder "
+                                        f"for {self.path.name} first")
+            if overwrite:
+                self._lock.probe_exclusive()
+            values = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "chunk_frames": chunk_frames,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": shlex.join(sys.argv) if command is None else command,
+                "policy": policy,
+                "seed": seed,
+                "env_ids": env_ids,
+                "env_specs": {env_id: (env_specs or {}).get(env_id) for env_id in env_ids},
+                "observation_space": space_to_dict(observation_space),
+                "action_space": space_to_dict(action_space),
+                "wrappers": wrappers,
+                "versions": library_versions(),
+                "user_metadata": dict(metadata or {}),
+            }
+            self._create(values, observation_space, action_space, compression=compression,
+                         compression_level=compression_level, blank_frames=blank_frames,
+                         replace=overwrite)
+            self._file = _h5.open_for_swmr_write(self.path)
+        self._lock.hold_shared()
+        self._setup()
+
+    # -----------------------------------------------------------------------------------------
+    # Opening
+    # -----------------------------------------------------------------------------------------
+    def _temp_path(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+
+    def _create(self, values: Mapping[str, Any], observation_space: gym.Space,
+                action_space: gym.Space, *, replace: bool, **layout: Any) -> None:
+        """Build the empty file under a temporary name, then link it into place atomically."""
+        tmp = self._temp_path()
+        try:
+            with h5py.File(tmp, "w", libver="latest") as f:
+                create_layout(f, observation_space, action_space,
+                              chunk_frames=values["chunk_frames"], **layout)
+                write_metadata(f, values)
+            self._publish(tmp, replace=replace)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _publish(self, tmp: Path, *, replace: bool) -> None:
+        if replace:
+            os.replace(tmp, self.path)
+            return
+        try:
+            os.link(tmp, self.path)  # fails if the path appeared meanwhile: never overwrite
+        except FileExistsError:
+            raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
+                                  "resume=True to append to it") from None
+
+    def _open_for_resume(self, observation_space: gym.Space | None,
+                         action_space: gym.Space | None, env_ids: list[str]) -> h5py.File:
+        self._lock.probe_exclusive()
+        try:
+            f = _h5.open_for_swmr_write(self.path)
+        except _h5.NeedsRecovery:  # copy the committed part into a fresh file
+            self._recover()
+            f = _h5.open_for_swmr_write(self.path)
+        try:
+            check_format(f.attrs, str(self.path))
+            meta = read_metadata(f.attrs)
+            for given, key in ((observation_space, "observation_space"),
+                               (action_space, "action_space")):
+                stored = space_from_json(meta[key])
+                if given is not None and given != stored:
+                    raise DatasetError(f"{self.path}: resume with {key} {given}, but the file "
+                                       f"holds {stored}")
+            unknown = [e for e in env_ids if e not in meta["env_ids"]]
+            if unknown:
+                raise DatasetError(f"{self.path}: resume=True cannot add env ids {unknown} (the "
+                                   f"file holds {meta['env_ids']}); write a new file")
+        except Exception:
+            f.close()
+            raise
+        return f
+
+    def _recover(self) -> None:
+        """Replace a killed writer's file by a clean copy of its committed episodes."""
+        src, _ = _h5.open_for_read(self.path)
+        tmp = self._temp_path()
+        try:
+            check_format(src.attrs, str(self.path))
+            rows = committed_rows(src["episodes"][:])
+            chunk = int(src.attrs["chunk_frames"])
+            obs_end = int((rows["obs_offset"] + rows["length"] + 1).max()) if len(rows) else 0
+            step_end = int((rows["step_offset"] + rows["length"]).max()) if len(rows) else 0
+            with h5py.File(tmp, "w", libver="latest") as dst:
+                obs = src["observations"]
+                create_layout(
+                    dst,
+                    space_from_json(src.attrs["observation_space"]),
+                    space_from_json(src.attrs["action_space"]),
+                    chunk_frames=chunk, compression=obs.compression,
+                    compression_level=obs.compression_opts, blank_frames="blank_frame" in src,
+                )
+                for key, value in src.attrs.items():
+                    dst.attrs[key] = value
+                for name in dst:
+                    if name != "episodes":
+                        end = obs_end if name in ("observations", "blank_frame") else step_end
+                        _copy_chunks(src[name], dst[name], align_up(end, chunk), chunk)
+                dst["episodes"].resize((len(rows),))
+                dst["episodes"][:] = rows
+            src.close()
+            os.replace(tmp, self.path)
+        finally:
+            src.close()
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _setup(self) -> None:
+        f = self._file
+        meta = read_metadata(f.attrs)
+        self.observation_space = space_from_json(meta["observation_space"])
+        self.action_space = space_from_json(meta["action_space"])
+        self.env_ids: list[str] = list(meta["env_ids"])
+        self.chunk_frames = int(meta["chunk_frames"])
+        self.blank_frames = "blank_frame" in f
+        rows = committed_rows(f["episodes"][:])
+        self._num_episodes = len(rows)
+        obs_end = int((rows["obs_offset"] + rows["length"] + 1).max()) if len(rows) else 0
+        step_end = int((rows["step_offset"] + rows["length"]).max()) if len(rows) else 0
+        self._obs_cursor = align_up(obs_end, self.chunk_frames)
+        self._step_cursor = align_up(step_end, self.chunk_frames)
+        names = ["observations", "actions", "rewards", "terminations", "truncations"]
+        names += ["blank_frame"] if self.blank_frames else []
+        self._cols = {name: _Column(f[name], self.chunk_frames) for name in names}
+
+    # -----------------------------------------------------------------------------------------
+    # Public API
+    # -----------------------------------------------------------------------------------------
+    @property
+    def num_episodes(self) -> int:
+        """Committed episodes in the file."""
+        return self._num_episodes
+
+    @property
+    def in_episode(self) -> bool:
+        """Whether an episode has begun and is not yet committed or discarded."""
+        return self._episode is not None
+
+    def begin_episode(self, observation: Any, *, env_id: str | None = None,
+                      seed: int | None = None, blank: bool = False) -> None:
+        """Start an episode with its first observation (the one ``env.reset`` returned)."""
+        self._check_open()
+        if self._episode is not None:
+            raise DatasetError(f"{self.path}: an episode is in progress; call commit_episode() "
+                               "or discard_episode() first")
+        env_index = self._env_index(env_id)
+        seed_value = self._seed(seed)
+        obs = self._values(self.observation_space, observation, "observation", single=True)
+        blank_flag = self._blank(blank)
+        self._episode = _Episode(env_index, seed_value)
+        self._begin_columns()
+        with self._guard():
+            self._append_obs(obs[0], blank_flag)
+
+    def add_step(self, action: Any, reward: float, observation: Any, terminated: bool = False,
+                 truncated: bool = False, *, blank: bool = False) -> None:
+        """Append one step: the action taken, its reward and the observation that followed."""
+        self._check_open()
+        ep = self._episode
+        if ep is None:
+            raise DatasetError(f"{self.path}: no episode in progress; call "
+                               "begin_episode(observation) first")
+        if ep.terminated or ep.truncated:
+            raise DatasetError(f"{self.path}: the episode ended at step {ep.steps}; call "
+                               "commit_episode() before adding steps")
+        act = self._values(self.action_space, action, "action", single=True)
+        obs = self._values(self.observation_space, observation, "observation", single=True)
+        rew = self._reward(reward)
+        term, trunc = self._flag(terminated, "terminated"), self._flag(truncated, "truncated")
+        blank_flag = self._blank(blank)
+        with self._guard():
+            cols = self._cols
+            cols["actions"].append(act[0])
+            cols["rewards"].append(rew)
+            cols["terminations"].append(term)
+            cols["truncations"].append(trunc)
+            self._append_obs(obs[0], blank_flag)
+        ep.steps += 1
+        ep.total += float(np.float32(rew))
+        ep.terminated, ep.truncated = bool(term), bool(trunc)
+
+    def commit_episode(self) -> int:
+        """Make the episode in progress visible to readers; returns its index."""
+        self._check_open()
+        ep = self._episode
+        if ep is None:
+            raise DatasetError(f"{self.path}: no episode in progress to commit")
+        if ep.steps == 0:
+            raise DatasetError(f"{self.path}: an episode needs at least one step; add_step() "
+                               "before commit_episode(), or discard_episode()")
+        return self._commit(ep)
+
+    def discard_episode(self) -> None:
+        """Drop the episode in progress; nothing of it becomes visible."""
+        self._episode = None
+
+    def add_episode(
+        self,
+        observations: Any,
+        actions: Any,
+        rewards: Any,
+        terminations: Any = None,
+        truncations: Any = None,
+        *,
+        env_id: str | None = None,
+        seed: int | None = None,
+        blank: Any = None,
+    ) -> int:
+        """Append and commit a whole episode (N + 1 observations, N steps); returns its index."""
+        self._check_open()
+        if self._episode is not None:
+            raise DatasetError(f"{self.path}: an episode is in progress; call commit_episode() "
+                               "or discard_episode() first")
+        env_index, seed_value = self._env_index(env_id), self._seed(seed)
+        if np.ndim(actions) == 0 or len(actions) == 0:
+            raise DatasetError(f"{self.path}: an episode needs at least one step, got no actions")
+        acts = self._values(self.action_space, actions, "actions")
+        n = len(acts)
+        obs = self._values(self.observation_space, observations, "observations")
+        rews = self._rewards(rewards)
+        terms = self._flags(terminations, n, "terminations")
+        truncs = self._flags(truncations, n, "truncations")
+        blanks = self._blanks(blank, n + 1)
+        for name, got, want in (("observations", len(obs), n + 1), ("rewards", len(rews), n)):
+            if got != want:
+                raise DatasetError(f"{self.path}: {name} has {got} rows, expected {want} for an "
+                                   f"episode of {n} actions")
+        ep = _Episode(env_index, seed_value)
+        ep.steps, ep.total = n, float(rews.astype(np.float64).sum())
+        ep.terminated, ep.truncated = bool(terms[-1]), bool(truncs[-1])
+        self._begin_columns()
+        with self._guard():
+            for name, rows in (("observations", obs), ("actions", acts), ("rewards", rews),
+                               ("terminations", terms), ("truncations", truncs),
+                               ("blank_frame", blanks)):
+                if name in self._cols:
+                    self._cols[name].extend(rows)
+        return self._commit(ep)
+
+    def flush(self) -> None:
+        """Flush HDF5's buffers (commits already flush; this is for the cautious)."""
+        self._check_open()
+        with self._guard():
+            self._file.flush()
+
+    def close(self) -> None:
+        """Discard an uncommitted episode and close the file (cleanly: plain h5py opens it)."""
+        self._episode = None
+        if self._file is not None:
+            try:
+                if self._broken is None:
+                    self._file.close()
+                else:
+                    with contextlib.suppress(Exception):
+                        self._file.close()
+            finally:
+                self._file = None
+                self._lock.release()
+
+    def __enter__(self) -> RolloutWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._file is None else f"{self._num_episodes} episodes"
+        return f"RolloutWriter({str(self.path)!r}, {state})"
+
+    # -----------------------------------------------------------------------------------------
+    # Internals
+    # -----------------------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._broken is not None:
+            raise DatasetWriteError(self._broken)
+        if self._file is None:
+            raise DatasetError(f"{self.path}: the writer is closed; open a new "
+                               "RolloutWriter(..., resume=True) to append more")
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn an HDF5 write failure (disk full, size limit) into DatasetWriteError."""
+        try:
+            yield
+        except (OSError, RuntimeError) as err:
+            text = str(err)
+            found = re.search(r"error message = '([^']*)'", text)
+            reason = found.group(1) if found else text.split("(")[0].strip() or type(err).__name__
+            k = self._num_episodes
+            kept = (f"episodes 0-{k - 1} are committed and intact" if k
+                    else "no episode was committed")
+            self._broken = (f"{self.path}: writing episode {k} failed ({reason}); {kept}; free "
+                            "space and append with RolloutWriter(..., resume=True)")
+            self._episode = None
+            self._cols = {}  # drop dataset handles before the file: HDF5 cannot flush them now
+            self.close()
+            raise DatasetWriteError(self._broken) from err
+
+    def _begin_columns(self) -> None:
+        for name, col in self._cols.items():
+            col.begin(self._obs_cursor if name in ("observations", "blank_frame")
+                      else self._step_cursor)
+
+    def _append_obs(self, obs: np.ndarray, blank: int) -> None:
+        self._cols["observations"].append(obs)
+        if "blank_frame" in self._cols:
+            self._cols["blank_frame"].append(blank)
+
+    def _commit(self, ep: _Episode) -> int:
+        k = self._num_episodes
+        row = np.zeros((), dtype=EPISODE_DTYPE)
+        row["obs_offset"], row["step_offset"] = self._obs_cursor, self._step_cursor
+        row["length"], row["return"] = ep.steps, ep.total
+        row["terminated"], row["truncated"] = ep.terminated, ep.truncated
+        row["env_index"], row["seed"], row["committed"] = ep.env_index, ep.seed, 1
+        with self._guard():
+            for col in self._cols.values():
+                col.finish()
+            self._file.flush()  # 1. the episode's data ...
+            self._sync()
+            table = self._file["episodes"]
+            table.resize((k + 1,))
+            table[k] = row
+            self._file.flush()  # 2. ... then its row: the commit record
+            self._sync()
+        self._episode = None
+        self._num_episodes = k + 1
+        self._obs_cursor = self._cols["observations"].start
+        self._step_cursor = self._cols["actions"].start
+        return k
+
+    def _sync(self) -> None:
+        if self._fsync:
+            os.fsync(self._file.id.get_vfd_handle())
+
+    def _env_index(self, env_id: str | None) -> int:
+        if env_id is None:
+            if len(self.env_ids) > 1:
+                raise DatasetError(f"{self.path}: pass env_id=, the file holds several env ids "
+                                   f"{self.env_ids}")
+            return 0 if self.env_ids else -1
+        if env_id not in self.env_ids:
+            raise DatasetError(f"{self.path}: unknown env id {env_id!r}; declare it in "
+                               f"RolloutWriter(env_ids=[...]) (the file holds {self.env_ids})")
+        return self.env_ids.index(env_id)
+
+    def _seed(self, seed: int | None) -> int:
+        if seed is None:
+            return -1
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise DatasetError(f"{self.path}: seed must be a non-negative int or None, got "
+                               f"{seed!r}")
+        return int(seed)
+
+    def _values(self, space: gym.Space, values: Any, what: str, *, single: bool = False
+                ) -> np.ndarray:
+        try:
+            return check_values(space, values, what, single=single)
+        except DatasetError as err:
+            raise DatasetError(f"{self.path}: {err}") from None
+
+    def _reward(self, reward: Any) -> np.float32:
+        arr = np.asarray(reward)
+        if arr.shape != () or arr.dtype.kind not in "biuf" or not math.isfinite(float(arr)):
+            raise DatasetError(f"{self.path}: reward must be a finite real number, got "
+                               f"{reward!r}")
+        return np.float32(arr)
+
+    def _rewards(self, rewards: Any) -> np.ndarray:
+        arr = np.asarray(rewards)
+        if arr.ndim != 1 or arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
+            raise DatasetError(f"{self.path}: rewards must be a 1-D array of finite real "
+                               f"numbers, got shape {arr.shape} dtype {arr.dtype}")
+        return arr.astype(np.float32)
+
+    def _flag(self, value: Any, what: str) -> np.uint8:
+        arr = np.asarray(value)
+        if arr.shape != () or arr.dtype.kind not in "biu" or arr not in (0, 1):
+            raise DatasetError(f"{self.path}: {what} must be True or False, got {value!r}")
+        return np.uint8(arr)
+
+    def _flags(self, values: Any, n: int, what: str) -> np.ndarray:
+        if values is None:
+            return np.zeros(n, np.uint8)
+        arr = np.asarray(values)
+        if arr.shape != (n,) or arr.dtype.kind not in "biu" or not np.isin(arr, (0, 1)).all():
+            raise DatasetError(f"{self.path}: {what} must be {n} True/False values, got shape "
+                               f"{arr.shape} dtype {arr.dtype}")
+        if arr[:-1].any():
+            raise DatasetError(f"{self.path}: {what}[{int(np.argmax(arr))}] is set before the "
+                               "last step; an episode ends at its first termination or "
+                               "truncation")
+        return arr.astype(np.uint8)
+
+    def _blank(self, blank: Any) -> np.uint8:
+        flag = self._flag(blank, "blank")
+        if flag and not self.blank_frames:
+            raise DatasetError(f"{self.path}: this file stores no blank_frame flags; create it "
+                               "with RolloutWriter(..., blank_frames=True)")
+        return flag
+
+    def _blanks(self, blank: Any, n: int) -> np.ndarray:
+        if blank is None:
+            return np.zeros(n, np.uint8)
+        if not self.blank_frames:
+            raise DatasetError(f"{self.path}: this file stores no blank_frame flags; create it "
+                               "with RolloutWriter(..., blank_frames=True)")
+        arr = np.asarray(blank)
+        if arr.shape != (n,) or arr.dtype.kind not in "biu" or not np.isin(arr, (0, 1)).all():
+            raise DatasetError(f"{self.path}: blank must be {n} True/False values (one per "
+                               f"observation), got shape {arr.shape}")
+        return arr.astype(np.uint8)
+
+
+def _copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, end: int, chunk: int) -> None:
+    """Copy rows [0, end) chunk by chunk as stored bytes (no decompression, checksums kept)."""
+    dst.resize(end, axis=0)
+    zeros = (0,) * (src.ndim - 1)
+    for start in range(0, end, chunk):
+        mask, data = src.id.read_direct_chunk((start, *zeros))
+        dst.id.write_direct_chunk((start, *zeros), data, mask)

@@ -1,0 +1,207 @@
+"""Every bad input gives a one-line error that names the file; nothing bad is written."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from dataset_helpers import ACTION_SPACE, FRAME_SPACE, assert_episode_equal, make_episode
+from gymnasium.spaces import Box, Dict, Discrete
+
+from gan_envs.datasets import (
+    CorruptDatasetError,
+    DatasetError,
+    DatasetVersionError,
+    RolloutReader,
+    RolloutWriter,
+    verify,
+)
+
+OBS = np.zeros(FRAME_SPACE.shape, np.uint8)
+
+
+def _one_line(err: pytest.ExceptionInfo, path) -> str:
+    text = str(err.value)
+    assert "\n" not in text and str(path) in text, text
+    return text
+
+
+@pytest.fixture
+def written(tmp_path):
+    """A file with three noise episodes (chunk 8)."""
+    path = tmp_path / "data.h5"
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"],
+                       chunk_frames=8) as writer:
+        for k in range(3):
+            ep = make_episode(k)
+            writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
+                               ep["terminations"], seed=k)
+    return path
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda w: w.add_step(0, 0.0, OBS), "begin_episode"),
+    (lambda w: w.begin_episode(OBS[:, :, :15]), r"shape \(3, 16, 15\) does not fit"),
+    (lambda w: w.begin_episode(OBS.astype(np.float32)), "dtype float32 does not fit"),
+    (lambda w: w.begin_episode(OBS.astype(np.int64) + 256), "outside Box"),
+    (lambda w: w.begin_episode(OBS, env_id="Pong-v5"), "unknown env id 'Pong-v5'"),
+    (lambda w: w.begin_episode(OBS, seed=-1), "seed must be"),
+    (lambda w: w.begin_episode(OBS, blank=True), "no blank_frame flags"),
+    (lambda w: w.commit_episode(), "no episode in progress"),
+    (lambda w: w.add_episode(np.stack([OBS] * 3), [1, 9], [0.0, 0.0]), r"actions\[1\] is outside"),
+    (lambda w: w.add_episode(np.stack([OBS] * 3), [1, 1], [0.0, np.nan]), "finite"),
+    (lambda w: w.add_episode(np.stack([OBS] * 2), [1, 1], [0.0, 0.0]), "expected 3"),
+    (lambda w: w.add_episode(np.stack([OBS] * 3), [1, 1], [0, 0], [True, False]),
+     "set before the last step"),
+    (lambda w: w.add_episode(OBS[None], [], []), "at least one step"),
+])
+def test_bad_values_raise_and_write_nothing(written, call, match):
+    with RolloutWriter(written, resume=True) as writer:
+        with pytest.raises(DatasetError, match=match) as err:
+            call(writer)
+        _one_line(err, written)
+        ep = make_episode(3)  # the writer still works after a rejected value
+        writer.add_episode(ep["observations"], ep["actions"], ep["rewards"])
+    with RolloutReader(written) as reader:
+        assert reader.num_episodes == 4
+        assert_episode_equal(reader.episode(3), {k: v for k, v in ep.items()
+                                                 if k in ("observations", "actions")})
+    assert verify(written).ok
+
+
+def test_bad_step_values_keep_the_episode_in_progress(tmp_path):
+    path = tmp_path / "s.h5"
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE) as writer:
+        writer.begin_episode(OBS)
+        for bad in [dict(action=7), dict(reward=float("inf")), dict(terminated=2),
+                    dict(observation=OBS[0])]:
+            args = {"action": 1, "reward": 0.0, "observation": OBS, **bad}
+            with pytest.raises(DatasetError):
+                writer.add_step(**args)
+        writer.add_step(1, 0.5, OBS, terminated=True)
+        with pytest.raises(DatasetError, match="the episode ended at step 1"):
+            writer.add_step(1, 0.5, OBS)
+        assert writer.commit_episode() == 0
+    with RolloutReader(path) as reader:
+        assert reader.episode(0)["rewards"].tolist() == [0.5]
+
+
+def test_existing_files_are_kept_unless_asked(written, tmp_path):
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        RolloutWriter(written, FRAME_SPACE, ACTION_SPACE)
+    with pytest.raises(DatasetError, match="not both"):
+        RolloutWriter(written, FRAME_SPACE, ACTION_SPACE, overwrite=True, resume=True)
+    with RolloutReader(written) as reader:
+        assert reader.num_episodes == 3
+    with RolloutWriter(written, FRAME_SPACE, ACTION_SPACE, overwrite=True):
+        pass
+    with RolloutReader(written) as reader:
+        assert reader.num_episodes == 0
+    with pytest.raises(FileNotFoundError, match="create the folder"):
+        RolloutWriter(tmp_path / "no" / "x.h5", FRAME_SPACE, ACTION_SPACE)
+
+
+def test_bad_writer_arguments(tmp_path, written):
+    path = tmp_path / "new.h5"
+    for kwargs, match in [
+        (dict(compression="jpeg"), "lossless"),
+        (dict(chunk_frames=0), "chunk_frames"),
+        (dict(env_ids=["a", "a"]), "duplicates"),
+    ]:
+        with pytest.raises(DatasetError, match=match):
+            RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, **kwargs)
+    with pytest.raises(DatasetError, match="spaces"):
+        RolloutWriter(path, Dict({"a": Discrete(2)}), ACTION_SPACE)
+    with pytest.raises(DatasetError, match="are needed"):
+        RolloutWriter(path)
+    with pytest.raises(DatasetError, match="resume with observation_space"):
+        RolloutWriter(written, Box(0, 255, (3, 8, 8), np.uint8), resume=True)
+    with pytest.raises(DatasetError, match="cannot add env ids"):
+        RolloutWriter(written, resume=True, env_ids=["Other-v0"])
+    assert not path.exists()
+
+
+def test_a_second_writer_or_an_open_reader_blocks_resume(written):
+    with RolloutWriter(written, resume=True):
+        with pytest.raises(DatasetError, match="open in another process"):
+            RolloutWriter(written, resume=True)
+    with RolloutReader(written):
+        with pytest.raises(DatasetError, match="another process"):
+            RolloutWriter(written, resume=True)
+
+
+def test_missing_and_foreign_files(tmp_path, written):
+    with pytest.raises(FileNotFoundError, match=r"does not exist \(did you mean .*data.h5\?\)"):
+        RolloutReader(tmp_path / "dta.h5")
+    text = tmp_path / "notes.h5"
+    text.write_text("hello")
+    with pytest.raises(DatasetError, match="not an HDF5 file") as err:
+        RolloutReader(text)
+    _one_line(err, text)
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(DatasetError, match="not a gan-envs rollout file") as err:
+        RolloutReader(other)
+    _one_line(err, other)
+    with h5py.File(written, "r+") as f:
+        f.attrs["format_version"] = "2.0"
+    with pytest.raises(DatasetVersionError) as err:
+        RolloutReader(written)
+    assert _one_line(err, written).endswith(
+        "format_version 2.0 is newer than this gan-envs understands (1.x); upgrade gan-envs")
+    with h5py.File(written, "r+") as f:
+        f.attrs["format_version"] = "1.7"  # a newer minor version still reads
+    with RolloutReader(written) as reader:
+        assert reader.num_episodes == 3
+
+
+def test_truncated_file(written):
+    data = written.read_bytes()
+    written.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptDatasetError, match="truncated") as err:
+        with RolloutReader(written) as reader:
+            for k in range(reader.num_episodes):
+                reader.episode(k)
+    _one_line(err, written)
+    report = verify(written)
+    assert not report.ok
+
+
+def test_flipped_bytes_inside_a_chunk_are_caught_and_located(written):
+    with RolloutReader(written) as reader:
+        row = reader.episode_table[1]
+    with h5py.File(written, "r") as f:
+        info = f["observations"].id.get_chunk_info_by_coord((int(row["obs_offset"]), 0, 0, 0))
+    data = bytearray(written.read_bytes())
+    middle = info.byte_offset + info.size // 2
+    data[middle:middle + 4] = bytes(255 - b for b in data[middle:middle + 4])
+    written.write_bytes(bytes(data))
+    with RolloutReader(written) as reader:
+        assert_episode_equal(reader.episode(0), make_episode(0))
+        with pytest.raises(CorruptDatasetError, match="observations of episode 1") as err:
+            reader.episode(1)
+        _one_line(err, written)
+        with pytest.raises(CorruptDatasetError, match="episode 1"):
+            reader.frames(np.arange(reader.num_frames))
+    report = verify(written)
+    assert not report.ok and report.first_bad_episode == 1 and report.bad_episodes == [1]
+    assert str(report).splitlines()[0].endswith("first bad episode: 1")
+
+
+def test_reader_arguments(written):
+    with RolloutReader(written) as reader:
+        with pytest.raises(IndexError, match="episode 3 out of range"):
+            reader.episode(3)
+        with pytest.raises(IndexError, match="out of range"):
+            reader.frames([reader.num_frames])
+        with pytest.raises(DatasetError, match="unknown env id 'Pong'"):
+            reader.sample_frames(4, env_ids=["Pong"])
+        with pytest.raises(DatasetError, match="no blank_frame flags"):
+            reader.sample_frames(4, exclude_blank=True)
+        with pytest.raises(DatasetError, match="pass a shorter length"):
+            reader.sample_windows(2, length=10_000)
+        with pytest.raises(IndexError, match="does not fit episode 0"):
+            reader.read_window(0, 0, 10_000)
+    with pytest.raises(DatasetError, match="reader is closed"):
+        reader.episode(0)

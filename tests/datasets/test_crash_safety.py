@@ -1,0 +1,116 @@
+"""A writer killed at random moments, or stopped by a full disk, leaves every committed episode."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import h5py
+import numpy as np
+import pytest
+from dataset_helpers import assert_episode_equal, make_episode, start_child
+
+from gan_envs.datasets import DatasetWriteError, RolloutReader, RolloutWriter, verify
+
+KILLS = 12
+
+
+def _committed(lines: str) -> list[int]:
+    return [int(line.split()[1]) for line in lines.splitlines() if line.startswith("committed")]
+
+
+def _check_file(path, reported: list[int]) -> int:
+    """Every episode the reader sees is intact, and none that was reported is missing."""
+    with RolloutReader(path) as reader:
+        n = reader.num_episodes
+        assert n >= len(reported)  # a kill between commit and print may add one
+        assert n <= len(reported) + 1
+        for k in range(n):
+            assert_episode_equal(reader.episode(k), make_episode(k))
+            assert reader.episode_info(k)["seed"] == k
+    with h5py.File(path, "r", swmr=True) as f:  # plain h5py, no repair step
+        assert (f["episodes"]["committed"][:] == 1).sum() >= n
+    return n
+
+
+def test_sigkill_at_random_moments_keeps_every_committed_episode(tmp_path):
+    rng = np.random.default_rng(2024)
+    outcomes = []
+    for trial in range(KILLS):
+        path = tmp_path / f"killed-{trial}.h5"
+        child = start_child(path, "--delay", str(rng.uniform(0, 0.02)))
+        assert child.stdout.readline().strip() == "started"
+        time.sleep(rng.uniform(0.0, 0.8))  # from before the file exists to mid-episode
+        child.send_signal(signal.SIGKILL)
+        out, _ = child.communicate()
+        assert child.returncode == -signal.SIGKILL
+        reported = _committed(out)
+        if not path.exists():
+            assert reported == []
+            outcomes.append(0)
+            continue
+        n = _check_file(path, reported)
+        assert verify(path).ok, str(verify(path))
+        outcomes.append(n)
+        if trial % 4 == 0:  # resume continues after the last committed episode
+            with RolloutWriter(path, resume=True) as writer:
+                assert writer.num_episodes == n
+                ep = make_episode(n)
+                writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
+                                   ep["terminations"], seed=n)
+            _check_file(path, list(range(n + 1)))
+            with h5py.File(path, "r") as f:  # closed cleanly: even a plain open works
+                assert f.attrs["format"] == "gan-envs-rollouts"
+    assert len(set(outcomes)) > 3, outcomes  # the kills really landed at different moments
+    assert max(outcomes) > 0
+
+
+def test_killed_file_resumes_through_the_child(tmp_path):
+    path = tmp_path / "r.h5"
+    child = start_child(path, "--delay", "0.01")
+    child.stdout.readline()
+    while not child.stdout.readline().startswith("committed 3"):
+        pass
+    child.send_signal(signal.SIGKILL)
+    child.communicate()
+    child = start_child(path, "--resume", "--episodes", "8")
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    first = _committed(out)[0]
+    assert first >= 4
+    _check_file(path, list(range(8)))
+
+
+def test_disk_full_raises_and_keeps_committed_episodes(tmp_path):
+    path = tmp_path / "full.h5"
+    child = start_child(path, "--fsize-limit", str(600_000))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    reported = _committed(out)
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert reported and errors, out
+    message = errors[0]
+    assert str(path) in message and f"writing episode {len(reported)} failed" in message
+    assert "committed and intact" in message and "\n" not in message
+    with RolloutReader(path) as reader:
+        assert reader.num_episodes == len(reported)
+        for k in range(reader.num_episodes):
+            assert_episode_equal(reader.episode(k), make_episode(k))
+    # with space again, writing resumes after the last committed episode
+    with RolloutWriter(path, resume=True) as writer:
+        assert writer.num_episodes == len(reported)
+
+
+def test_writer_error_after_failure_names_the_file(tmp_path):
+    path = tmp_path / "a.h5"
+    writer = RolloutWriter(path, *_spaces())
+    writer.close()
+    with pytest.raises(Exception, match="writer is closed"):
+        writer.begin_episode(np.zeros((3, 16, 16), np.uint8))
+    assert not isinstance(DatasetWriteError("x"), OSError)
+
+
+def _spaces():
+    from dataset_helpers import ACTION_SPACE, FRAME_SPACE
+
+    return FRAME_SPACE, ACTION_SPACE

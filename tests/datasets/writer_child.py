@@ -1,0 +1,52 @@
+"""A writer process for the crash, disk-full and live-reading tests (run as a script).
+
+Usage: writer_child.py PATH [--episodes N] [--delay S] [--resume] [--fsize-limit BYTES]
+Prints "started", then "committed K" after episode K commits, or "error: MESSAGE".
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import signal
+import time
+
+
+def main() -> None:
+    from dataset_helpers import ACTION_SPACE, FRAME_SPACE, make_episode
+
+    from gan_envs.datasets import DatasetWriteError, RolloutWriter
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path")
+    parser.add_argument("--episodes", type=int, default=10**6)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--fsize-limit", type=int, default=0)
+    args = parser.parse_args()
+    if args.fsize_limit:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (args.fsize_limit, args.fsize_limit))
+    print("started", flush=True)
+    try:
+        with RolloutWriter(args.path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"],
+                           chunk_frames=8, resume=args.resume) as writer:
+            for k in range(writer.num_episodes, args.episodes):
+                ep = make_episode(k)
+                if k % 2:  # odd episodes step by step, even ones whole
+                    writer.begin_episode(ep["observations"][0], seed=k)
+                    for t in range(len(ep["actions"])):
+                        writer.add_step(ep["actions"][t], ep["rewards"][t],
+                                        ep["observations"][t + 1], ep["terminations"][t])
+                    writer.commit_episode()
+                else:
+                    writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
+                                       ep["terminations"], seed=k)
+                print(f"committed {k}", flush=True)
+                time.sleep(args.delay)
+    except DatasetWriteError as err:
+        print(f"error: {err}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
