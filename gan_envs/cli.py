@@ -8,8 +8,11 @@ act on (an unknown environment id, a missing file, a bad argument) print one lin
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -30,15 +33,90 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_dataset_path(text: str) -> bool:
+    return text.endswith((".h5", ".hdf5")) or Path(text).is_file()
+
+
 def _cmd_preview(args: argparse.Namespace) -> int:
     from gan_envs.images import save_png
-    from gan_envs.preview import env_preview
+    from gan_envs.preview import dataset_preview, env_preview
 
-    image = env_preview(args.env_ids, snapshots=args.snapshots, steps_between=args.steps,
-                        seed=args.seed)
+    if len(args.sources) == 1 and _is_dataset_path(args.sources[0]):
+        image = dataset_preview(args.sources[0], per_env=args.per_env, seed=args.seed)
+    else:
+        image = env_preview(args.sources, snapshots=args.snapshots, steps_between=args.steps,
+                            seed=args.seed)
     path = save_png(args.out, image)
     print(f"wrote {path} ({image.shape[1]}x{image.shape[0]})")
     return 0
+
+
+def _resume_command(argv: Sequence[str]) -> str:
+    words = [w for w in argv if w != "--overwrite"]
+    if "--resume" not in words:
+        words.append("--resume")
+    return shlex.join(["gan-envs", *words])
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gan_envs.collect import CollectConfig, collect
+
+    config = CollectConfig(
+        env_ids=args.env_ids, out=args.out, steps=args.steps, episodes=args.episodes,
+        num_envs=args.num_envs, seed=args.seed, policy=args.policy, size=args.size,
+        compression=args.compression, resume=args.resume, overwrite=args.overwrite,
+        command=shlex.join(["gan-envs", *args.argv]),
+    )
+    target = config.steps if config.steps is not None else config.episodes
+    unit = "step" if config.steps is not None else "episode"
+    bars: list[tqdm] = []  # made at the first report, after the output checks passed
+    last = {"steps": 0, "episodes": 0}
+
+    def progress(p) -> None:
+        if not bars:
+            bars.append(tqdm(total=target, unit=unit, dynamic_ncols=True,
+                             desc=Path(args.out).name))
+        bar = bars[0]
+        bar.update((p.steps if config.steps is not None else p.episodes) - bar.n)
+        bar.set_postfix(episodes=p.episodes, MiB=f"{p.bytes_written / 2**20:.1f}", refresh=False)
+        last.update(steps=p.steps, episodes=p.episodes)
+
+    try:
+        summary = collect(config, progress=progress)
+    except KeyboardInterrupt:
+        for bar in bars:
+            bar.close()
+        print(f"gan-envs: interrupted; {last['episodes']} finished episodes "
+              f"are safe in {args.out}. Continue with:\n"
+              f"  {_resume_command(args.argv)}", file=sys.stderr)
+        return 130
+    for bar in bars:
+        bar.update(max(0, target - bar.n))
+        bar.close()
+    blank = f", {summary.blank_frames} blank frames" if summary.blank_frames else ""
+    print(f"wrote {summary.path}: {summary.episodes} episodes, {summary.steps} steps, "
+          f"{summary.frames} frames{blank} from {', '.join(summary.env_ids)}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from gan_envs.info import dataset_info, format_info
+
+    info = dataset_info(args.path)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from gan_envs.datasets import verify
+
+    if not Path(args.path).exists():
+        raise FileNotFoundError(f"{args.path} does not exist")
+    report = verify(args.path)
+    print(report)
+    return 0 if report.ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,17 +135,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_list)
 
     p = commands.add_parser(
-        "preview", help="raw frames beside processed ones, as a PNG",
-        description="Play a random agent in each environment and save raw screens beside "
-                    "the processed observations, scaled up so a person can see them.",
+        "preview", help="a PNG of environments (raw beside processed) or of a dataset",
+        description="ENV_ID...: play a random agent in each environment and save raw screens "
+                    "beside the processed observations, scaled up so a person can see them. "
+                    "DATA.h5: a grid of random frames per environment of a dataset.",
     )
-    p.add_argument("env_ids", nargs="+", metavar="ENV_ID", help="e.g. GanAtari/Breakout-v0")
+    p.add_argument("sources", nargs="+", metavar="ENV_ID|DATA.h5",
+                   help="e.g. GanAtari/Breakout-v0, or one dataset file")
     p.add_argument("--out", default="preview.png", help="PNG to write (default: preview.png)")
     p.add_argument("--snapshots", type=_positive_int, default=4, help="frames per env")
     p.add_argument("--steps", type=_non_negative_int, default=25,
                    help="random steps between snapshots")
+    p.add_argument("--per-env", type=_positive_int, default=16,
+                   help="dataset frames per environment (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_preview)
+
+    p = commands.add_parser(
+        "collect", help="collect rollouts from environments into one HDF5 dataset",
+        description="Play a policy in every environment (num-envs copies each, in parallel) "
+                    "and write one mixed dataset, balanced by steps. Ctrl-C keeps every "
+                    "finished episode; --resume continues to the target.",
+    )
+    p.add_argument("env_ids", nargs="+", metavar="ENV_ID",
+                   help="e.g. GanAtari/Breakout-v0 GanAtari/Pong-v0, or CartPole-v1")
+    p.add_argument("--out", required=True, help="the HDF5 file to write")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--steps", type=_positive_int, help="total environment steps")
+    target.add_argument("--episodes", type=_positive_int, help="total complete episodes")
+    p.add_argument("--num-envs", type=_positive_int, default=8,
+                   help="parallel copies of each environment (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", default="random",
+                   help="random (default) or MODULE:CALLABLE, see docs/collect.md")
+    p.add_argument("--size", type=_positive_int, default=64, help="frame size (default 64)")
+    p.add_argument("--compression", choices=["gzip", "lzf", "none"], default=None,
+                   help="lossless codec (default: gzip, see docs/dataset-format.md)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted file")
+    mode.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_cmd_collect)
+
+    p = commands.add_parser("info", help="what a dataset holds")
+    p.add_argument("path", metavar="DATA.h5")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=_cmd_info)
+
+    p = commands.add_parser(
+        "verify", help="check a dataset's checksums, shapes and episode table",
+        description="Decode every chunk (HDF5 checks each fletcher32 checksum) and check the "
+                    "episode table. Exit status 0 when sound, 1 naming the first bad episode.",
+    )
+    p.add_argument("path", metavar="DATA.h5")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 
@@ -89,14 +209,20 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (printed as one line)."""
     import gymnasium as gym
 
+    from gan_envs.collect import CollectError
+    from gan_envs.datasets import DatasetError
+    from gan_envs.policies import PolicyError
     from gan_envs.registration import UnknownEnvironmentError
 
-    return (CommandError, UnknownEnvironmentError, gym.error.Error, OSError)
+    return (CommandError, UnknownEnvironmentError, gym.error.Error, OSError, DatasetError,
+            CollectError, PolicyError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gan-envs``; return the exit status (0 success, 2 a user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import cv2
@@ -19,7 +20,7 @@ import numpy as np
 
 from gan_envs.registration import resolve_env_id
 
-__all__ = ["env_preview", "frame_to_rgb"]
+__all__ = ["dataset_preview", "env_preview", "frame_to_rgb", "is_image_space"]
 
 _GAP = 4
 _LABEL_HEIGHT = 18
@@ -117,3 +118,41 @@ def env_preview(
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, _GAP), (0, width - r.shape[1]), (0, 0))) for r in rows]
     return np.concatenate(rows, axis=0)
+
+
+def dataset_preview(path: str | os.PathLike[str], *, per_env: int = 16, seed: int = 0,
+                    upscale: int = 2) -> np.ndarray:
+    """A grid of ``per_env`` random frames for each environment in a dataset, one row each.
+
+    Blank frames are left out where the dataset flags them.
+
+    Raises:
+        FileNotFoundError, DatasetError: the file is missing or not a rollout dataset.
+    """
+    from gan_envs.datasets import RolloutReader
+    from gan_envs.images import make_grid
+
+    with RolloutReader(path) as reader:
+        if not is_image_space(reader.observation_space):
+            raise ValueError(f"{path}: observations {reader.observation_space} are not frames; "
+                             "`gan-envs info` describes vector datasets")
+        rng = np.random.default_rng(seed)
+        rows = []
+        for env_id in reader.env_ids:
+            index = reader.frame_indices(env_ids=[env_id], exclude_blank=reader.has_blank_frame)
+            if len(index) == 0:
+                continue
+            picks = np.sort(rng.choice(index, size=min(per_env, len(index)), replace=False))
+            grid = make_grid(reader.frames(picks), nrow=min(per_env, 8), upscale=upscale)
+            rows.append(np.concatenate([_label(env_id, grid.shape[1]), grid], axis=0))
+    if not rows:
+        raise ValueError(f"{path}: holds no frames to preview")
+    width = max(r.shape[1] for r in rows)
+    return np.concatenate([np.pad(r, ((0, _GAP), (0, width - r.shape[1]), (0, 0)))
+                           for r in rows], axis=0)
+
+
+def is_image_space(space: gym.Space) -> bool:
+    """A uint8 Box of ``(C, H, W)`` frames with 1 or 3 channels."""
+    return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
+            and len(space.shape) == 3 and space.shape[0] in (1, 3))

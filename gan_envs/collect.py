@@ -1,0 +1,403 @@
+"""Parallel, multi-game, resumable collection of rollouts into one dataset (``gan-envs collect``).
+
+Each environment id gets a vector env of ``num_envs`` copies: GanAtari ids use ale-py's C++
+``AtariVectorEnv`` (the ``gym.make_vec`` fast path) with uint8 channel-first frames and the
+blank-frame flag; any other Gymnasium id goes through ``gym.make_vec`` (synchronous). The ids
+are stepped in turn, so a mixed dataset is balanced by steps, and every step is labelled with
+its env id.
+
+Targets: with ``steps=N`` every one of the ``len(env_ids) * num_envs`` sub-environments records
+an equal share of exactly ``N`` steps; an episode still running when its share is reached is
+committed **truncated** (``truncations[-1] = True``: it ended for a reason outside the game,
+which is what truncation means in Gymnasium). With ``episodes=N`` the sub-environments share
+``N`` complete episodes and episodes still running at the end are dropped. Either way,
+terminations and truncations are the environment's own except for that one truncation flag.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "cartpole.h5"
+    >>> summary = collect(CollectConfig(["CartPole-v1"], out, steps=200, num_envs=2))
+    >>> summary.steps, summary.episodes >= 2
+    (200, True)
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from gan_envs.policies import load_policy
+from gan_envs.registration import NAMESPACE, resolve_env_id
+from gan_envs.wrappers import normalize_size
+
+__all__ = [
+    "CollectConfig",
+    "CollectError",
+    "CollectProgress",
+    "CollectSummary",
+    "collect",
+    "make_collection_envs",
+    "run_collection",
+]
+
+
+class CollectError(ValueError):
+    """A collection that cannot start: bad targets, an existing output, a bad policy."""
+
+
+@dataclass
+class CollectConfig:
+    """What to collect and where."""
+
+    env_ids: Sequence[str]
+    """Gymnasium ids, e.g. ``["GanAtari/Breakout-v0", "GanAtari/Pong-v0"]``, ``["CartPole-v1"]``."""
+    out: str | Path
+    """The HDF5 file to write."""
+    steps: int | None = None
+    """Total environment steps over all envs (exactly; running episodes end truncated)."""
+    episodes: int | None = None
+    """Total complete episodes over all envs (give ``steps`` or ``episodes``, not both)."""
+    num_envs: int = 8
+    """Parallel copies of each environment."""
+    seed: int = 0
+    """Seeds the resets and the random policy: the same config gives identical arrays."""
+    policy: str = "random"
+    """``"random"`` or ``"module:callable"`` (see :mod:`gan_envs.policies`)."""
+    size: int | Sequence[int] = 64
+    """Frame size for GanAtari ids."""
+    compression: str | None = None
+    """Dataset codec (``None``: the format's default)."""
+    resume: bool = False
+    """Continue an interrupted collection to the same target."""
+    overwrite: bool = False
+    """Replace an existing output file."""
+    command: str = field(default_factory=lambda: shlex.join(sys.argv))
+    """Recorded in the dataset's metadata."""
+
+    def __post_init__(self) -> None:
+        if not self.env_ids:
+            raise CollectError("collect needs at least one environment id")
+        if (self.steps is None) == (self.episodes is None):
+            raise CollectError("collect needs exactly one target: steps=N or episodes=N")
+        target = self.steps if self.steps is not None else self.episodes
+        if not isinstance(target, (int, np.integer)) or target < 1:
+            raise CollectError(f"the collection target must be a positive int, got {target!r}")
+        if self.num_envs < 1:
+            raise CollectError(f"num_envs must be >= 1, got {self.num_envs}")
+        if self.resume and self.overwrite:
+            raise CollectError("choose --resume or --overwrite, not both")
+        self.env_ids = [resolve_env_id(env_id) for env_id in self.env_ids]
+        if len(set(self.env_ids)) != len(self.env_ids):
+            raise CollectError(f"environment ids repeat: {list(self.env_ids)}")
+        self.out = Path(self.out)
+
+
+@dataclass
+class CollectProgress:
+    """Counts reported to the progress callback after every batch of steps."""
+
+    steps: int
+    """Steps taken so far (committed or in running episodes), earlier runs included."""
+    episodes: int
+    """Episodes committed so far, earlier runs included."""
+    target_steps: int | None
+    target_episodes: int | None
+    bytes_written: int
+
+
+@dataclass
+class CollectSummary:
+    """What a finished collection holds (including episodes from before a resume)."""
+
+    path: Path
+    steps: int
+    episodes: int
+    frames: int
+    blank_frames: int
+    env_ids: list[str]
+    resumed_from_steps: int = 0
+
+
+def make_collection_envs(env_id: str, num_envs: int, size: int | Sequence[int] = 64
+                         ) -> gym.vector.VectorEnv:
+    """The vector env that collection steps for ``env_id``.
+
+    GanAtari ids: uint8 channel-first frames, ``flicker="flag"`` (frames stored as the game
+    drew them, with the blank flag), through the ``AtariVectorEnv`` fast path. Other ids:
+    ``gym.make_vec(env_id, num_envs, vectorization_mode="sync")``.
+    """
+    spec = gym.spec(env_id)
+    if spec.namespace == NAMESPACE:
+        return gym.make_vec(env_id, num_envs=num_envs, size=size, scale=None, flicker="flag")
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
+
+
+class _Episode:
+    """One sub-environment's episode in progress: N+1 observations, N of everything else."""
+
+    def __init__(self, first_obs: np.ndarray, blank: bool | None, seed: int | None) -> None:
+        self.observations = [first_obs]
+        self.blank = [blank]
+        self.actions: list[Any] = []
+        self.rewards: list[float] = []
+        self.terminations: list[bool] = []
+        self.truncations: list[bool] = []
+        self.seed = seed
+
+    def add(self, action, reward, terminated, truncated, obs, blank) -> None:
+        self.actions.append(action)
+        self.rewards.append(float(reward))
+        self.terminations.append(bool(terminated))
+        self.truncations.append(bool(truncated))
+        self.observations.append(obs)
+        self.blank.append(blank)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = {
+            "observations": np.stack(self.observations),
+            "actions": np.stack([np.asarray(a) for a in self.actions]),
+            "rewards": np.asarray(self.rewards, dtype=np.float32),
+            "terminations": np.asarray(self.terminations, dtype=bool),
+            "truncations": np.asarray(self.truncations, dtype=bool),
+        }
+        if self.blank[0] is not None:
+            arrays["blank_frame"] = np.asarray(self.blank, dtype=bool)
+        return arrays
+
+
+def _stream_seed(seed: int, index: int) -> int:
+    """The reset (and random-policy) seed of the ``index``-th environment id of a run."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
+
+
+def _shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` near-equal ints (the first ones get the remainder)."""
+    base, extra = divmod(total, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def run_collection(
+    vector_envs: Sequence[gym.vector.VectorEnv],
+    commit: Callable[[int, dict[str, np.ndarray], int | None], None],
+    *,
+    seed: int,
+    policies: Sequence[Callable[[np.ndarray, dict[str, Any]], np.ndarray]],
+    steps: int | None,
+    episodes: int | None,
+    after_batch: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Step every vector env in turn until each sub-environment met its share of the target.
+
+    ``commit(env_index, arrays, seed)`` receives each finished episode (``seed`` is the reset
+    seed of a sub-environment's first episode, ``None`` for the autoreset episodes after it).
+    ``after_batch(steps_taken, episodes_committed)`` follows every batch. Returns the steps and
+    episodes committed. Deterministic for fixed arguments.
+    """
+    num_envs = vector_envs[0].num_envs
+    n_sub = len(vector_envs) * num_envs
+    step_share = _shares(steps, n_sub) if steps is not None else None
+    episode_share = _shares(episodes, n_sub) if episodes is not None else None
+    streams = [(index, envs, policies[index], _stream_seed(seed, index))
+               for index, envs in enumerate(vector_envs)]
+
+    total_steps = total_episodes = steps_taken = 0
+    state = []
+    for index, envs, _, stream_seed in streams:
+        obs, infos = envs.reset(seed=stream_seed)
+        blank = infos.get("blank_frame")
+        episodes_now = [
+            _Episode(obs[i], None if blank is None else bool(blank[i]), stream_seed + i)
+            for i in range(num_envs)
+        ]
+        shares = (step_share or episode_share)[index * num_envs:(index + 1) * num_envs]
+        state.append({"obs": obs, "infos": infos, "episodes": episodes_now,
+                      "restarting": np.zeros(num_envs, dtype=bool),
+                      "steps": [0] * num_envs, "done_episodes": [0] * num_envs,
+                      "finished": np.array([share == 0 for share in shares])})
+
+    while not all(s["finished"].all() for s in state):
+        for (index, envs, act, _), s in zip(streams, state, strict=True):  # noqa: B007
+            if s["finished"].all():
+                continue
+            actions = act(s["obs"], s["infos"])
+            obs, rewards, terminations, truncations, infos = envs.step(actions)
+            blank = infos.get("blank_frame")
+            for i in range(num_envs):
+                sub = index * num_envs + i
+                if s["finished"][i]:
+                    continue
+                frame_blank = None if blank is None else bool(blank[i])
+                if s["restarting"][i]:  # next-step autoreset: this is a new episode's start
+                    s["episodes"][i] = _Episode(obs[i].copy(), frame_blank, None)
+                    continue
+                episode = s["episodes"][i]
+                episode.add(actions[i], rewards[i], terminations[i], truncations[i], obs[i].copy(),
+                            frame_blank)
+                s["steps"][i] += 1
+                steps_taken += 1
+                ended = bool(terminations[i] or truncations[i])
+                out_of_steps = step_share is not None and s["steps"][i] >= step_share[sub]
+                if out_of_steps and not ended:
+                    episode.truncations[-1] = True  # the target, not the game, ended it
+                    ended = True
+                if ended:
+                    commit(index, episode.arrays(), episode.seed)
+                    total_steps += len(episode)
+                    total_episodes += 1
+                    s["done_episodes"][i] += 1
+                if out_of_steps or (episode_share is not None
+                                    and s["done_episodes"][i] >= episode_share[sub]):
+                    s["finished"][i] = True
+            s["restarting"] = np.logical_or(terminations, truncations)
+            s["obs"], s["infos"] = obs, infos
+        if after_batch is not None:
+            after_batch(steps_taken, total_episodes)
+    return total_steps, total_episodes
+
+
+def _common_spaces(env_ids: Sequence[str], vector_envs: Sequence[gym.vector.VectorEnv]
+                   ) -> tuple[gym.Space, gym.Space, dict[str, str]]:
+    """The dataset's observation and action spaces for a mix of environments.
+
+    Observations must agree. Discrete actions of different sizes (Breakout has 4, Pong 6) are
+    stored in the largest ``Discrete``; each env's own action space goes into the metadata.
+    """
+    from gan_envs.datasets.format import space_to_json
+
+    obs_spaces = [envs.single_observation_space for envs in vector_envs]
+    act_spaces = [envs.single_action_space for envs in vector_envs]
+    for env_id, space in zip(env_ids, obs_spaces, strict=True):
+        if not isinstance(space, gym.spaces.Box):
+            raise CollectError(f"{env_id}: collect stores Box observations, got {space}")
+        if space != obs_spaces[0]:
+            raise CollectError(f"{env_id} observes {space} but {env_ids[0]} observes "
+                               f"{obs_spaces[0]}; collect them into separate files")
+    per_env = {e: space_to_json(a) for e, a in zip(env_ids, act_spaces, strict=True)}
+    if all(a == act_spaces[0] for a in act_spaces):
+        return obs_spaces[0], act_spaces[0], per_env
+    if all(isinstance(a, gym.spaces.Discrete) and a.start == 0 for a in act_spaces):
+        return obs_spaces[0], gym.spaces.Discrete(max(int(a.n) for a in act_spaces)), per_env
+    raise CollectError(f"the action spaces differ and cannot be merged: {per_env}; "
+                       "collect these environments into separate files")
+
+
+def _env_spec_json(env_id: str, envs: gym.vector.VectorEnv) -> str | None:
+    spec = getattr(envs.unwrapped, "spec", None) or gym.spec(env_id)
+    try:
+        return spec.to_json()
+    except (ValueError, TypeError):  # a spec with a callable can't be serialised
+        return None
+
+
+def _check_output(config: CollectConfig) -> None:
+    out = config.out
+    if out.exists() and not (config.resume or config.overwrite):
+        raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to "
+                              "replace it")
+    if out.exists() and out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'data.h5'}")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
+    if not os.access(out.parent, os.W_OK):
+        raise PermissionError(f"{out.parent} is not writable; choose another --out")
+
+
+def collect(config: CollectConfig,
+            progress: Callable[[CollectProgress], None] | None = None) -> CollectSummary:
+    """Collect rollouts into ``config.out``; see the module docstring for the targets.
+
+    Ctrl-C (``KeyboardInterrupt``) and crashes keep every finished episode; ``resume=True``
+    continues to the same target (the interrupted episodes are lost, new ones are collected
+    with a seed derived from ``seed`` and the number of episodes already in the file).
+
+    Raises:
+        FileExistsError: the output exists and neither ``resume`` nor ``overwrite`` is set.
+        CollectError: bad targets, mismatched spaces, a resumed file for other env ids.
+        PolicyError: a policy that cannot be loaded.
+    """
+    from gan_envs.datasets import RolloutReader, RolloutWriter
+
+    _check_output(config)
+    done_steps = done_episodes = 0
+    if config.resume and config.out.exists():
+        with RolloutReader(config.out) as reader:
+            done_steps, done_episodes = reader.num_steps, reader.num_episodes
+            if list(reader.env_ids) != list(config.env_ids):
+                raise CollectError(f"{config.out} holds {reader.env_ids}, not "
+                                   f"{list(config.env_ids)}; resume with the same ids")
+    steps_left = None if config.steps is None else config.steps - done_steps
+    episodes_left = None if config.episodes is None else config.episodes - done_episodes
+    summary = dict(path=config.out, env_ids=list(config.env_ids), resumed_from_steps=done_steps)
+    if (steps_left is not None and steps_left <= 0) or (episodes_left is not None
+                                                         and episodes_left <= 0):
+        return _summarise(summary)
+
+    run_seed = config.seed if done_episodes == 0 else int(
+        np.random.SeedSequence([config.seed, done_episodes]).generate_state(1)[0] >> 1)
+    vector_envs: list[gym.vector.VectorEnv] = []
+    try:
+        for env_id in config.env_ids:
+            vector_envs.append(make_collection_envs(env_id, config.num_envs, config.size))
+        observation_space, action_space, action_spaces = _common_spaces(config.env_ids,
+                                                                        vector_envs)
+        policies = [load_policy(config.policy, envs, seed=_stream_seed(run_seed, index))
+                    for index, envs in enumerate(vector_envs)]
+        gan_atari = [gym.spec(e).namespace == NAMESPACE for e in config.env_ids]
+        wrappers = {"size": list(normalize_size(config.size)), "channel_first": True,
+                    "scale": None, "flicker": "flag"} if any(gan_atari) else None
+        with RolloutWriter(
+            config.out, observation_space, action_space,
+            env_ids=list(config.env_ids),
+            env_specs={e: _env_spec_json(e, v) for e, v in zip(config.env_ids, vector_envs,
+                                                               strict=True)},
+            wrappers=wrappers, policy=config.policy, seed=config.seed, command=config.command,
+            metadata={"action_spaces": action_spaces, "num_envs": config.num_envs},
+            blank_frames=any(gan_atari), overwrite=config.overwrite, resume=config.resume,
+            **({} if config.compression is None else {"compression": _codec(config)}),
+        ) as writer:
+
+            def commit(index: int, arrays: dict[str, np.ndarray], seed: int | None) -> None:
+                writer.add_episode(arrays["observations"], arrays["actions"], arrays["rewards"],
+                                   arrays["terminations"], arrays["truncations"],
+                                   env_id=config.env_ids[index], seed=seed,
+                                   blank=arrays.get("blank_frame"))
+
+            def after_batch(steps: int, episodes: int) -> None:
+                if progress is not None:
+                    progress(CollectProgress(
+                        steps=done_steps + steps, episodes=done_episodes + episodes,
+                        target_steps=config.steps, target_episodes=config.episodes,
+                        bytes_written=config.out.stat().st_size))
+
+            run_collection(vector_envs, commit, seed=run_seed, policies=policies,
+                           steps=steps_left, episodes=episodes_left, after_batch=after_batch)
+    finally:
+        for envs in vector_envs:
+            envs.close()
+    return _summarise(summary)
+
+
+def _codec(config: CollectConfig) -> str | None:
+    return None if config.compression in ("none", None) else config.compression
+
+
+def _summarise(fields: dict[str, Any]) -> CollectSummary:
+    from gan_envs.datasets import RolloutReader
+
+    with RolloutReader(fields["path"]) as reader:
+        blank = 0
+        if reader.has_blank_frame:
+            blank = reader.num_frames - len(reader.frame_indices(exclude_blank=True))
+        return CollectSummary(steps=reader.num_steps, episodes=reader.num_episodes,
+                              frames=reader.num_frames, blank_frames=blank, **fields)

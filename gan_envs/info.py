@@ -1,0 +1,110 @@
+"""What a rollout dataset holds, as a JSON-friendly dict (``gan-envs info``).
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from gan_envs.collect import CollectConfig, collect
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "cartpole.h5"
+    >>> _ = collect(CollectConfig(["CartPole-v1"], path, episodes=4, num_envs=2))
+    >>> info = dataset_info(path)
+    >>> info["episodes"], info["envs"][0]["env_id"], info["codec"]
+    (4, 'CartPole-v1', 'gzip')
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["dataset_info", "format_info"]
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    if len(values) == 0:
+        return {"mean": None, "std": None, "min": None, "max": None}
+    return {"mean": float(values.mean()), "std": float(values.std()),
+            "min": float(values.min()), "max": float(values.max())}
+
+
+def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts per environment, return statistics, size on disk, codec, versions, command.
+
+    Reads only the episode table, the blank flags and the metadata: fast on any size.
+    """
+    from gan_envs.datasets import RolloutReader
+
+    path = Path(path)
+    with RolloutReader(path) as reader:
+        table = reader.episode_table
+        meta = reader.metadata
+        blank_per_frame = None
+        if reader.has_blank_frame:
+            keep = np.zeros(reader.num_frames, dtype=bool)
+            keep[reader.frame_indices(exclude_blank=True)] = True
+            blank_per_frame = ~keep
+        frame_env = np.repeat(table["env_index"], table["length"] + 1)
+        envs = []
+        for index, env_id in enumerate(reader.env_ids):
+            rows = table[table["env_index"] == index]
+            envs.append({
+                "env_id": env_id,
+                "episodes": int(len(rows)),
+                "steps": int(rows["length"].sum()),
+                "frames": int((rows["length"] + 1).sum()),
+                "blank_frames": None if blank_per_frame is None
+                else int(blank_per_frame[frame_env == index].sum()),
+                "terminated": int(rows["terminated"].sum()),
+                "truncated": int(rows["truncated"].sum()),
+                "return": _stats(rows["return"].astype(np.float64)),
+                "length": _stats(rows["length"].astype(np.float64)),
+            })
+        codec = reader.compression
+        return {
+            "path": str(path),
+            "format": f"{meta.get('format')} {meta.get('format_version')}",
+            "episodes": reader.num_episodes,
+            "steps": reader.num_steps,
+            "frames": reader.num_frames,
+            "blank_frames": None if blank_per_frame is None else int(blank_per_frame.sum()),
+            "observation_space": str(reader.observation_space),
+            "action_space": str(reader.action_space),
+            "size_bytes": path.stat().st_size,
+            "bytes_per_frame": path.stat().st_size / max(1, reader.num_frames),
+            "codec": codec or "none",
+            "envs": envs,
+            "policy": meta.get("policy"),
+            "seed": meta.get("seed"),
+            "command": meta.get("command"),
+            "created": meta.get("created"),
+            "wrappers": meta.get("wrappers"),
+            "versions": meta.get("versions"),
+        }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The human-readable table ``gan-envs info`` prints."""
+    size_mb = info["size_bytes"] / 2**20
+    lines = [
+        f"{info['path']}  ({info['format']}, {size_mb:.1f} MiB, {info['codec']}, "
+        f"{info['bytes_per_frame']:.0f} B/frame)",
+        f"  episodes {info['episodes']}, steps {info['steps']}, frames {info['frames']}"
+        + ("" if info["blank_frames"] is None else f", blank frames {info['blank_frames']}"),
+        f"  observations {info['observation_space']}, actions {info['action_space']}",
+        "",
+        f"  {'env':28s} {'episodes':>8s} {'steps':>8s} {'blank':>6s} {'return mean ± std':>19s}"
+        f" {'min':>7s} {'max':>7s}",
+    ]
+    for env in info["envs"]:
+        r = env["return"]
+        ret = "-" if r["mean"] is None else f"{r['mean']:8.2f} ± {r['std']:<8.2f}"
+        lo = "-" if r["min"] is None else f"{r['min']:.1f}"
+        hi = "-" if r["max"] is None else f"{r['max']:.1f}"
+        blank = "-" if env["blank_frames"] is None else str(env["blank_frames"])
+        lines.append(f"  {env['env_id']:28s} {env['episodes']:8d} {env['steps']:8d} "
+                     f"{blank:>6s} {ret:>19s} {lo:>7s} {hi:>7s}")
+    versions = ", ".join(f"{k} {v}" for k, v in (info["versions"] or {}).items() if v)
+    lines += ["", f"  policy {info['policy']}, seed {info['seed']}, created {info['created']}",
+              f"  versions: {versions}", f"  command: {info['command']}"]
+    return "\n".join(lines)

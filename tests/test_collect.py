@@ -1,0 +1,219 @@
+"""gan-envs collect: real ALE and CartPole environments, real HDF5 files, real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gan_envs.cli import main
+from gan_envs.collect import CollectConfig, CollectError, collect
+from gan_envs.datasets import RolloutReader, verify
+from gan_envs.policies import PolicyError
+from gan_envs.registration import UnknownEnvironmentError
+
+TESTS = Path(__file__).parent
+GAMES = ["GanAtari/Breakout-v0", "GanAtari/Pong-v0"]
+
+
+def all_arrays(path: Path) -> list[dict[str, np.ndarray]]:
+    with RolloutReader(path) as reader:
+        return [reader.episode(i) | {"info": reader.episode_info(i)}
+                for i in range(reader.num_episodes)]
+
+
+def test_two_games_mixed_balanced_and_labelled(tmp_path: Path):
+    out = tmp_path / "mix.h5"
+    summary = collect(CollectConfig(GAMES, out, steps=400, num_envs=2, seed=3))
+    assert summary.steps == 400 and summary.env_ids == GAMES
+    with RolloutReader(out) as reader:
+        assert reader.num_steps == 400
+        assert reader.observation_space.shape == (3, 64, 64)
+        assert reader.observation_space.dtype == np.uint8
+        steps_per_env = {e: 0 for e in GAMES}
+        for i in range(reader.num_episodes):
+            info = reader.episode_info(i)
+            steps_per_env[info["env_id"]] += info["length"]
+            ep = reader.episode(i)
+            assert ep["observations"].dtype == np.uint8
+            assert len(ep["observations"]) == info["length"] + 1
+            assert ep["terminations"][-1] or ep["truncations"][-1]  # every episode ended
+            assert not (ep["terminations"][:-1] | ep["truncations"][:-1]).any()
+        assert steps_per_env == {GAMES[0]: 200, GAMES[1]: 200}  # balanced by steps
+        meta = reader.metadata
+        assert meta["wrappers"] == {"size": [64, 64], "channel_first": True, "scale": None,
+                                    "flicker": "flag"}
+        assert meta["seed"] == 3 and meta["policy"] == "random"
+        assert set(meta["user_metadata"]["action_spaces"]) == set(GAMES)
+        assert reader.has_blank_frame
+    assert verify(out).ok
+
+
+def test_steps_target_truncates_running_episodes_truthfully(tmp_path: Path):
+    out = tmp_path / "pong.h5"
+    collect(CollectConfig(["GanAtari/Pong-v0"], out, steps=120, num_envs=2))
+    episodes = all_arrays(out)
+    assert len(episodes) == 2  # Pong lasts far longer than 60 steps
+    for ep in episodes:
+        assert ep["truncations"][-1] and not ep["terminations"].any()
+        assert len(ep["actions"]) == 60
+
+
+def test_cartpole_vector_observations_and_episode_target(tmp_path: Path):
+    out = tmp_path / "cartpole.h5"
+    summary = collect(CollectConfig(["CartPole-v1"], out, episodes=9, num_envs=3))
+    assert summary.episodes == 9 and summary.blank_frames == 0
+    with RolloutReader(out) as reader:
+        assert reader.observation_space.shape == (4,)
+        assert reader.observation_space.dtype == np.float32
+        for i in range(reader.num_episodes):
+            ep = reader.episode(i)
+            assert ep["terminations"][-1] or ep["truncations"][-1]
+            assert not reader.has_blank_frame
+
+
+def test_same_command_and_seed_give_identical_arrays(tmp_path: Path):
+    runs = []
+    for name in ("a.h5", "b.h5"):
+        collect(CollectConfig(GAMES, tmp_path / name, steps=300, num_envs=2, seed=11))
+        runs.append(all_arrays(tmp_path / name))
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs, strict=True):
+        assert a["info"] == b["info"]
+        for key in ("observations", "actions", "rewards", "terminations", "truncations"):
+            np.testing.assert_array_equal(a[key], b[key])
+    other = tmp_path / "c.h5"
+    collect(CollectConfig(GAMES, other, steps=300, num_envs=2, seed=12))
+    assert any(not np.array_equal(x["actions"], y["actions"])
+               for x, y in zip(runs[0], all_arrays(other), strict=False))
+
+
+def test_policies_plug_in(tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    out = tmp_path / "zero.h5"
+    collect(CollectConfig(["GanAtari/Breakout-v0"], out, steps=40, num_envs=2,
+                          policy="collect_policies:always_zero"))
+    assert all((ep["actions"] == 0).all() for ep in all_arrays(out))
+    out = tmp_path / "cycle.h5"
+    collect(CollectConfig(["GanAtari/Breakout-v0"], out, steps=40, num_envs=2,
+                          policy="collect_policies:CyclingPolicy"))
+    assert set(np.concatenate([ep["actions"] for ep in all_arrays(out)])) == {0, 1, 2, 3}
+    for bad, match in [("nope", "'random' or 'module:callable'"),
+                       ("no_such_module:f", "cannot import"),
+                       ("collect_policies:missing", "no callable")]:
+        with pytest.raises(PolicyError, match=match):
+            collect(CollectConfig(["CartPole-v1"], tmp_path / "x.h5", steps=5, policy=bad))
+
+
+def test_refusals(tmp_path: Path):
+    out = tmp_path / "d.h5"
+    collect(CollectConfig(["CartPole-v1"], out, steps=20, num_envs=1))
+    before = out.read_bytes()
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        collect(CollectConfig(["CartPole-v1"], out, steps=20))
+    assert out.read_bytes() == before  # nothing is ever overwritten silently
+    with pytest.raises(UnknownEnvironmentError, match="did you mean GanAtari/Breakout-v0"):
+        CollectConfig(["GanAtari/Breakot-v0"], tmp_path / "e.h5", steps=10)
+    with pytest.raises(CollectError, match="exactly one target"):
+        CollectConfig(["CartPole-v1"], tmp_path / "e.h5", steps=10, episodes=2)
+    with pytest.raises(CollectError, match="separate files"):
+        collect(CollectConfig(["CartPole-v1", "GanAtari/Pong-v0"], tmp_path / "e.h5", steps=10))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        collect(CollectConfig(["CartPole-v1"], tmp_path / "no" / "e.h5", steps=10))
+    with pytest.raises(CollectError, match="holds"):
+        collect(CollectConfig(["CartPole-v0"], out, steps=40, resume=True))
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys):
+    out = tmp_path / "d.h5"
+    assert main(["collect", "CartPole-v1", "--out", str(out), "--steps", "10"]) == 0
+    capsys.readouterr()
+    assert main(["collect", "CartPole-v1", "--out", str(out), "--steps", "10"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--resume" in err and "--overwrite" in err
+    assert main(["collect", "GanAtari/Breakot-v0", "--out", str(tmp_path / "x.h5"),
+                 "--steps", "10"]) == 2
+    assert "did you mean GanAtari/Breakout-v0" in capsys.readouterr().err
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert main(["collect", "CartPole-v1", "--out", str(tmp_path / "file" / "x.h5"),
+                 "--steps", "10"]) == 2
+    assert capsys.readouterr().err.strip().endswith("does not exist; create the folder first")
+    if os.geteuid() != 0:  # root may write anywhere
+        (tmp_path / "ro").mkdir(mode=0o500)
+        assert main(["collect", "CartPole-v1", "--out", str(tmp_path / "ro" / "x.h5"),
+                     "--steps", "10"]) == 2
+        assert "not writable" in capsys.readouterr().err
+    assert main(["collect", "CartPole-v1", "--out", str(tmp_path / "f.h5"), "--steps", "10",
+                 "--policy", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("gan-envs: policy 'nope'")
+
+
+def test_info_and_verify_commands(tmp_path: Path, capsys):
+    out = tmp_path / "d.h5"
+    collect(CollectConfig(GAMES, out, steps=200, num_envs=2))
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "GanAtari/Breakout-v0" in text and "GanAtari/Pong-v0" in text and "200" in text
+    assert main(["info", str(out), "--json"]) == 0
+    import json
+
+    info = json.loads(capsys.readouterr().out)
+    assert info["steps"] == 200 and [e["steps"] for e in info["envs"]] == [100, 100]
+    assert main(["verify", str(out)]) == 0
+    assert "OK" in capsys.readouterr().out
+    assert main(["preview", str(out), "--out", str(tmp_path / "grid.png")]) == 0
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    assert main(["info", str(tmp_path / "missing.h5")]) == 2
+    assert capsys.readouterr().err.startswith("gan-envs: ")
+
+
+def _collect_process(out: Path, steps: int, *extra: str) -> subprocess.Popen:
+    script = Path(sys.executable).with_name("gan-envs")
+    return subprocess.Popen(
+        [str(script), "collect", *GAMES, "--out", str(out), "--steps", str(steps),
+         "--num-envs", "2", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_episodes(out: Path, n: int, process: subprocess.Popen, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"collection ended early: {process.communicate()}")
+        if out.exists():
+            try:
+                with RolloutReader(out) as reader:
+                    if reader.num_episodes >= n:
+                        return
+            except Exception:  # the file may be in creation
+                pass
+        time.sleep(0.05)
+    pytest.fail("no episodes committed in time")
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_resume_after_interrupt_or_kill(tmp_path: Path, how):
+    out = tmp_path / "big.h5"
+    target = 16000
+    process = _collect_process(out, target)
+    _wait_for_episodes(out, 2, process)
+    process.send_signal(how)
+    stdout, stderr = process.communicate(timeout=60)
+    if how == signal.SIGINT:
+        assert process.returncode == 130
+        assert "--resume" in stderr and "safe in" in stderr
+    with RolloutReader(out) as reader:  # opens as is, no repair step
+        kept = reader.num_steps
+        assert 0 < kept < target
+    resumed = _collect_process(out, target, "--resume")
+    stdout, stderr = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, stderr
+    with RolloutReader(out) as reader:
+        assert reader.num_steps == target
+    assert verify(out).ok
