@@ -119,6 +119,121 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _frame_source(args: argparse.Namespace):
+    """The training frames: one dataset file, or live environments with ``--source env``."""
+    from gan_envs.trainers.data import DatasetFrameSource, EnvFrameSource
+
+    if args.source == "env":
+        from gan_envs.registration import resolve_env_id
+
+        return EnvFrameSource([resolve_env_id(e) for e in args.inputs], size=args.size,
+                              seed=args.seed)
+    if len(args.inputs) != 1:
+        raise CommandError(f"train gan reads one dataset file, got {args.inputs}; "
+                           "use --source env for environment ids")
+    return DatasetFrameSource(args.inputs[0], env_ids=args.env, in_memory=args.in_memory)
+
+
+def _cmd_train_gan(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gan_envs.trainers.gan import GanConfig, train_gan
+
+    config = GanConfig(
+        iterations=args.iterations, recipe=args.recipe, arch=args.arch,
+        batch_size=args.batch_size, loss=args.loss, lr_d=args.lr_d, lr_g=args.lr_g,
+        spectral_norm=args.spectral_norm, ema_decay=args.ema, diffaugment=args.diffaugment,
+        width=args.width, seed=args.seed, sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
+    )
+    source = _frame_source(args)
+    bars: list[tqdm] = []  # made at the first iteration, after the checks passed
+
+    def progress(iteration: int, metrics: dict[str, float]) -> None:
+        if not bars:
+            bars.append(tqdm(total=args.iterations, initial=iteration - 1, unit="it",
+                             dynamic_ncols=True, desc="train gan"))
+        bars[0].update(1)
+        bars[0].set_postfix({k: f"{v:.3f}" for k, v in metrics.items()}, refresh=False)
+
+    try:
+        summary = train_gan(config, source, args.out, resume=args.resume, progress=progress)
+    except KeyboardInterrupt:
+        print(f"\ngan-envs: interrupted; a checkpoint is in {args.out}. Continue with:\n"
+              f"  {_resume_command(args.argv)}", file=sys.stderr)
+        return 130
+    finally:
+        for bar in bars:
+            bar.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    print(f"trained {summary.iterations} iterations ({summary.iterations_per_second:.2f} it/s) "
+          f"into {summary.run_dir}")
+    for label, path in (("last grid", summary.last_grid), ("video", summary.video),
+                        ("checkpoint", summary.checkpoint)):
+        if path is not None:
+            print(f"  {label}: {path}")
+    return 0
+
+
+def _parse_set(items: Sequence[str]) -> dict[int, float]:
+    values = {}
+    for item in items:
+        dim, sep, value = item.partition("=")
+        try:
+            values[int(dim)] = float(value)
+        except ValueError:
+            raise CommandError(f"--set takes DIM=VALUE (e.g. 3=1.5), got {item!r}") from None
+        if not sep:
+            raise CommandError(f"--set takes DIM=VALUE (e.g. 3=1.5), got {item!r}")
+    return values
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from gan_envs.images import make_grid, save_png
+    from gan_envs.trainers import sampling
+
+    if args.sweep is not None:
+        images = sampling.sweep(args.run_dir, args.sweep, args.sweep_from, args.sweep_to,
+                                args.sweep_steps, seed=args.seed)
+        nrow = len(images)
+    elif args.interpolate is not None:
+        images = sampling.interpolate(args.run_dir, *args.interpolate, steps=args.sweep_steps)
+        nrow = len(images)
+    else:
+        latent = args.latent
+        images = sampling.sample(args.run_dir, n=args.n, seed=args.seed, latent=latent,
+                                 set_dims=_parse_set(args.set))
+        nrow = 8
+    if images.ndim != 4:
+        raise CommandError(f"{args.run_dir} generates vectors {images.shape[1:]}, not images; "
+                           "use gan_envs.trainers.sampling.sample() for them")
+    grid = make_grid(images, nrow=nrow, upscale=args.upscale)
+    path = save_png(args.out, grid)
+    print(f"wrote {path} ({len(images)} images)")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan_envs.trainers.data import DatasetFrameSource
+    from gan_envs.trainers.metrics import evaluate, report_table
+
+    source = DatasetFrameSource(args.data)
+    try:
+        report = evaluate(args.run_dir, source, n=args.n, seed=args.seed,
+                          classifier_steps=args.classifier_steps,
+                          progress=lambda stage: print(f"  {stage}", file=sys.stderr))
+    finally:
+        source.close()
+    print(report_table(report))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gan-envs`` (one sub-command per job)."""
     parser = argparse.ArgumentParser(
@@ -188,6 +303,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("path", metavar="DATA.h5")
     p.set_defaults(func=_cmd_verify)
+
+    train = commands.add_parser("train", help="train a GAN or a world model on a dataset")
+    trainers = train.add_subparsers(dest="trainer", required=True, metavar="TRAINER")
+    p = trainers.add_parser(
+        "gan", help="train a GAN (DCGAN or MLP) on the frames of a dataset",
+        description="Train a GAN on the frames of a dataset (or, with --source env, of live "
+                    "environments as the tutorial does). Writes checkpoints, sample grids, "
+                    "log.jsonl and training.mp4 into --out; --resume continues. See docs/gan.md.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="DATA.h5|ENV_ID")
+    p.add_argument("--out", required=True, help="the run directory")
+    p.add_argument("--source", choices=["dataset", "env"], default="dataset")
+    p.add_argument("--iterations", type=_positive_int, default=10_000)
+    p.add_argument("--recipe", choices=["fast", "tutorial"], default="fast",
+                   help="defaults for the options below (default: fast)")
+    p.add_argument("--arch", choices=["dcgan", "mlp"], default="dcgan")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--loss", choices=["bce", "hinge"])
+    p.add_argument("--lr-d", type=float, help="discriminator learning rate")
+    p.add_argument("--lr-g", type=float, help="generator learning rate")
+    p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--ema", type=float, help="generator EMA decay (0: off)")
+    p.add_argument("--diffaugment", help="'translation', 'color', both comma-separated, or ''")
+    p.add_argument("--width", type=_positive_int, default=512, help="widest layer (default 512)")
+    p.add_argument("--env", nargs="+", help="train on frames of these env ids only")
+    p.add_argument("--size", type=_positive_int, default=64, help="frame size for --source env")
+    p.add_argument("--in-memory", action="store_true", help="load the dataset into RAM")
+    p.add_argument("--sample-every", type=_positive_int, default=500)
+    p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    p.set_defaults(func=_cmd_train_gan)
+
+    p = commands.add_parser(
+        "sample", help="a grid of GAN samples, a latent sweep or an interpolation",
+        description="Sample a trained GAN. Latent exploration: --latent zeros|ones|normal, "
+                    "--set DIM=VALUE, --sweep DIM (a strip from --from to --to), "
+                    "--interpolate SEED_A SEED_B.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", default="samples.png")
+    p.add_argument("--n", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--latent", choices=["normal", "zeros", "ones"], default="normal")
+    p.add_argument("--set", nargs="+", default=[], metavar="DIM=VALUE")
+    p.add_argument("--sweep", type=int, metavar="DIM")
+    p.add_argument("--from", dest="sweep_from", type=float, default=-3.0)
+    p.add_argument("--to", dest="sweep_to", type=float, default=3.0)
+    p.add_argument("--steps", dest="sweep_steps", type=_positive_int, default=8)
+    p.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"))
+    p.add_argument("--upscale", type=_positive_int, default=2)
+    p.set_defaults(func=_cmd_sample)
+
+    p = commands.add_parser(
+        "evaluate", help="score a GAN run against a dataset (offline FD, KID, precision/recall)",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("data", metavar="DATA.h5")
+    p.add_argument("--n", type=_positive_int, default=1000, help="frames per set")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classifier-steps", type=_positive_int, default=600,
+                   help="training steps of the feature network (cached in RUN_DIR)")
+    p.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
@@ -215,7 +395,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from gan_envs.registration import UnknownEnvironmentError
 
     return (CommandError, UnknownEnvironmentError, gym.error.Error, OSError, DatasetError,
-            CollectError, PolicyError)
+            CollectError, PolicyError, ValueError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

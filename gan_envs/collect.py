@@ -36,7 +36,7 @@ import numpy as np
 
 from gan_envs.policies import load_policy
 from gan_envs.registration import NAMESPACE, resolve_env_id
-from gan_envs.wrappers import normalize_size
+from gan_envs.wrappers import normalize_size, supports_send_recv
 
 __all__ = [
     "CollectConfig",
@@ -226,12 +226,24 @@ def run_collection(
                       "steps": [0] * num_envs, "done_episodes": [0] * num_envs,
                       "finished": np.array([share == 0 for share in shares])})
 
+    # Asynchronous stepping where the stack allows it (the AtariVectorEnv fast path): the next
+    # actions are sent before this step's episodes are assembled and written, so the
+    # emulators run while Python works. Results and actions are the same either way.
+    asynchronous = all(supports_send_recv(envs) for envs in vector_envs)
+    for (_, envs, act, _), s in zip(streams, state, strict=True):
+        s["actions"] = act(s["obs"], s["infos"])
+        if asynchronous:
+            envs.send(s["actions"])
     while not all(s["finished"].all() for s in state):
-        for (index, envs, act, _), s in zip(streams, state, strict=True):  # noqa: B007
+        for (index, envs, act, _), s in zip(streams, state, strict=True):
             if s["finished"].all():
                 continue
-            actions = act(s["obs"], s["infos"])
-            obs, rewards, terminations, truncations, infos = envs.step(actions)
+            actions = s["actions"]
+            obs, rewards, terminations, truncations, infos = (
+                envs.recv() if asynchronous else envs.step(actions))
+            s["actions"] = act(obs, infos)
+            if asynchronous:
+                envs.send(s["actions"])  # runs while the episodes below are assembled
             blank = infos.get("blank_frame")
             for i in range(num_envs):
                 sub = index * num_envs + i
@@ -260,7 +272,8 @@ def run_collection(
                                     and s["done_episodes"][i] >= episode_share[sub]):
                     s["finished"][i] = True
             s["restarting"] = np.logical_or(terminations, truncations)
-            s["obs"], s["infos"] = obs, infos
+            if asynchronous and s["finished"].all():
+                envs.recv()  # collect the step sent ahead, unused
         if after_batch is not None:
             after_batch(steps_taken, total_episodes)
     return total_steps, total_episodes

@@ -31,6 +31,7 @@ import gymnasium as gym
 
 from gan_envs.wrappers import (
     FLICKER_MODES,
+    AsyncObservations,
     ChannelFirst,
     FlickerFilter,
     ResizeFrame,
@@ -255,7 +256,7 @@ def make_gan_atari_vector(
     return envs
 
 
-class _DropStackAxis(gym.vector.VectorObservationWrapper):
+class _DropStackAxis(AsyncObservations, gym.vector.VectorObservationWrapper):
     """``AtariVectorEnv`` frames ``(N, 1, H, W, C)`` as ``(N, H, W, C)`` (a view)."""
 
     def __init__(self, env: gym.vector.VectorEnv) -> None:

@@ -36,6 +36,8 @@ __all__ = [
     "VectorScaleFloat",
     "VectorFlickerFilter",
     "normalize_size",
+    "AsyncObservations",
+    "supports_send_recv",
 ]
 
 FLICKER_MODES = ("hold", "skip", "flag")
@@ -370,7 +372,33 @@ class FlickerFilter(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 # --------------------------------------------------------------------------- vector wrappers
-class VectorResizeFrame(VectorizeTransformObservation):
+class AsyncObservations:
+    """``send(actions)`` / ``recv()`` for vector observation wrappers, like ``AtariVectorEnv``'s.
+
+    Over an env that steps asynchronously (ale-py's ``AtariVectorEnv``), ``send`` starts the
+    emulators and returns at once; ``recv`` waits and returns what ``step`` would have. A
+    caller can do other work in between (collection writes episodes while emulators run).
+    """
+
+    def send(self, actions) -> None:
+        self.env.send(actions)
+
+    def recv(self):
+        obs, rewards, terminations, truncations, infos = self.env.recv()
+        return self.observations(obs), rewards, terminations, truncations, infos
+
+
+def supports_send_recv(envs: VectorEnv) -> bool:
+    """Whether every layer of a vector env stack has ``send``/``recv`` (asynchronous stepping)."""
+    layer = envs
+    while isinstance(layer, VectorWrapper):
+        if not isinstance(layer, AsyncObservations):
+            return False
+        layer = layer.env
+    return callable(getattr(layer, "send", None)) and callable(getattr(layer, "recv", None))
+
+
+class VectorResizeFrame(AsyncObservations, VectorizeTransformObservation):
     """Vector version of :class:`ResizeFrame`: resizes each sub-environment's frame.
 
     Example:
@@ -387,7 +415,7 @@ class VectorResizeFrame(VectorizeTransformObservation):
         super().__init__(env, ResizeFrame, size=size)
 
 
-class VectorChannelFirst(VectorObservationWrapper):
+class VectorChannelFirst(AsyncObservations, VectorObservationWrapper):
     """Vector version of :class:`ChannelFirst`: ``(N, H, W, C)`` to ``(N, C, H, W)``."""
 
     def __init__(self, env: VectorEnv) -> None:
@@ -409,7 +437,7 @@ class VectorChannelFirst(VectorObservationWrapper):
         return np.ascontiguousarray(np.moveaxis(observations, -1, 1))
 
 
-class VectorScaleFloat(VectorObservationWrapper):
+class VectorScaleFloat(AsyncObservations, VectorObservationWrapper):
     """Vector version of :class:`ScaleFloat`, one table lookup for the whole batch."""
 
     def __init__(self, env: VectorEnv, low: float = -1.0, high: float = 1.0) -> None:
@@ -428,7 +456,7 @@ class VectorScaleFloat(VectorObservationWrapper):
         return self.scaler(observations)
 
 
-class VectorFlickerFilter(VectorWrapper):
+class VectorFlickerFilter(AsyncObservations, VectorWrapper):
     """Vector version of :class:`FlickerFilter` for modes ``"hold"`` and ``"flag"``.
 
     ``infos["blank_frame"]`` is a bool array with one entry per sub-environment. Holding
@@ -480,7 +508,12 @@ class VectorFlickerFilter(VectorWrapper):
         return self._filter(obs, infos), infos
 
     def step(self, actions):
-        obs, rewards, terminations, truncations, infos = self.env.step(actions)
+        return self._after_step(*self.env.step(actions))
+
+    def recv(self):
+        return self._after_step(*self.env.recv())
+
+    def _after_step(self, obs, rewards, terminations, truncations, infos):
         ended = np.logical_or(terminations, truncations)
         if self._same_step_reset:  # the observation of an ending step is already a reset one
             self._has_held &= ~ended

@@ -4,6 +4,7 @@
   dataset reader (``gan_envs.datasets.RolloutReader``) is one.
 - :class:`LabelledFrameSource`: a source that also knows which environment each frame came from
   (``env_ids``, ``sample_frames_with_env``), used by the game classifier of the evaluation.
+- :class:`DatasetFrameSource`: frames of a rollout dataset (what ``gan-envs train gan`` uses).
 - :class:`ArrayFrameSource`: frames held in memory (tests, ``in_memory`` datasets).
 - :class:`EnvFrameSource`: random agents playing live Gymnasium environments, as the tutorial does
   (``--source env``).
@@ -23,6 +24,7 @@ __all__ = [
     "FrameSource",
     "LabelledFrameSource",
     "ArrayFrameSource",
+    "DatasetFrameSource",
     "EnvFrameSource",
     "env_labels",
     "is_image_shape",
@@ -149,6 +151,77 @@ class ArrayFrameSource:
         return self.frames[index], self.env_index[index]
 
 
+class DatasetFrameSource:
+    """Frames of a rollout dataset (``gan_envs.datasets``), labelled with their environment.
+
+    Training batches come from the reader's chunk-aware sampler (fast at random, see
+    docs/dataset-format.md); :meth:`sample_frames_with_env` draws without replacement (the
+    evaluation's disjoint real sets). Blank frames are left out when the dataset flags them.
+
+    Args:
+        path: a dataset written by ``gan-envs collect`` or ``RolloutWriter``.
+        env_ids: only frames of these environments (default: all of the file's).
+        exclude_blank: leave out frames flagged blank.
+        in_memory: load the whole file into RAM.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from gan_envs.collect import CollectConfig, collect
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "pong.h5"
+        >>> _ = collect(CollectConfig(["GanAtari/Pong-v0"], path, steps=40, num_envs=2, size=32))
+        >>> source = DatasetFrameSource(path)
+        >>> source.frame_shape, source.sample_frames(8, np.random.default_rng(0)).shape
+        ((3, 32, 32), (8, 3, 32, 32))
+        >>> source.close()
+    """
+
+    def __init__(self, path: Any, *, env_ids: Sequence[str] | None = None,
+                 exclude_blank: bool = True, in_memory: bool = False) -> None:
+        from gan_envs.datasets import DatasetError, RolloutReader
+
+        self.reader = RolloutReader(path, in_memory=in_memory)
+        try:
+            unknown = sorted(set(env_ids or []) - set(self.reader.env_ids))
+            if unknown:
+                raise DatasetError(f"{path}: holds no frames of {unknown}; it has "
+                                   f"{self.reader.env_ids}")
+            self.env_ids: list[str] = list(env_ids or self.reader.env_ids)
+            self._filter = {"env_ids": self.env_ids,
+                            "exclude_blank": exclude_blank and self.reader.has_blank_frame}
+            self._indices = self.reader.frame_indices(**self._filter)
+            if len(self._indices) == 0:
+                raise DatasetError(f"{path}: no frames pass the filters {self._filter}")
+            table = self.reader.episode_table
+            file_env = np.repeat(table["env_index"], table["length"] + 1)
+            to_ours = {self.reader.env_ids.index(e): i for i, e in enumerate(self.env_ids)}
+            self._env_of_frame = np.vectorize(to_ours.get, otypes=[np.int64])(
+                file_env[self._indices])
+        except BaseException:
+            self.reader.close()
+            raise
+        self.frame_shape: tuple[int, ...] = tuple(int(s) for s in
+                                                  self.reader.observation_space.shape)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` random frames (each uniform over the eligible frames; chunk-aware)."""
+        return self.reader.sample_frames(n, rng, **self._filter)
+
+    def sample_frames_with_env(
+        self, n: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` distinct random frames (fewer if the dataset has fewer) and their env index,
+        in random order (callers split one draw into disjoint sets)."""
+        picks = rng.choice(len(self._indices), size=min(n, len(self._indices)), replace=False)
+        return self.reader.frames(self._indices[picks]), self._env_of_frame[picks]
+
+    def close(self) -> None:
+        """Close the dataset file."""
+        self.reader.close()
+
+
 class EnvFrameSource:
     """Frames from random agents playing live Gymnasium environments, as the tutorial does.
 
@@ -192,8 +265,11 @@ class EnvFrameSource:
         self.size = int(size)
         self.envs = []
         for env_id in self.env_ids:
+            kwargs = dict(make_kwargs or {})
+            if env_id.split(":")[-1].startswith("GanAtari/"):  # uint8 frames, no float scaling
+                kwargs = {"size": self.size, "scale": None, "flicker": "flag", **kwargs}
             try:
-                env = gym.make(env_id, **(make_kwargs or {}))
+                env = gym.make(env_id, **kwargs)
             except gym.error.Error as exc:
                 raise ValueError(f"EnvFrameSource: cannot make {env_id!r}: {exc}") from None
             obs, _ = env.reset(seed=seed + len(self.envs))

@@ -1,0 +1,101 @@
+"""train gan / sample / evaluate end to end: a real dataset, real torch training, real PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gan_envs.cli import main
+from gan_envs.collect import CollectConfig, collect
+from gan_envs.trainers.data import DatasetFrameSource, EnvFrameSource
+
+TINY = ["--width", "16", "--batch-size", "8", "--sample-every", "2", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "two.h5"
+    collect(CollectConfig(["GanAtari/Breakout-v0", "GanAtari/Pong-v0"], out, steps=300,
+                          num_envs=2, size=32))
+    return out
+
+
+def test_dataset_frame_source_labels_and_disjoint_draws(dataset: Path):
+    source = DatasetFrameSource(dataset)
+    try:
+        rng = np.random.default_rng(0)
+        frames, env = source.sample_frames_with_env(len(source), rng)
+        assert frames.shape == (len(source), 3, 32, 32) and frames.dtype == np.uint8
+        assert set(env.tolist()) == {0, 1}
+        first, second = np.array_split(env, 2)  # a random order: both halves hold both games
+        assert set(first.tolist()) == set(second.tolist()) == {0, 1}
+        assert source.sample_frames(16, rng).shape == (16, 3, 32, 32)
+    finally:
+        source.close()
+    pong = DatasetFrameSource(dataset, env_ids=["GanAtari/Pong-v0"])
+    assert pong.env_ids == ["GanAtari/Pong-v0"] and len(pong) < len(source)
+    pong.close()
+
+
+def test_train_sample_evaluate(dataset: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "4", *TINY]) == 0
+    assert (run / "checkpoint.pt").exists() and (run / "training.mp4").exists()
+    assert sorted(p.name for p in (run / "samples").iterdir()) == [
+        "iter_000002.png", "iter_000004.png"]
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "6", "--resume",
+                 *TINY]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["iteration"] == 6
+
+    for extra in ([], ["--latent", "zeros"], ["--set", "0=2.5", "3=-1"], ["--sweep", "5"],
+                  ["--interpolate", "1", "2", "--steps", "5"]):
+        out = tmp_path / f"s{len(extra)}.png"
+        assert main(["sample", str(run), "--out", str(out), "--n", "4", *extra]) == 0
+        image = cv2.imread(str(out))
+        assert image is not None and image.shape[2] == 3
+
+    report = tmp_path / "report.json"
+    assert main(["evaluate", str(run), str(dataset), "--n", "64", "--classifier-steps", "5",
+                 "--json", str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert {"generated", "real_vs_real", "noise"} <= set(data)
+    assert "fd / floor" in capsys.readouterr().out
+
+
+def test_bad_inputs_are_one_line(dataset: Path, tmp_path: Path, capsys):
+    cartpole = tmp_path / "cartpole.h5"
+    collect(CollectConfig(["CartPole-v1"], cartpole, steps=50, num_envs=1))
+    assert main(["train", "gan", str(cartpole), "--out", str(tmp_path / "r"),
+                 "--iterations", "1"]) == 2
+    assert "use --arch mlp" in capsys.readouterr().err
+    assert main(["train", "gan", "GanAtari/Pong-v0", "--source", "env", "--size", "48",
+                 "--out", str(tmp_path / "r"), "--iterations", "1"]) == 2
+    assert "32, 64" in capsys.readouterr().err  # the sizes dcgan can make
+    assert main(["sample", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["sample", str(tmp_path / "missing"), "--set", "x"]) == 2
+    assert main(["train", "gan", str(tmp_path / "nope.h5"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_mlp_on_vector_observations(tmp_path: Path):
+    cartpole = tmp_path / "cartpole.h5"
+    collect(CollectConfig(["CartPole-v1"], cartpole, steps=200, num_envs=2))
+    run = tmp_path / "mlp"
+    assert main(["train", "gan", str(cartpole), "--out", str(run), "--arch", "mlp",
+                 "--iterations", "3", *TINY]) == 0
+    assert (run / "checkpoint.pt").exists()
+
+
+def test_env_source_uses_gan_atari_frames():
+    source = EnvFrameSource(["GanAtari/Pong-v0"], size=32)
+    try:
+        frames = source.sample_frames(3, np.random.default_rng(0))
+        assert frames.shape == (3, 3, 32, 32) and frames.dtype == np.uint8
+    finally:
+        source.close()
