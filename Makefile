@@ -21,14 +21,28 @@ $(VENV)/.installed-dev: pyproject.toml setup.py gan_envs/_ext/area_resize.c | $(
 	$(PIP) -e ".[dev]"
 	touch $(VENV)/.installed $@
 
+GAMES := GanAtari/Breakout-v0 GanAtari/AirRaid-v0 GanAtari/Pong-v0
+
+# The main job on a small default (about a minute on 2 cores): collect a 3-game dataset,
+# describe and preview it, train a small GAN on it for a few iterations and sample it.
 demo: $(VENV)/.installed
-	$(BIN)/gan-envs preview GanAtari/Breakout-v0 GanAtari/AirRaid-v0 GanAtari/Pong-v0 --out demo-out/preview.png
+	mkdir -p demo-out
+	$(BIN)/gan-envs collect $(GAMES) --out demo-out/atari3.h5 --steps 3000 --num-envs 4 --overwrite
+	$(BIN)/gan-envs info demo-out/atari3.h5
+	$(BIN)/gan-envs verify demo-out/atari3.h5
+	$(BIN)/gan-envs preview demo-out/atari3.h5 --out demo-out/dataset.png
+	$(BIN)/gan-envs preview $(GAMES) --out demo-out/preview.png
+	rm -rf demo-out/gan
+	$(BIN)/gan-envs train gan demo-out/atari3.h5 --out demo-out/gan --iterations 300 --width 128 --sample-every 50
+	$(BIN)/gan-envs sample demo-out/gan --out demo-out/samples.png --n 16
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_wrappers.py
+	$(BIN)/python benchmarks/bench_datasets.py
+	$(BIN)/python benchmarks/bench_collect.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check gan_envs tests benchmarks
