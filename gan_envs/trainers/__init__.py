@@ -7,6 +7,11 @@ Importing this package is cheap (no torch); the names below load their submodule
 - :func:`evaluate`, :func:`report_table` (``.metrics``)
 - :class:`FrameSource`, :class:`ArrayFrameSource`, :class:`EnvFrameSource` (``.data``)
 - :func:`make_grid`, :func:`save_png`, :func:`write_video` (``.images``)
+- :func:`train_world_model`, :class:`WorldModelConfig`, :class:`WorldModelSummary`,
+  :class:`WorldModelError`, :func:`evaluate_world_model`, :func:`metrics_table`, :func:`dream`
+  (``.world_model``)
+- :class:`EpisodeSource`, :class:`ArrayEpisodeSource`, :func:`collect_random_episodes`
+  (``.sequences``)
 """
 
 from __future__ import annotations
@@ -21,6 +26,12 @@ _LAZY = {
     "evaluate": "metrics", "report_table": "metrics",
     "FrameSource": "data", "ArrayFrameSource": "data", "EnvFrameSource": "data",
     "make_grid": "images", "save_png": "images", "write_video": "images",
+    "train_world_model": "world_model", "WorldModelConfig": "world_model",
+    "WorldModelSummary": "world_model", "WorldModelError": "world_model",
+    "evaluate_world_model": "world_model", "metrics_table": "world_model",
+    "dream": "world_model",
+    "EpisodeSource": "sequences", "ArrayEpisodeSource": "sequences",
+    "collect_random_episodes": "sequences",
 }
 
 __all__ = sorted(_LAZY)

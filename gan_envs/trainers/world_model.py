@@ -1,0 +1,1212 @@
+"""Train a World Model (Ha & Schmidhuber, 2018) on recorded episodes: V, then M, then C.
+
+:func:`train_world_model` reads episodes only through an
+:class:`~gan_envs.trainers.sequences.EpisodeSource` and writes into ``run_dir``:
+
+- ``vae.pt``: V (the conv VAE), its optimiser, RNG state and position (epoch, batch);
+- ``latents.npz``: every frame encoded by V (``mu``, ``logvar``) with the actions, rewards and
+  terminations, and the SHA-256 of the ``vae.pt`` it came from (re-encoded only when V changed);
+- ``mdrnn.pt``: M (the MDN-RNN), its optimiser, RNG state and position;
+- ``controller.pt``: C's best parameters and the pickled CMA-ES state (resumable per generation);
+- ``config.json`` (the resolved configuration of the last call), ``log.jsonl`` (one JSON object
+  per ``log_every`` steps or per generation, with its ``stage``), ``metrics.json``
+  (:func:`evaluate_world_model`).
+
+The stages, top to bottom:
+
+1. **V** learns ``z`` (32-d) from single frames: reconstruction (squared error summed over the
+   pixel values in [0, 1]) + KL clamped below at ``kl_tolerance * z_size``.
+2. The dataset is encoded once; **M** learns ``p(z_{t+1} | z_<=t, a_<=t)`` (5 Gaussians per
+   dimension), the reward and the done flag on windows of ``seq_len`` steps that never cross an
+   episode boundary, with ``z`` re-drawn from the cached ``(mu, logvar)`` at every batch.
+3. **C** (``argmax(W [z, h] + b)``) is searched by CMA-ES: each candidate plays ``rollouts``
+   episodes of the real env (fixed seeds, the same for every candidate) in ``workers`` processes,
+   or plays inside M's dream at temperature ``temperature`` (``controller_env='dream'``).
+
+The same seed gives the same run, also across ``resume=True``. Library code never prints; pass
+``progress`` for progress bars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import pickle
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .gan import _atomic_save, _SigintToFlag
+from .images import make_grid, write_video
+from .sequences import observation_shape_of, split_episodes, window_index
+from .wm_models import (
+    MDNRNN,
+    ConvVAE,
+    LinearController,
+    frames_to_input,
+    mdn_nll,
+    mdn_sample,
+    vae_loss,
+)
+
+__all__ = [
+    "STAGES",
+    "WorldModelError",
+    "WorldModelConfig",
+    "StageSummary",
+    "WorldModelSummary",
+    "train_world_model",
+    "load_stage",
+    "encode_latents",
+    "evaluate_world_model",
+    "metrics_table",
+    "dream",
+]
+
+STAGES = ("vae", "mdrnn", "controller")
+_FILES = {"vae": "vae.pt", "mdrnn": "mdrnn.pt", "controller": "controller.pt"}
+_FORMAT = "gan-envs/world-model-{}"
+_VERSION = 1
+LATENTS_NAME = "latents.npz"
+_GROUP_EPISODES = 8  # V reads this many episodes into memory at a time and shuffles their frames
+
+_FULL = dict(max_episodes=0, vae_batch_size=100, vae_epochs=10, vae_max_steps=0, seq_len=32,
+             mdrnn_batch_size=16, mdrnn_epochs=20, mdrnn_max_steps=0, population=16,
+             generations=50, rollouts=4, rollout_steps=1000, eval_rollouts=8)
+_QUICK = dict(max_episodes=8, vae_batch_size=32, vae_epochs=1, vae_max_steps=15, seq_len=16,
+              mdrnn_batch_size=8, mdrnn_epochs=2, mdrnn_max_steps=15, population=4,
+              generations=2, rollouts=1, rollout_steps=25, eval_rollouts=2)
+# Fields that must not change when a stage is resumed or a later stage builds on it.
+_FIXED = {
+    "vae": ("seed", "max_episodes", "holdout_fraction", "z_size", "vae_width", "kl_tolerance",
+            "vae_lr", "vae_batch_size"),
+    "mdrnn": ("hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_lr",
+              "reward_weight", "done_weight"),
+    "controller": ("controller_env", "env_id", "population", "rollouts", "rollout_steps",
+                   "sigma0", "temperature", "eval_seed"),
+}
+
+
+class WorldModelError(ValueError):
+    """Bad input for the World-Models trainer; the message names the problem and the fix."""
+
+
+@dataclass
+class WorldModelConfig:
+    """Arguments of :func:`train_world_model`; None means "the full (or ``quick``) value".
+
+    Example:
+        >>> cfg = WorldModelConfig(quick=True).resolved()
+        >>> cfg.vae_epochs, cfg.population, cfg.generations, cfg.rollout_steps
+        (1, 4, 2, 25)
+        >>> WorldModelConfig(vae_epochs=3).resolved().vae_epochs
+        3
+    """
+
+    seed: int = 0
+    """seed of weights, data order, latent draws and CMA-ES: same seed, same run"""
+    quick: bool = False
+    """tiny sizes for every length left as None (smoke tests and the demo)"""
+    max_episodes: int | None = None
+    """use only the first N episodes of the source (0: all; quick: 8)"""
+    holdout_fraction: float = 0.1
+    """the last episodes held out from training for the evaluation (at least one of two)"""
+    # ---- V
+    z_size: int = 32
+    """size of the latent z"""
+    vae_width: int = 32
+    """channels of the first encoder convolution (32-64-128-256 for 32)"""
+    kl_tolerance: float = 0.5
+    """free bits: the summed KL is clamped below at kl_tolerance * z_size (0: plain KL)"""
+    vae_lr: float = 1e-4
+    """Adam learning rate of V"""
+    vae_batch_size: int | None = None
+    """frames per V batch (100; quick 32)"""
+    vae_epochs: int | None = None
+    """passes over the training frames (10; quick 1)"""
+    vae_max_steps: int | None = None
+    """stop V after this many batches (0: no cap; quick 15)"""
+    encode_batch_size: int = 256
+    """frames per batch when encoding the dataset into the latent cache"""
+    # ---- M
+    hidden_size: int = 256
+    """LSTM size of the MDN-RNN"""
+    n_gaussians: int = 5
+    """mixture components per latent dimension"""
+    seq_len: int | None = None
+    """steps per training window (32; quick 16)"""
+    mdrnn_batch_size: int | None = None
+    """windows per M batch (16; quick 8)"""
+    mdrnn_lr: float = 1e-3
+    """Adam learning rate of M"""
+    mdrnn_epochs: int | None = None
+    """passes over the training windows (20; quick 2)"""
+    mdrnn_max_steps: int | None = None
+    """stop M after this many batches (0: no cap; quick 15)"""
+    reward_weight: float = 1.0
+    """weight of the reward head's squared error in M's loss"""
+    done_weight: float = 1.0
+    """weight of the done head's binary cross-entropy in M's loss"""
+    grad_clip: float = 1.0
+    """gradient-norm clip of V and M (0: none)"""
+    # ---- C
+    controller_env: str = "real"
+    """where candidates play: 'real' (the env) or 'dream' (M at temperature tau)"""
+    env_id: str | None = None
+    """the env C plays (None: the dataset's only env id)"""
+    population: int | None = None
+    """CMA-ES population (16; quick 4; the paper's 64)"""
+    generations: int | None = None
+    """CMA-ES generations (50; quick 2)"""
+    rollouts: int | None = None
+    """episodes per candidate, on seeds eval_seed, eval_seed + 1, ... (4; quick 1)"""
+    rollout_steps: int | None = None
+    """step cap of one episode (1000; quick 25)"""
+    eval_rollouts: int | None = None
+    """episodes of the evaluation, on seeds eval_seed + 100000 + i (8; quick 2)"""
+    sigma0: float = 0.1
+    """initial CMA-ES step size (parameters start at zero)"""
+    temperature: float = 1.0
+    """tau of M's sampling in the dream"""
+    workers: int = 2
+    """processes playing candidates in the real env (0: in this process)"""
+    eval_seed: int = 10_000
+    """first env seed of the candidates' fixed rollouts"""
+    # ---- bookkeeping
+    checkpoint_every: int = 500
+    """V/M batches between checkpoints (C: every generation; also at the end and on Ctrl-C)"""
+    log_every: int = 10
+    """V/M batches averaged into one line of log.jsonl"""
+
+    def resolved(self) -> WorldModelConfig:
+        """Return a copy with every None filled from the full or quick sizes, checked."""
+        preset = _QUICK if self.quick else _FULL
+        cfg = dataclasses.replace(self, **{k: v for k, v in preset.items()
+                                           if getattr(self, k) is None})
+        for name in ("z_size", "vae_width", "vae_batch_size", "vae_epochs", "encode_batch_size",
+                     "hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_epochs",
+                     "population", "rollouts", "rollout_steps", "eval_rollouts",
+                     "checkpoint_every", "log_every"):
+            minimum = 2 if name == "population" else 1
+            if getattr(cfg, name) < minimum:
+                raise WorldModelError(f"{name} must be >= {minimum}, got {getattr(cfg, name)}")
+        for name in ("max_episodes", "vae_max_steps", "mdrnn_max_steps", "generations",
+                     "workers"):
+            if getattr(cfg, name) < 0:
+                raise WorldModelError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+        if cfg.controller_env not in ("real", "dream"):
+            raise WorldModelError(f"controller_env must be 'real' or 'dream', "
+                                  f"got {cfg.controller_env!r}")
+        if not 0.0 <= cfg.holdout_fraction < 1.0:
+            raise WorldModelError(f"holdout_fraction must lie in [0, 1), "
+                                  f"got {cfg.holdout_fraction}")
+        if cfg.temperature <= 0 or cfg.sigma0 <= 0:
+            raise WorldModelError("temperature and sigma0 must be > 0")
+        return cfg
+
+
+@dataclass
+class StageSummary:
+    """What one stage of :func:`train_world_model` did."""
+
+    stage: str
+    """'vae', 'mdrnn' or 'controller'"""
+    start_step: int
+    """step (batch or generation) the stage started from: 0, or the checkpoint's"""
+    steps: int
+    """step reached"""
+    total: int
+    """steps planned"""
+    seconds: float
+    """wall time of this call's loop"""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """the last logged values (losses; for C the fitness of the last generation and the best)"""
+    checkpoint: str = ""
+    """the checkpoint written"""
+
+
+@dataclass
+class WorldModelSummary:
+    """What :func:`train_world_model` did, per stage (JSON-safe through :meth:`to_dict`)."""
+
+    run_dir: str
+    """the run directory"""
+    stages: dict[str, StageSummary] = field(default_factory=dict)
+    """one summary per stage run"""
+    latents_reused: bool | None = None
+    """True when M's stage found latents.npz up to date (None: M did not run)"""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- the source and the run dir
+def _source_info(source: Any) -> dict[str, Any]:
+    """Check that ``source`` suits the conv VAE and the discrete controller; describe it."""
+    name = getattr(source, "path", None) or type(source).__name__
+    shape = observation_shape_of(source)
+    if len(shape) != 3:
+        raise WorldModelError(f"{name}: the conv VAE needs image frames (C, 64, 64), got vector "
+                              f"observations of shape {shape}; record the env with image frames")
+    if shape[1:] != (64, 64):
+        raise WorldModelError(f"{name}: the conv VAE needs 64x64 frames, got {shape[1]}x"
+                              f"{shape[2]}; record the dataset with size=64")
+    if shape[0] not in (1, 3):
+        raise WorldModelError(f"{name}: frames need 1 or 3 channels, got {shape[0]}")
+    space = getattr(source, "action_space", None)
+    if space is None or source.num_episodes < 1 or "actions" not in source.episode(0):
+        raise WorldModelError(f"{name} has no actions; M and C need a dataset recorded with "
+                              "actions (gan-envs collect)")
+    if not isinstance(space, gym.spaces.Discrete):
+        raise WorldModelError(f"{name}: the controller needs Discrete actions, got {space}")
+    return {"observation_shape": list(shape), "n_actions": int(space.n),
+            "env_ids": list(getattr(source, "env_ids", []) or [])}
+
+
+def _episode_lengths(source: Any, count: int) -> np.ndarray:
+    """Steps per episode for the first ``count`` episodes, without reading frames if possible."""
+    table = getattr(source, "episode_table", None)
+    if table is not None and "length" in getattr(table, "dtype", np.dtype([])).names:
+        return np.asarray(table["length"][:count], np.int64)
+    return np.array([len(source.episode(i)["actions"]) for i in range(count)], np.int64)
+
+
+def _used_episodes(cfg: WorldModelConfig, source: Any) -> int:
+    n = int(source.num_episodes)
+    return min(n, cfg.max_episodes) if cfg.max_episodes else n
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
+    """Load ``vae.pt``, ``mdrnn.pt`` or ``controller.pt`` of a run (on the CPU).
+
+    Example:
+        >>> load_stage("no/such/run", "mdrnn")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gan_envs.trainers.world_model.WorldModelError: no/such/run has no mdrnn.pt: run ...
+    """
+    if stage not in _FILES:
+        raise WorldModelError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    path = Path(run_dir) / _FILES[stage]
+    if not path.is_file():
+        raise WorldModelError(f"{run_dir} has no {_FILES[stage]}: run "
+                              f"`gan-envs train world-model DATA.h5 --out {run_dir} --stage "
+                              f"{stage}` first")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise WorldModelError(f"{path} is not a readable gan-envs checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT.format(stage):
+        raise WorldModelError(f"{path} is not a gan-envs world-model {stage} checkpoint")
+    if ckpt.get("version", 0) > _VERSION:
+        raise WorldModelError(f"{path}: checkpoint version {ckpt['version']} is newer than this "
+                              f"gan-envs understands ({_VERSION}); upgrade gan-envs")
+    return ckpt
+
+
+def _check_fixed(cfg: WorldModelConfig, saved: dict[str, Any], stage: str, path: Path) -> None:
+    asked = dataclasses.asdict(cfg)
+    clash = [f"{k}={saved[k]!r}" for k in _FIXED[stage] if asked[k] != saved.get(k)]
+    if clash:
+        raise WorldModelError(f"{path} was trained with {', '.join(clash)}; pass the same "
+                              "settings (only the lengths, workers and intervals may change)")
+
+
+def _vae_from(ckpt: dict[str, Any]) -> ConvVAE:
+    cfg = ckpt["config"]
+    vae = ConvVAE(ckpt["observation_shape"][0], cfg["z_size"], cfg["vae_width"])
+    vae.load_state_dict(ckpt["model"])
+    return vae.eval().requires_grad_(False)
+
+
+def _mdrnn_from(ckpt: dict[str, Any]) -> MDNRNN:
+    cfg = ckpt["config"]
+    m = MDNRNN(cfg["z_size"], ckpt["n_actions"], cfg["hidden_size"], cfg["n_gaussians"])
+    m.load_state_dict(ckpt["model"])
+    return m.eval().requires_grad_(False)
+
+
+class _Log:
+    """``log.jsonl`` shared by the stages: a resumed stage keeps its lines up to its step."""
+
+    def __init__(self, run_dir: Path, stage: str, start: int) -> None:
+        self.path = run_dir / "log.jsonl"
+        lines = self.path.read_text().splitlines() if self.path.exists() else []
+        kept = [line for line in lines if line.strip() and (
+            json.loads(line)["stage"] != stage or json.loads(line)["step"] <= start)]
+        self.path.write_text("".join(line + "\n" for line in kept))
+        self.stage = stage
+
+    def write(self, step: int, metrics: dict[str, float], seconds: float) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps({"stage": self.stage, "step": step, **metrics,
+                                "seconds": round(seconds, 3)}) + "\n")
+
+
+def _checked_stage(run_dir: Path, stage: str, cfg: WorldModelConfig,
+                   info: dict[str, Any]) -> dict[str, Any]:
+    """A stage's checkpoint, checked against this config (its fixed fields) and dataset."""
+    saved = load_stage(run_dir, stage)
+    path = run_dir / _FILES[stage]
+    _check_fixed(cfg, saved["config"], stage, path)
+    if saved["env_ids"] != info["env_ids"]:
+        raise WorldModelError(f"{path} was trained on {saved['env_ids']}, the dataset holds "
+                              f"{info['env_ids']}; pass the dataset of the run")
+    return saved
+
+
+def _begin_stage(cfg: WorldModelConfig, run_dir: Path, stage: str, info: dict[str, Any],
+                 resume: bool) -> dict[str, Any] | None:
+    """The stage's checkpoint to resume from (None: start it), with the checks."""
+    if not (run_dir / _FILES[stage]).exists():
+        return None
+    if not resume:
+        raise WorldModelError(f"{run_dir} already holds {_FILES[stage]}: resume it (--resume) "
+                              "or choose another output directory")
+    return _checked_stage(run_dir, stage, cfg, info)
+
+
+# ---------------------------------------------------------------- a shared V/M loop
+def _fit(
+    stage: str, cfg: WorldModelConfig, run_dir: Path, model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer, batches: Iterator[tuple[int, int, Any]],
+    loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
+    save: Callable[[int, tuple[int, int]], None], start: int, total: int,
+    progress: Callable[[str, int, dict[str, float]], None] | None,
+) -> tuple[int, dict[str, float], float]:
+    """One optimiser step per batch up to ``total``; logs, checkpoints, Ctrl-C. Returns
+    ``(step reached, last logged means, seconds)``."""
+    log = _Log(run_dir, stage, start)
+    saved_at, done, in_step, position = start, start, False, (0, 0)
+    window: dict[str, list[float]] = {}
+    means: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress(stage, start, {"total": float(total)})
+    try:
+        with _SigintToFlag() as sigint:
+            for step in range(start + 1, total + 1):
+                epoch, index, batch = next(batches)
+                in_step = True
+                loss, metrics = loss_fn(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                done, in_step, position = step, False, (epoch, index + 1)
+                for k, v in metrics.items():
+                    window.setdefault(k, []).append(v)
+                if step % cfg.log_every == 0 or step == total:
+                    means = {k: float(np.mean(v)) for k, v in window.items()}
+                    window = {}
+                    log.write(step, means, time.perf_counter() - t0)
+                if step % cfg.checkpoint_every == 0 or step == total:
+                    save(step, position)
+                    saved_at = step
+                if progress is not None:
+                    progress(stage, step, metrics)
+                if sigint.requested:
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        if not in_step and saved_at != done:  # a half-done step is not saved
+            save(done, position)
+        raise
+    if saved_at != done or not (run_dir / _FILES[stage]).exists():
+        save(done, position)
+    return done, means, time.perf_counter() - t0
+
+
+def _plan_total(batches_per_epoch: int, epochs: int, cap: int) -> int:
+    total = batches_per_epoch * epochs
+    return min(total, cap) if cap else total
+
+
+# ---------------------------------------------------------------- V
+def _vae_groups(train: np.ndarray, lengths: np.ndarray, batch: int,
+                epoch: int, seed: int) -> list[tuple[np.ndarray, int]]:
+    """The epoch's plan: groups of episodes (shuffled by ``[seed, epoch]``) and their batches."""
+    order = np.random.default_rng([seed, 1, epoch]).permutation(train)
+    groups = [order[i:i + _GROUP_EPISODES] for i in range(0, len(order), _GROUP_EPISODES)]
+    return [(g, math.ceil(int((lengths[g] + 1).sum()) / batch)) for g in groups]
+
+
+def _vae_batches(source: Any, train: np.ndarray, lengths: np.ndarray, cfg: WorldModelConfig,
+                 epoch: int, index: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Frames batches from ``(epoch, index)`` on: each group is loaded, shuffled, sliced."""
+    b = cfg.vae_batch_size
+    while True:
+        skip = index
+        for group, n_batches in _vae_groups(train, lengths, b, epoch, cfg.seed):
+            if skip >= n_batches:
+                skip -= n_batches
+                continue
+            frames = np.concatenate([source.episode(int(i))["observations"] for i in group])
+            perm = np.random.default_rng([cfg.seed, 1, epoch, int(group[0])]).permutation(
+                len(frames))
+            for j in range(skip, n_batches):
+                yield epoch, index, frames[perm[j * b:(j + 1) * b]]
+                index += 1
+            skip = 0
+        epoch, index = epoch + 1, 0
+
+
+def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
+               resume: bool, progress: Any) -> StageSummary:
+    saved = _begin_stage(cfg, run_dir, "vae", info, resume)
+    n_used = _used_episodes(cfg, source)
+    train, _ = split_episodes(n_used, cfg.holdout_fraction)
+    lengths = _episode_lengths(source, n_used)
+    per_epoch = sum(n for _, n in _vae_groups(train, lengths, cfg.vae_batch_size, 0, cfg.seed))
+    total = _plan_total(per_epoch, cfg.vae_epochs, cfg.vae_max_steps)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        vae = ConvVAE(info["observation_shape"][0], cfg.z_size, cfg.vae_width)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
+    noise = torch.Generator().manual_seed(cfg.seed)
+    start, position = 0, (0, 0)
+    if saved is not None:
+        vae.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        noise.set_state(saved["rng"])
+        start, position = int(saved["step"]), tuple(saved["position"])
+    path = run_dir / _FILES["vae"]
+
+    def save(step: int, pos: tuple[int, int]) -> None:
+        _atomic_save({"format": _FORMAT.format("vae"), "version": _VERSION, "step": step,
+                      "position": list(pos), "config": dataclasses.asdict(cfg), **info,
+                      "model": vae.state_dict(), "optimizer": optimizer.state_dict(),
+                      "rng": noise.get_state()}, path)
+
+    def loss_fn(frames: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
+        x = frames_to_input(frames)
+        recon, mu, logvar = vae(x, noise)
+        loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
+        pixels = float(np.prod(frames.shape[1:]))
+        return loss, {"loss": loss.item(), "mse": rec.item() / pixels, "kl": kl.item()}
+
+    vae.train()
+    batches = _vae_batches(source, train, lengths, cfg, *position)
+    step, means, seconds = _fit("vae", cfg, run_dir, vae, optimizer, batches, loss_fn, save,
+                                start, total, progress)
+    return StageSummary("vae", start, step, total, seconds, means, str(path))
+
+
+# ---------------------------------------------------------------- the latent cache
+def encode_latents(
+    run_dir: str | os.PathLike[str],
+    source: Any,
+    *,
+    max_episodes: int = 0,
+    batch_size: int = 256,
+    progress: Callable[[str, int, dict[str, float]], None] | None = None,
+) -> tuple[dict[str, np.ndarray], bool]:
+    """Encode every frame of the first ``max_episodes`` episodes (0: all) with the run's V, or
+    reuse ``latents.npz`` when it was made by the same ``vae.pt`` (SHA-256) from episodes of the
+    same lengths. Returns ``(arrays, reused)``.
+
+    The arrays: ``mu`` and ``logvar`` ``(frames, z)`` float32, ``actions``, ``rewards`` and
+    ``terminations`` ``(steps,)``, ``lengths`` (steps per episode), and the offsets
+    ``frame_offsets`` and ``step_offsets`` of each episode.
+    """
+    run_dir = Path(run_dir)
+    ckpt_path = run_dir / _FILES["vae"]
+    vae = _vae_from(load_stage(run_dir, "vae"))
+    vae_hash = _file_hash(ckpt_path)
+    n_used = min(source.num_episodes, max_episodes) if max_episodes else source.num_episodes
+    lengths = _episode_lengths(source, n_used)
+    cache = run_dir / LATENTS_NAME
+    if cache.exists():
+        with np.load(cache) as f:
+            arrays = {k: f[k] for k in f.files}
+        if (str(arrays.get("vae_sha256")) == vae_hash
+                and np.array_equal(arrays.get("lengths"), lengths)):
+            return arrays, True
+    mus, logvars, actions, rewards, terms = [], [], [], [], []
+    if progress is not None:
+        progress("encode", 0, {"total": float(n_used)})
+    with torch.no_grad():
+        for i in range(n_used):
+            ep = source.episode(i)
+            obs = ep["observations"]
+            for j in range(0, len(obs), batch_size):
+                mu, logvar = vae.encode(frames_to_input(obs[j:j + batch_size]))
+                mus.append(mu.numpy())
+                logvars.append(logvar.numpy())
+            actions.append(np.asarray(ep["actions"], np.int64))
+            rewards.append(np.asarray(ep["rewards"], np.float32))
+            terms.append(np.asarray(ep["terminations"], bool))
+            if progress is not None:
+                progress("encode", i + 1, {})
+    arrays = {
+        "mu": np.concatenate(mus), "logvar": np.concatenate(logvars),
+        "actions": np.concatenate(actions), "rewards": np.concatenate(rewards),
+        "terminations": np.concatenate(terms), "lengths": lengths,
+        "frame_offsets": np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64),
+        "step_offsets": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+        "vae_sha256": np.array(vae_hash),
+    }
+    tmp = cache.with_name("latents.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, cache)
+    return arrays, False
+
+
+# ---------------------------------------------------------------- M
+def _window_batch(lat: dict[str, np.ndarray], episodes: np.ndarray, rows: np.ndarray,
+                  seq_len: int) -> dict[str, torch.Tensor]:
+    """Windows ``rows`` (episode position in ``episodes``, start) as padded tensors + mask."""
+    b, z = len(rows), lat["mu"].shape[1]
+    mu = np.zeros((b, seq_len + 1, z), np.float32)
+    logvar = np.zeros_like(mu)
+    actions = np.zeros((b, seq_len), np.int64)
+    rewards = np.zeros((b, seq_len), np.float32)
+    dones = np.zeros((b, seq_len), np.float32)
+    mask = np.zeros((b, seq_len), np.float32)
+    for k, (e, s) in enumerate(rows):
+        ep = int(episodes[e])
+        n = min(seq_len, int(lat["lengths"][ep]) - int(s))
+        f0, s0 = int(lat["frame_offsets"][ep]) + int(s), int(lat["step_offsets"][ep]) + int(s)
+        mu[k, :n + 1] = lat["mu"][f0:f0 + n + 1]
+        logvar[k, :n + 1] = lat["logvar"][f0:f0 + n + 1]
+        actions[k, :n] = lat["actions"][s0:s0 + n]
+        rewards[k, :n] = lat["rewards"][s0:s0 + n]
+        dones[k, :n] = lat["terminations"][s0:s0 + n]
+        mask[k, :n] = 1.0
+    return {k: torch.from_numpy(v) for k, v in dict(
+        mu=mu, logvar=logvar, actions=actions, rewards=rewards, dones=dones, mask=mask).items()}
+
+
+def _mdrnn_losses(m: MDNRNN, batch: dict[str, torch.Tensor], z: torch.Tensor,
+                  cfg_weights: tuple[float, float]) -> tuple[torch.Tensor, dict[str, float]]:
+    """M's loss on windows whose latents ``z`` ``(B, L+1, z)`` are given (drawn or means)."""
+    logpi, mu, logsigma, reward, done, _, _ = m(z[:, :-1], batch["actions"])
+    mask = batch["mask"]
+    count = mask.sum().clamp(min=1.0)
+    nll = (mdn_nll(logpi, mu, logsigma, z[:, 1:]).mean(-1) * mask).sum() / count
+    mse = ((reward - batch["rewards"]).pow(2) * mask).sum() / count
+    bce = (F.binary_cross_entropy_with_logits(done, batch["dones"], reduction="none")
+           * mask).sum() / count
+    loss = nll + cfg_weights[0] * mse + cfg_weights[1] * bce
+    return loss, {"loss": loss.item(), "nll": nll.item(), "reward_mse": mse.item(),
+                  "done_bce": bce.item()}
+
+
+def _train_mdrnn(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
+                 resume: bool, progress: Any) -> tuple[StageSummary, bool]:
+    _checked_stage(run_dir, "vae", cfg, info)
+    saved = _begin_stage(cfg, run_dir, "mdrnn", info, resume)
+    lat, reused = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
+                                 batch_size=cfg.encode_batch_size, progress=progress)
+    train, _ = split_episodes(len(lat["lengths"]), cfg.holdout_fraction)
+    windows = window_index(lat["lengths"][train], cfg.seq_len)
+    per_epoch = math.ceil(len(windows) / cfg.mdrnn_batch_size)
+    total = _plan_total(per_epoch, cfg.mdrnn_epochs, cfg.mdrnn_max_steps)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 1)
+        m = MDNRNN(cfg.z_size, info["n_actions"], cfg.hidden_size, cfg.n_gaussians)
+    optimizer = torch.optim.Adam(m.parameters(), lr=cfg.mdrnn_lr)
+    noise = torch.Generator().manual_seed(cfg.seed + 1)
+    start, position = 0, (0, 0)
+    if saved is not None:
+        m.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        noise.set_state(saved["rng"])
+        start, position = int(saved["step"]), tuple(saved["position"])
+    path = run_dir / _FILES["mdrnn"]
+    vae_hash = str(lat["vae_sha256"])
+
+    def save(step: int, pos: tuple[int, int]) -> None:
+        _atomic_save({"format": _FORMAT.format("mdrnn"), "version": _VERSION, "step": step,
+                      "position": list(pos), "config": dataclasses.asdict(cfg), **info,
+                      "vae_sha256": vae_hash, "model": m.state_dict(),
+                      "optimizer": optimizer.state_dict(), "rng": noise.get_state()}, path)
+
+    def batches(epoch: int, index: int) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+        while True:
+            order = np.random.default_rng([cfg.seed, 2, epoch]).permutation(len(windows))
+            b = cfg.mdrnn_batch_size
+            for j in range(index, per_epoch):
+                yield epoch, j, _window_batch(lat, train, windows[order[j * b:(j + 1) * b]],
+                                              cfg.seq_len)
+            epoch, index = epoch + 1, 0
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        eps = torch.randn(batch["mu"].shape, generator=noise)
+        z = batch["mu"] + eps * torch.exp(0.5 * batch["logvar"])  # re-drawn every batch
+        return _mdrnn_losses(m, batch, z, (cfg.reward_weight, cfg.done_weight))
+
+    m.train()
+    step, means, seconds = _fit("mdrnn", cfg, run_dir, m, optimizer, batches(*position),
+                                loss_fn, save, start, total, progress)
+    return StageSummary("mdrnn", start, step, total, seconds, means, str(path)), reused
+
+
+# ---------------------------------------------------------------- C: playing the real env
+def _resolve_env(cfg: WorldModelConfig, info: dict[str, Any], make_kwargs: dict[str, Any]
+                 ) -> str:
+    """The env id C plays, checked against the dataset (id, frames, actions)."""
+    ids = info["env_ids"]
+    env_id = cfg.env_id
+    if env_id is None:
+        if len(ids) != 1:
+            raise WorldModelError(f"the dataset holds {len(ids)} env ids ({ids}); choose the "
+                                  "one the controller plays with env_id")
+        env_id = ids[0]
+    elif env_id not in ids:
+        raise WorldModelError(f"env id {env_id!r} does not match the dataset's {ids}; the "
+                              "controller must play the env V and M were trained on")
+    try:
+        env = gym.make(env_id, **make_kwargs)
+    except gym.error.Error as exc:
+        raise WorldModelError(f"cannot make {env_id!r}: {exc}") from None
+    space, actions = env.observation_space, env.action_space
+    env.close()
+    if tuple(space.shape) != tuple(info["observation_shape"]) or space.dtype != np.uint8:
+        raise WorldModelError(f"{env_id} gives {space.dtype} frames {tuple(space.shape)}, the "
+                              f"dataset uint8 {tuple(info['observation_shape'])}; pass the "
+                              "dataset's wrapper settings (make_kwargs)")
+    if getattr(actions, "n", None) != info["n_actions"]:
+        raise WorldModelError(f"{env_id} has {actions}, the dataset Discrete("
+                              f"{info['n_actions']}); pass the env of the dataset")
+    return env_id
+
+
+def _make_kwargs(source: Any, env_id: str | None) -> dict[str, Any]:
+    kwargs = getattr(source, "make_kwargs", None)
+    if kwargs is None:
+        kwargs = {"scale": None} if (env_id or "").startswith("GanAtari/") else {}
+    return dict(kwargs)
+
+
+class _Player:
+    """V + M + C in one process: plays episodes of the real env and returns their returns."""
+
+    def __init__(self, run_dir: str, env_id: str, make_kwargs: dict[str, Any]) -> None:
+        torch.set_num_threads(1)
+        self.vae = _vae_from(load_stage(run_dir, "vae"))
+        m_ckpt = load_stage(run_dir, "mdrnn")
+        self.m = _mdrnn_from(m_ckpt)
+        self.controller = LinearController(self.m.z_size, self.m.hidden_size, self.m.n_actions)
+        self.env = gym.make(env_id, **make_kwargs)
+
+    @torch.no_grad()
+    def play(self, params: np.ndarray | None, seed: int, max_steps: int,
+             record: bool = False) -> tuple[float, list[np.ndarray], list[int]]:
+        """One episode from ``reset(seed=seed)``; ``params`` None plays uniformly at random.
+        Returns ``(return, frames if record, actions)``."""
+        obs, _ = self.env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        if params is not None:
+            self.controller.set_params(params)
+        h, state = np.zeros((1, self.m.hidden_size), np.float32), None
+        total, frames, actions = 0.0, [obs] if record else [], []
+        for _ in range(max_steps):
+            if params is None:
+                action = int(rng.integers(self.m.n_actions))
+            else:
+                z, _ = self.vae.encode(frames_to_input(obs[None]))
+                action = int(self.controller.act(z.numpy(), h)[0])
+                out = self.m(z[:, None], torch.tensor([[action]]), state)
+                h, state = out[5][:, 0].numpy(), out[6]
+            obs, reward, terminated, truncated, _ = self.env.step(action)
+            total += float(reward)
+            actions.append(action)
+            if record:
+                frames.append(obs)
+            if terminated or truncated:
+                break
+        return total, frames, actions
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_WORKER: dict[str, _Player] = {}
+
+
+def _worker_init(run_dir: str, env_id: str, make_kwargs: dict[str, Any]) -> None:
+    import gan_envs  # noqa: F401  (a spawned process registers the GanAtari ids itself)
+
+    _WORKER["player"] = _Player(run_dir, env_id, make_kwargs)
+
+
+def _worker_returns(task: tuple[np.ndarray | None, list[int], int]) -> list[float]:
+    params, seeds, max_steps = task
+    return [_WORKER["player"].play(params, s, max_steps)[0] for s in seeds]
+
+
+class _Evaluator:
+    """Returns of ``(params, seeds, max_steps)`` tasks, in ``workers`` spawned processes (each
+    loads V and M from the checkpoint files and makes its own env) or in this process.
+
+    A worker that dies (or fails to start) raises at once instead of hanging the search.
+    """
+
+    def __init__(self, run_dir: Path, env_id: str, make_kwargs: dict[str, Any],
+                 workers: int) -> None:
+        args = (str(run_dir), env_id, make_kwargs)
+        self.pool: ProcessPoolExecutor | None = None
+        self.player: _Player | None = None
+        if workers > 0:
+            self.pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                                            initializer=_worker_init, initargs=args)
+        else:
+            self.player = _Player(*args)
+
+    def returns(self, tasks: list[tuple[np.ndarray | None, list[int], int]]) -> list[list[float]]:
+        if self.pool is None:
+            assert self.player is not None
+            return [[self.player.play(p, s, n)[0] for s in seeds] for p, seeds, n in tasks]
+        try:
+            return list(self.pool.map(_worker_returns, tasks))
+        except BrokenProcessPool:
+            raise RuntimeError("a controller worker process died or could not start (a script "
+                               "that starts workers needs `if __name__ == '__main__':`; run "
+                               "with workers=0 to see the error)") from None
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.player is not None:
+            self.player.close()
+
+    def __enter__(self) -> _Evaluator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- C: playing the dream
+@torch.no_grad()
+def _dream_returns(m: MDNRNN, lat: dict[str, np.ndarray], train: np.ndarray,
+                   params: np.ndarray, seeds: Sequence[int], max_steps: int,
+                   temperature: float) -> np.ndarray:
+    """Returns ``(P, len(seeds))`` of P controllers, all played in one batch inside M's dream.
+
+    Rollout ``j`` starts from the first frame's ``mu`` of a training episode chosen with
+    ``seeds[j]`` and samples M with a generator seeded by ``seeds[j]`` (the same for every
+    candidate); an episode ends when the done head says so (p > 0.5) or after ``max_steps``.
+    """
+    p, r = len(params), len(seeds)
+    d = m.z_size + m.hidden_size
+    params = np.asarray(params, np.float32)
+    weight = torch.from_numpy(np.ascontiguousarray(params[:, :m.n_actions * d]))
+    weight = weight.view(p, 1, m.n_actions, d).expand(p, r, -1, -1).reshape(p * r, -1, d)
+    bias = torch.from_numpy(np.ascontiguousarray(params[:, m.n_actions * d:]))
+    bias = bias.repeat_interleave(r, dim=0)
+    starts = [int(np.random.default_rng(s).choice(train)) for s in seeds]
+    z = torch.from_numpy(lat["mu"][lat["frame_offsets"][starts]]).repeat(p, 1)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    h = torch.zeros(p * r, m.hidden_size)
+    state = None
+    alive = torch.ones(p * r)
+    total = torch.zeros(p * r)
+    for _ in range(max_steps):
+        logits = torch.einsum("bad,bd->ba", weight, torch.cat([z, h], dim=1)) + bias
+        actions = logits.argmax(dim=1)
+        logpi, mu, logsigma, reward, done, out, state = m(z[:, None], actions[:, None], state)
+        total += alive * reward[:, 0]
+        alive = alive * (torch.sigmoid(done[:, 0]) <= 0.5).float()
+        if not alive.any():
+            break
+        # common random numbers: rollout j draws the same noise for every candidate
+        uniform = torch.stack([torch.rand(m.z_size, generator=g) for g in gens]).repeat(p, 1)
+        normal = torch.stack([torch.randn(m.z_size, generator=g) for g in gens]).repeat(p, 1)
+        z = mdn_sample(logpi[:, 0], mu[:, 0], logsigma[:, 0], temperature,
+                       uniform=uniform, normal=normal)
+        h = out[:, 0]
+    return total.view(p, r).numpy()
+
+
+# ---------------------------------------------------------------- C: CMA-ES
+class _Randn:
+    """CMA-ES's normal draws from our own generator (picklable, so a resumed run continues
+    the same stream; the global ``numpy.random`` state is left alone)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.rng.standard_normal(shape)
+
+
+def _new_es(n_params: int, cfg: WorldModelConfig) -> Any:
+    with warnings.catch_warnings():  # cma warns that matplotlib is missing
+        warnings.simplefilter("ignore")
+        import cma
+    return cma.CMAEvolutionStrategy(np.zeros(n_params), cfg.sigma0, {
+        "popsize": cfg.population, "seed": np.nan, "randn": _Randn(cfg.seed + 2),
+        "verbose": -9, "verb_disp": 0, "verb_log": 0, "verb_filenameprefix": "",
+    })
+
+
+def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
+                      resume: bool, progress: Any) -> StageSummary:
+    _checked_stage(run_dir, "vae", cfg, info)
+    m_ckpt = _checked_stage(run_dir, "mdrnn", cfg, info)
+    saved = _begin_stage(cfg, run_dir, "controller", info, resume)
+    make_kwargs = _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0])
+    env_id = _resolve_env(cfg, info, make_kwargs) if cfg.controller_env == "real" else (
+        cfg.env_id or (info["env_ids"] or [""])[0])
+    m = _mdrnn_from(m_ckpt)
+    n_params = LinearController(m.z_size, m.hidden_size, m.n_actions).num_params
+    seeds = [cfg.eval_seed + i for i in range(cfg.rollouts)]
+    path = run_dir / _FILES["controller"]
+
+    es, start, best, history = _new_es(n_params, cfg), 0, None, []
+    best_fitness = -math.inf
+    if saved is not None:
+        es = pickle.loads(saved["es"])
+        start, history = int(saved["step"]), list(saved["history"])
+        best, best_fitness = saved["best_params"], float(saved["best_fitness"])
+
+    def save(generation: int) -> None:
+        _atomic_save({"format": _FORMAT.format("controller"), "version": _VERSION,
+                      "step": generation, "config": dataclasses.asdict(cfg), **info,
+                      "env_id": env_id, "make_kwargs": make_kwargs,
+                      "n_params": n_params, "best_params": best, "best_fitness": best_fitness,
+                      "mean_params": np.asarray(es.mean, np.float32),
+                      "history": history, "es": pickle.dumps(es)}, path)
+
+    lat: dict[str, np.ndarray] = {}
+    train = np.zeros(0, np.int64)
+    if cfg.controller_env == "dream":
+        lat, _ = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
+                                batch_size=cfg.encode_batch_size)
+        train, _ = split_episodes(len(lat["lengths"]), cfg.holdout_fraction)
+    log = _Log(run_dir, "controller", start)
+    total, done, metrics = cfg.generations, start, {}
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress("controller", start, {"total": float(total)})
+    evaluator = _Evaluator(run_dir, env_id, make_kwargs, cfg.workers) if (
+        cfg.controller_env == "real" and start < total) else None
+    try:
+        for generation in range(start + 1, total + 1):
+            candidates = np.asarray(es.ask(), np.float32)
+            if evaluator is not None:
+                returns = np.array(evaluator.returns(
+                    [(c, seeds, cfg.rollout_steps) for c in candidates]))
+            else:
+                returns = _dream_returns(m, lat, train, candidates, seeds, cfg.rollout_steps,
+                                         cfg.temperature)
+            fitness = returns.mean(axis=1)
+            es.tell(list(candidates.astype(np.float64)), list(-fitness))
+            if fitness.max() > best_fitness:
+                best_fitness = float(fitness.max())
+                best = candidates[int(fitness.argmax())].copy()
+            metrics = {"mean": float(fitness.mean()), "max": float(fitness.max()),
+                       "min": float(fitness.min()), "best": best_fitness,
+                       "sigma": float(es.sigma)}
+            history.append({"generation": generation, **metrics})
+            done = generation
+            log.write(generation, metrics, time.perf_counter() - t0)
+            save(generation)  # every generation: candidates are expensive
+            if progress is not None:
+                progress("controller", generation, metrics)
+    finally:  # KeyboardInterrupt: the last finished generation is already saved
+        if evaluator is not None:
+            evaluator.close()
+    if not path.exists():
+        save(done)
+    return StageSummary("controller", start, done, total, time.perf_counter() - t0, metrics,
+                        str(path))
+
+
+# ---------------------------------------------------------------- training
+def train_world_model(
+    config: WorldModelConfig,
+    source: Any,
+    run_dir: str | os.PathLike[str],
+    *,
+    stage: str = "all",
+    resume: bool = False,
+    progress: Callable[[str, int, dict[str, float]], None] | None = None,
+) -> WorldModelSummary:
+    """Train V, M and/or C on episodes from ``source``, writing checkpoints and logs in
+    ``run_dir``.
+
+    Args:
+        config: the arguments; None fields come from the full or ``quick`` sizes.
+        source: an :class:`~gan_envs.trainers.sequences.EpisodeSource` of 64x64 uint8 frames
+            with Discrete actions (a ``RolloutReader`` or an ``ArrayEpisodeSource``).
+        run_dir: output folder; created when missing.
+        stage: 'vae', 'mdrnn', 'controller' or 'all' (the three in order). A stage needs the
+            checkpoints of the stages before it.
+        resume: continue the stages whose checkpoints exist (a stage without one starts);
+            without it, a stage whose checkpoint exists is refused.
+        progress: called as ``progress(stage, step, metrics)``: first with the stage's start
+            step and ``{"total": steps planned}``, then after every batch (V, M) or generation
+            (C); the latent encoding reports as stage 'encode' (step = episodes encoded).
+
+    Returns:
+        a :class:`WorldModelSummary`.
+
+    Raises:
+        WorldModelError: bad input (no actions, vector or non-64x64 frames, a missing earlier
+            stage, an env id or settings that do not match the run).
+        KeyboardInterrupt: after writing a checkpoint of the last completed step.
+
+    Example:
+        >>> import tempfile
+        >>> from gan_envs.trainers.sequences import collect_random_episodes
+        >>> source = collect_random_episodes("GanAtari/Pong-v0", episodes=2, max_steps=8)
+        >>> config = WorldModelConfig(quick=True, vae_width=4, vae_max_steps=1,
+        ...                           hidden_size=8, mdrnn_max_steps=1, generations=1,
+        ...                           rollout_steps=3, workers=0)
+        >>> with tempfile.TemporaryDirectory() as run:
+        ...     summary = train_world_model(config, source, run)
+        ...     [(s.stage, s.steps) for s in summary.stages.values()]
+        [('vae', 1), ('mdrnn', 1), ('controller', 1)]
+    """
+    if stage not in (*STAGES, "all"):
+        raise WorldModelError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)} "
+                              "or 'all'")
+    cfg = config.resolved()
+    info = _source_info(source)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    summary = WorldModelSummary(str(run_dir))
+    for name in STAGES if stage == "all" else (stage,):
+        if name == "vae":
+            summary.stages[name] = _train_vae(cfg, source, run_dir, info, resume, progress)
+        elif name == "mdrnn":
+            result, reused = _train_mdrnn(cfg, source, run_dir, info, resume, progress)
+            summary.stages[name], summary.latents_reused = result, reused
+        else:
+            summary.stages[name] = _train_controller(cfg, source, run_dir, info, resume,
+                                                     progress)
+    return summary
+
+
+# ---------------------------------------------------------------- evaluation
+@torch.no_grad()
+def evaluate_world_model(
+    run_dir: str | os.PathLike[str],
+    source: Any,
+    *,
+    max_frames: int = 1000,
+    rollouts: int | None = None,
+    rollout_steps: int | None = None,
+    workers: int | None = None,
+    save: bool = True,
+) -> dict[str, Any]:
+    """Measure each trained stage on held-out data, every number beside its baseline.
+
+    - ``vae``: reconstruction MSE per pixel value (in [0, 1]) of up to ``max_frames`` frames of
+      the held-out episodes, decoding ``mu``; beside it the MSE of predicting their mean frame.
+    - ``mdrnn``: NLL (nats per latent dimension, averaged over the steps of the held-out
+      windows) of ``z_{t+1}`` under M, against **copy-last-z**: ``N(z_t, diag(s^2))`` with
+      ``s^2`` the mean squared one-step change ``(z_{t+1} - z_t)^2`` over the training episodes
+      (fitted on the split M was trained on). ``z`` is drawn once from V's ``(mu, logvar)``
+      with a fixed seed (the distribution M is trained on; both models score the same draws);
+      the ``*_mu`` numbers use the means ``mu`` instead. Lower is better; ``gain`` = baseline
+      - M (positive: M beats copy-last-z).
+    - ``controller``: mean ± std of the returns of C (its best parameters) and of the uniform
+      random policy, on the same env seeds ``eval_seed + 100000 + i`` (not the training seeds).
+
+    Stages without a checkpoint are left out. Writes ``metrics.json`` when ``save``.
+    """
+    run_dir = Path(run_dir)
+    info = _source_info(source)
+    cfg = WorldModelConfig(**load_stage(run_dir, "vae")["config"])
+    vae_ckpt = _checked_stage(run_dir, "vae", cfg, info)
+    n_used = _used_episodes(cfg, source)
+    train, held = split_episodes(n_used, cfg.holdout_fraction)
+    if len(held) == 0:
+        raise WorldModelError(f"the evaluation needs held-out episodes; the run uses {n_used} "
+                              "episode(s): record at least 2")
+    results: dict[str, Any] = {"run_dir": str(run_dir), "held_out_episodes": len(held)}
+
+    # ---- V
+    vae = _vae_from(vae_ckpt)
+    frames = np.concatenate([source.episode(int(i))["observations"] for i in held])
+    frames = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)]
+    x = frames_to_input(frames)
+    recon = torch.cat([vae.decode(vae.encode(x[j:j + 256])[0]) for j in range(0, len(x), 256)])
+    results["vae"] = {"mse": float((recon - x).pow(2).mean()),
+                      "mse_mean_frame": float((x - x.mean(0)).pow(2).mean()),
+                      "frames": len(frames)}
+
+    # ---- M
+    if (run_dir / _FILES["mdrnn"]).exists():
+        m_ckpt = load_stage(run_dir, "mdrnn")
+        m = _mdrnn_from(m_ckpt)
+        lat, _ = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
+                                batch_size=cfg.encode_batch_size)
+        seq_len = int(m_ckpt["config"]["seq_len"])
+        windows = window_index(lat["lengths"][held], seq_len)
+        noise = torch.Generator().manual_seed(cfg.seed + 3)
+        eps = torch.randn(lat["mu"].shape, generator=noise).numpy()
+        targets = {"": lat["mu"] + eps * np.exp(0.5 * lat["logvar"]), "_mu": lat["mu"]}
+        results["mdrnn"] = {"windows": len(windows)}
+        for suffix, z_all in targets.items():
+            deltas = [np.diff(z_all[o:o + n + 1], axis=0) for o, n in
+                      zip(lat["frame_offsets"][train], lat["lengths"][train], strict=True)]
+            var = torch.from_numpy(np.maximum((np.concatenate(deltas) ** 2).mean(axis=0),
+                                              1e-8).astype(np.float32))
+            nll_m, nll_copy, count = 0.0, 0.0, 0.0
+            for j in range(0, len(windows), 64):
+                batch = _window_batch({**lat, "mu": z_all}, held, windows[j:j + 64], seq_len)
+                z, mask = batch["mu"], batch["mask"]
+                logpi, mean, logsigma, *_ = m(z[:, :-1], batch["actions"])
+                nll_m += float((mdn_nll(logpi, mean, logsigma, z[:, 1:]).mean(-1) * mask).sum())
+                copy = 0.5 * torch.log(2 * math.pi * var) + (z[:, 1:] - z[:, :-1]) ** 2 / (2 * var)
+                nll_copy += float((copy.mean(-1) * mask).sum())
+                count += float(mask.sum())
+            results["mdrnn"].update({f"nll{suffix}": nll_m / count,
+                                     f"nll_copy_last_z{suffix}": nll_copy / count,
+                                     f"gain{suffix}": (nll_copy - nll_m) / count})
+        results["mdrnn"]["transitions"] = int(count)
+
+    # ---- C
+    if (run_dir / _FILES["controller"]).exists():
+        c_ckpt = load_stage(run_dir, "controller")
+        ccfg = WorldModelConfig(**c_ckpt["config"])
+        n = rollouts or ccfg.eval_rollouts
+        steps = rollout_steps or ccfg.rollout_steps
+        seeds = [ccfg.eval_seed + 100_000 + i for i in range(n)]
+        n_workers = ccfg.workers if workers is None else workers
+        with _Evaluator(run_dir, c_ckpt["env_id"], c_ckpt["make_kwargs"],
+                        min(n_workers, n)) as ev:
+            tasks = [(c_ckpt["best_params"], [s], steps) for s in seeds]
+            tasks += [(None, [s], steps) for s in seeds]
+            returns = np.array(ev.returns(tasks))[:, 0]
+        ours, rand = returns[:n], returns[n:]
+        results["controller"] = {
+            "env_id": c_ckpt["env_id"], "seeds": seeds, "rollout_steps": steps,
+            "mean": float(ours.mean()), "std": float(ours.std()),
+            "random_mean": float(rand.mean()), "random_std": float(rand.std()),
+            "returns": ours.tolist(), "random_returns": rand.tolist()}
+    if save:
+        (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def metrics_table(results: dict[str, Any]) -> str:
+    """The results of :func:`evaluate_world_model` as a plain-text table.
+
+    Example:
+        >>> print(metrics_table({"vae": {"mse": 0.001, "mse_mean_frame": 0.01, "frames": 9}}))
+        stage       metric                          model      baseline
+        vae         MSE per pixel (held-out)     0.001000      0.010000  (mean frame)
+    """
+    rows = ["stage       metric                          model      baseline"]
+    if "vae" in results:
+        r = results["vae"]
+        rows.append(f"vae         MSE per pixel (held-out) {r['mse']:>12.6f}  "
+                    f"{r['mse_mean_frame']:>12.6f}  (mean frame)")
+    if "mdrnn" in results:
+        r = results["mdrnn"]
+        rows.append(f"mdrnn       NLL per z dim (held-out) {r['nll']:>12.4f}  "
+                    f"{r['nll_copy_last_z']:>12.4f}  (copy last z)")
+        rows.append(f"mdrnn       NLL per z dim, z = mu    {r['nll_mu']:>12.4f}  "
+                    f"{r['nll_copy_last_z_mu']:>12.4f}  (copy last z)")
+    if "controller" in results:
+        r = results["controller"]
+        ours = f"{r['mean']:.1f} ± {r['std']:.1f}"
+        rand = f"{r['random_mean']:.1f} ± {r['random_std']:.1f}"
+        rows.append(f"controller  return ({len(r['seeds'])} seeds)       {ours:>12}  "
+                    f"{rand:>12}  (random policy)")
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------- dream
+@torch.no_grad()
+def dream(
+    run_dir: str | os.PathLike[str],
+    *,
+    steps: int = 200,
+    seed: int = 0,
+    temperature: float = 1.0,
+    source: Any = None,
+    start_episode: int | None = None,
+    out: str | os.PathLike[str] | None = None,
+    fps: float = 15.0,
+    upscale: int = 4,
+) -> np.ndarray:
+    """An imagined rollout decoded by V beside the real one from the same start and actions.
+
+    The real side is either episode ``start_episode`` of ``source`` (its frames and actions) or
+    a live episode of the run's env from ``reset(seed=seed)``, acted by the trained controller
+    (``controller.pt``) or, without one, uniformly at random. The dream starts from V's ``mu``
+    of the first real frame and feeds M's samples (temperature ``temperature``) back to M with
+    the real actions. When the real episode ends first, its last frame is held.
+
+    Returns:
+        RGB frames ``(steps + 1, H, W, 3)`` uint8: real on the left, dream on the right.
+        Written as an MP4 to ``out`` when given.
+    """
+    run_dir = Path(run_dir)
+    vae_ckpt = load_stage(run_dir, "vae")
+    vae, m = _vae_from(vae_ckpt), _mdrnn_from(load_stage(run_dir, "mdrnn"))
+    if source is not None and start_episode is not None:
+        if not 0 <= start_episode < source.num_episodes:
+            raise WorldModelError(f"start_episode must lie in [0, {source.num_episodes}), "
+                                  f"got {start_episode}")
+        ep = source.episode(start_episode)
+        real, actions = list(ep["observations"][:steps + 1]), [int(a) for a in ep["actions"]]
+    else:
+        has_c = (run_dir / _FILES["controller"]).exists()
+        if has_c:
+            c_ckpt = load_stage(run_dir, "controller")
+            env_id, make_kwargs, params = (c_ckpt["env_id"], c_ckpt["make_kwargs"],
+                                           c_ckpt["best_params"])
+        else:
+            ids = vae_ckpt["env_ids"]
+            if len(ids) != 1:
+                raise WorldModelError("dream needs a source and start_episode for a run on "
+                                      f"{len(ids)} env ids")
+            env_id, make_kwargs, params = ids[0], _make_kwargs(None, ids[0]), None
+        player = _Player(str(run_dir), env_id, make_kwargs)
+        try:
+            _, real, actions = player.play(params, seed, steps, record=True)
+        finally:
+            player.close()
+    gen = torch.Generator().manual_seed(seed)
+    z = vae.encode(frames_to_input(real[0][None]))[0]
+    imagined = [vae.decode(z)[0]]
+    state = None
+    for t in range(steps):
+        action = actions[min(t, len(actions) - 1)] if actions else 0
+        logpi, mu, logsigma, _, _, _, state = m(z[:, None], torch.tensor([[action]]), state)
+        z = mdn_sample(logpi[:, 0], mu[:, 0], logsigma[:, 0], temperature, gen)
+        imagined.append(vae.decode(z)[0])
+    frames = []
+    for t in range(steps + 1):
+        left = real[min(t, len(real) - 1)]
+        right = np.rint(imagined[t].numpy() * 255).astype(np.uint8)
+        frames.append(make_grid(np.stack([left, right]), nrow=2, padding=2, upscale=upscale))
+    video = np.stack(frames)
+    if out is not None:
+        write_video(list(video), out, fps=fps)
+    return video
