@@ -234,6 +234,76 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_world_model(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gan_envs.datasets import RolloutReader
+    from gan_envs.trainers.world_model import (
+        WorldModelConfig,
+        evaluate_world_model,
+        metrics_table,
+        train_world_model,
+    )
+
+    overrides = {k: getattr(args, k) for k in ("vae_epochs", "mdrnn_epochs", "population",
+                                               "generations", "rollouts", "rollout_steps",
+                                               "max_episodes") if getattr(args, k) is not None}
+    config = WorldModelConfig(seed=args.seed, quick=args.quick, env_id=args.env_id,
+                              controller_env=args.controller_env, workers=args.workers,
+                              temperature=args.temperature, **overrides)
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, step: int, metrics: dict[str, float]) -> None:
+        if "total" in metrics:  # a stage begins
+            bars[stage] = tqdm(total=int(metrics["total"]), initial=step, desc=stage,
+                               dynamic_ncols=True, unit="step")
+            return
+        bar = bars.get(stage)
+        if bar is not None:
+            bar.update(step - bar.n)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
+
+    reader = RolloutReader(args.data)
+    try:
+        summary = train_world_model(config, reader, args.out, stage=args.stage,
+                                    resume=args.resume, progress=progress)
+        for bar in bars.values():
+            bar.close()
+        for name, stage in summary.stages.items():
+            print(f"{name}: step {stage.steps}/{stage.total} in {stage.seconds:.0f} s")
+        print(f"trained {', '.join(summary.stages)} into {args.out}")
+        if args.evaluate:
+            results = evaluate_world_model(args.out, reader)
+            print(metrics_table(results))
+            print(f"wrote {Path(args.out) / 'metrics.json'}")
+    except KeyboardInterrupt:
+        print(f"\ngan-envs: interrupted; checkpoints are in {args.out}. Continue with:\n"
+              f"  {_resume_command(args.argv)}", file=sys.stderr)
+        return 130
+    finally:
+        for bar in bars.values():
+            bar.close()
+        reader.close()
+    return 0
+
+
+def _cmd_dream(args: argparse.Namespace) -> int:
+    from gan_envs.datasets import RolloutReader
+    from gan_envs.trainers.world_model import dream
+
+    reader = RolloutReader(args.data) if args.data else None
+    try:
+        frames = dream(args.run_dir, steps=args.steps, seed=args.seed,
+                       temperature=args.temperature, source=reader,
+                       start_episode=args.episode if reader is not None else None,
+                       out=args.out, fps=args.fps)
+    finally:
+        if reader is not None:
+            reader.close()
+    print(f"wrote {args.out} ({len(frames)} frames: real left, dream right)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gan-envs`` (one sub-command per job)."""
     parser = argparse.ArgumentParser(
@@ -336,6 +406,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.set_defaults(func=_cmd_train_gan)
+
+    p = trainers.add_parser(
+        "world-model", help="train World Models (VAE, MDN-RNN, CMA-ES controller) on a dataset",
+        description="Train V (a conv VAE), M (an MDN-RNN on V's latents and the actions) and C "
+                    "(a linear controller trained by CMA-ES in the real env or in M's dream) "
+                    "on a dataset of 64x64 frames with actions. See docs/world-models.md.",
+    )
+    p.add_argument("data", metavar="DATA.h5")
+    p.add_argument("--out", required=True, help="the run directory")
+    p.add_argument("--stage", choices=["vae", "mdrnn", "controller", "all"], default="all")
+    p.add_argument("--quick", action="store_true", help="tiny sizes for every stage (smoke test)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-id", help="the env C plays (default: the dataset's only env id)")
+    p.add_argument("--controller-env", choices=["real", "dream"], default="real")
+    p.add_argument("--workers", type=_non_negative_int, default=2,
+                   help="processes playing controller candidates (0: none)")
+    p.add_argument("--temperature", type=float, default=1.0, help="tau of the dream")
+    p.add_argument("--vae-epochs", type=_positive_int)
+    p.add_argument("--mdrnn-epochs", type=_positive_int)
+    p.add_argument("--population", type=_positive_int)
+    p.add_argument("--generations", type=_non_negative_int)
+    p.add_argument("--rollouts", type=_positive_int, help="episodes per candidate")
+    p.add_argument("--rollout-steps", type=_positive_int, help="step cap of one episode")
+    p.add_argument("--max-episodes", type=_non_negative_int, help="use the first N episodes")
+    p.add_argument("--evaluate", action="store_true",
+                   help="then print the metric table and write metrics.json")
+    p.set_defaults(func=_cmd_train_world_model)
+
+    p = commands.add_parser(
+        "dream", help="a video of an imagined rollout beside a real one",
+        description="Decode M's imagined rollout with V beside a real rollout from the same "
+                    "start and actions: a dataset episode (--data, --episode) or a live episode "
+                    "of the run's env played by its controller.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--out", default="dream.mp4")
+    p.add_argument("--steps", type=_positive_int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--data", metavar="DATA.h5", help="take the real side from this dataset")
+    p.add_argument("--episode", type=_non_negative_int, default=0)
+    p.add_argument("--fps", type=float, default=15.0)
+    p.set_defaults(func=_cmd_dream)
 
     p = commands.add_parser(
         "sample", help="a grid of GAN samples, a latent sweep or an interpolation",

@@ -992,6 +992,9 @@ def train_world_model(
                               "or 'all'")
     cfg = config.resolved()
     info = _source_info(source)
+    if stage in ("controller", "all") and cfg.controller_env == "real":
+        # an env C cannot play is an error now, not after V and M have trained
+        _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")

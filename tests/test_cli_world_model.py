@@ -1,0 +1,52 @@
+"""train world-model / dream end to end: a real dataset, real torch training, real videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+
+from gan_envs.cli import main
+from gan_envs.collect import CollectConfig, collect
+
+
+def test_quick_world_model_from_a_dataset(tmp_path: Path, capsys):
+    data = tmp_path / "pong.h5"
+    collect(CollectConfig(["GanAtari/Pong-v0"], data, steps=600, num_envs=3))
+    run = tmp_path / "wm"
+    assert main(["train", "world-model", str(data), "--out", str(run), "--quick",
+                 "--workers", "0", "--evaluate"]) == 0
+    out = capsys.readouterr().out
+    assert "copy last z" in out and "random policy" in out
+    for name in ("vae.pt", "latents.npz", "mdrnn.pt", "controller.pt", "metrics.json"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"vae", "mdrnn", "controller"} <= set(metrics)
+
+    video = tmp_path / "dream.mp4"
+    assert main(["dream", str(run), "--steps", "12", "--out", str(video), "--data", str(data),
+                 "--episode", "1"]) == 0
+    capture = cv2.VideoCapture(str(video))
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok and frames == 13 and frame.shape[1] > frame.shape[0]  # real beside dream
+
+
+def test_world_model_errors_are_one_line(tmp_path: Path, capsys):
+    cartpole = tmp_path / "cartpole.h5"
+    collect(CollectConfig(["CartPole-v1"], cartpole, steps=60, num_envs=1))
+    assert main(["train", "world-model", str(cartpole), "--out", str(tmp_path / "a"),
+                 "--quick"]) == 2
+    assert "needs image frames" in capsys.readouterr().err
+    pong = tmp_path / "pong.h5"
+    collect(CollectConfig(["GanAtari/Pong-v0"], pong, steps=60, num_envs=1))
+    assert main(["train", "world-model", str(pong), "--out", str(tmp_path / "b"), "--stage",
+                 "mdrnn", "--quick"]) == 2
+    assert "--stage vae` first" in capsys.readouterr().err
+    assert main(["dream", str(tmp_path / "none"), "--out", str(tmp_path / "d.mp4")]) == 2
+    assert "has no vae.pt" in capsys.readouterr().err
+    assert main(["train", "world-model", str(pong), "--out", str(tmp_path / "c"), "--quick",
+                 "--env-id", "GanAtari/Breakout-v0"]) == 2
+    assert capsys.readouterr().err.startswith("gan-envs: ")
