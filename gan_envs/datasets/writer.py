@@ -146,7 +146,8 @@ class RolloutWriter:
         metadata: more JSON-friendly metadata of your own.
         blank_frames: store a ``blank_frame`` flag per observation.
         compression: ``"gzip"`` (default, chosen by benchmark), ``"lzf"`` or None; lossless only.
-        compression_level: gzip level 0-9.
+        compression_level: gzip level 0-9 (default 3: about half the write time of level 6 and
+            faster random reads, for files ~30 % larger).
         chunk_frames: rows per chunk along time; every episode starts on a chunk boundary.
         overwrite: replace an existing file.
         resume: append to an existing file after its last committed episode.
@@ -173,7 +174,7 @@ class RolloutWriter:
         metadata: Mapping[str, Any] | None = None,
         blank_frames: bool = False,
         compression: str | None = "gzip",
-        compression_level: int = 6,
+        compression_level: int = 3,
         chunk_frames: int = 16,
         overwrite: bool = False,
         resume: bool = False,
