@@ -116,6 +116,8 @@ class RolloutReader:
             self._cache = _ChunkCache(cache_bytes)
             self._ram: dict[str, np.ndarray] = {}
             self._load()
+            if truncated is not None:
+                self._check_within_file(truncated)
         except CorruptDatasetError:
             self.close()
             raise (truncated or sys.exc_info()[1]) from None
@@ -285,6 +287,35 @@ class RolloutReader:
     # -----------------------------------------------------------------------------------------
     # Internals
     # -----------------------------------------------------------------------------------------
+    def _check_within_file(self, truncated: CorruptDatasetError) -> None:
+        """Refuse a file cut short where it held committed data.
+
+        A writer stopped by a full disk leaves a file shorter than HDF5 expects, missing only
+        the episode being written (at most the last table row and chunks past the committed
+        data); a SWMR reader reads such a file, and resuming repairs it. A copy cut short, or
+        a disk error, can lose table rows of committed episodes, which would then read as
+        zeros — as if the episodes had never been written. Chunk addresses tell the two apart.
+        """
+        size = self.path.stat().st_size
+        table = self._ds["episodes"]
+        last_row = table.shape[0] - 1
+        rows = self._table
+        obs_end = int((rows["obs_offset"] + rows["length"] + 1).max()) if len(rows) else 0
+        step_end = int((rows["step_offset"] + rows["length"]).max()) if len(rows) else 0
+        with self._reading("the chunk index"):
+            for name, ds in self._ds.items():
+                if name == "episodes":
+                    keep_before = last_row  # every row but the last must be in the file
+                elif name in ("observations", "blank_frame"):
+                    keep_before = obs_end
+                else:
+                    keep_before = step_end
+                for i in range(ds.id.get_num_chunks()):
+                    info = ds.id.get_chunk_info(i)
+                    if (info.byte_offset is not None and info.chunk_offset[0] < keep_before
+                            and info.byte_offset + info.size > size):
+                        raise truncated
+
     def _load(self) -> None:
         """(Re)read the committed episode table and derived offsets."""
         with self._reading("the episode table"):

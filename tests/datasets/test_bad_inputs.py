@@ -205,3 +205,19 @@ def test_reader_arguments(written):
             reader.read_window(0, 0, 10_000)
     with pytest.raises(DatasetError, match="reader is closed"):
         reader.episode(0)
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.4, 0.6, 0.8, 0.95, 0.99])
+def test_a_file_cut_anywhere_is_refused_not_silently_shortened(written, fraction):
+    """Table rows past the end of a cut file would read as zeros: never show fewer episodes."""
+    with RolloutReader(written) as reader:
+        complete = reader.num_episodes
+    data = written.read_bytes()
+    written.write_bytes(data[: int(len(data) * fraction)])
+    try:
+        with RolloutReader(written) as reader:
+            assert reader.num_episodes == complete  # opened only if nothing committed is lost
+            for k in range(reader.num_episodes):
+                reader.episode(k)
+    except CorruptDatasetError as err:
+        assert "truncated" in str(err) and "\n" not in str(err)
