@@ -206,8 +206,14 @@ class DatasetFrameSource:
         return len(self._indices)
 
     def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` random frames (each uniform over the eligible frames; chunk-aware)."""
-        return self.reader.sample_frames(n, rng, **self._filter)
+        """``n`` independent random frames, each uniform over the eligible frames.
+
+        Every sample gets its own chunk draw (``chunks_per_batch = n``): the reader's faster
+        default draws a batch from a few runs of consecutive, near-identical frames, and a GAN
+        trained on such batches collapsed (fd/floor 1,456 and precision 0 after 4,143
+        iterations, docs/gan.md). Independent draws cost < 1 ms per batch of 16 here.
+        """
+        return self.reader.sample_frames(n, rng, chunks_per_batch=max(1, n), **self._filter)
 
     def sample_frames_with_env(
         self, n: int, rng: np.random.Generator
