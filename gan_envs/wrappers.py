@@ -200,8 +200,7 @@ class ByteScaler:
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         if getattr(self, "_use_table", False):
             return self.table.take(frames)
-        out = frames.astype(np.float32)
-        out *= self.step
+        out = np.multiply(frames, self.step, dtype=np.float32)  # float32(v) * step, one pass
         out += self.low
         return out
 
@@ -476,7 +475,7 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
         self.threshold, self.mode = float(threshold), mode
         self.frames_seen = 0
         self.blank_frames = 0
-        self._held: np.ndarray | None = None
+        self._held: list[np.ndarray | None] = [None] * self.num_envs
         self._has_held = np.zeros(self.num_envs, dtype=bool)
         self._episode_over = np.zeros(self.num_envs, dtype=bool)
         mode_name = getattr(env.metadata.get("autoreset_mode"), "value", None)
@@ -490,15 +489,17 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
         infos["_blank_frame"] = np.ones_like(blank)
         if self.mode == "flag":
             return obs
-        if self._held is None:
-            self._held = np.zeros_like(obs)
+        # Hold by reference, as FlickerFilter does: batch i's last non-blank frame stays in the
+        # batch array that held it (a fresh array every step), so nothing is copied per step.
         fresh = ~blank
-        self._held[fresh] = obs[fresh]
+        for i in np.flatnonzero(fresh):
+            self._held[i] = obs
         self._has_held |= fresh
         replace = blank & self._has_held
         if replace.any():
             obs = obs.copy()
-            obs[replace] = self._held[replace]
+            for i in np.flatnonzero(replace):
+                obs[i] = self._held[i][i]
         return obs
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
