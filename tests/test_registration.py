@@ -233,3 +233,27 @@ def test_make_vec_falls_back_for_what_the_fast_path_cannot_do():
     obs, _ = envs.reset(seed=0)
     assert obs in envs.observation_space
     envs.close()
+
+
+def test_fast_vector_stack_steps_asynchronously_with_the_same_results():
+    from gan_envs.wrappers import supports_send_recv
+
+    kwargs = dict(num_envs=2, repeat_action_probability=0.0)
+    stepped = gym.make_vec("GanAtari/Breakout-v0", **kwargs)
+    sent = gym.make_vec("GanAtari/Breakout-v0", **kwargs)
+    assert supports_send_recv(sent)
+    assert not supports_send_recv(gym.make_vec("CartPole-v1", num_envs=2,
+                                               vectorization_mode="sync"))
+    stepped.reset(seed=0)
+    sent.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        actions = rng.integers(0, 4, 2)
+        expected = stepped.step(actions)
+        sent.send(actions)
+        got = sent.recv()
+        for a, b in zip(expected[:4], got[:4], strict=True):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(expected[4]["blank_frame"], got[4]["blank_frame"])
+    stepped.close()
+    sent.close()

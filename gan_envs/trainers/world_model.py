@@ -50,8 +50,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gan_envs.images import make_grid, write_video
+
 from .gan import _atomic_save, _SigintToFlag
-from .images import make_grid, write_video
 from .sequences import observation_shape_of, split_episodes, window_index
 from .wm_models import (
     MDNRNN,
