@@ -200,6 +200,10 @@ def check_values(space: gym.Space, values: Any, what: str, *, single: bool = Fal
         return arr.astype(dtype, copy=False)
     if isinstance(space, spaces.Box):
         low, high = space.low, space.high
+        info = np.iinfo(arr.dtype) if arr.dtype.kind in "ui" else None
+        if info is not None and arr.dtype == dtype and (low <= info.min).all() and (
+                high >= info.max).all():
+            return arr  # every value of this dtype is inside (uint8 frames in [0, 255])
     elif isinstance(space, spaces.Discrete):
         low, high = space.start, space.start + space.n - 1
     elif isinstance(space, spaces.MultiDiscrete):
