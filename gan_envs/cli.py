@@ -503,13 +503,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user (printed as one line)."""
     import gymnasium as gym
 
-    from gan_envs.collect import CollectError
-    from gan_envs.datasets import DatasetError
-    from gan_envs.policies import PolicyError
-    from gan_envs.registration import UnknownEnvironmentError
-
-    return (CommandError, UnknownEnvironmentError, gym.error.Error, OSError, DatasetError,
-            CollectError, PolicyError, ValueError)
+    # ValueError covers DatasetError, CollectError, PolicyError, UnknownEnvironmentError,
+    # WorldModelError and the trainers' argument checks: all raise one-line messages.
+    return (CommandError, ValueError, OSError, gym.error.Error)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -409,8 +409,6 @@ def _summarise(fields: dict[str, Any]) -> CollectSummary:
     from gan_envs.datasets import RolloutReader
 
     with RolloutReader(fields["path"]) as reader:
-        blank = 0
-        if reader.has_blank_frame:
-            blank = reader.num_frames - len(reader.frame_indices(exclude_blank=True))
+        blank = int(reader.blank_flags().sum()) if reader.has_blank_frame else 0
         return CollectSummary(steps=reader.num_steps, episodes=reader.num_episodes,
                               frames=reader.num_frames, blank_frames=blank, **fields)

@@ -39,12 +39,8 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     with RolloutReader(path) as reader:
         table = reader.episode_table
         meta = reader.metadata
-        blank_per_frame = None
-        if reader.has_blank_frame:
-            keep = np.zeros(reader.num_frames, dtype=bool)
-            keep[reader.frame_indices(exclude_blank=True)] = True
-            blank_per_frame = ~keep
-        frame_env = np.repeat(table["env_index"], table["length"] + 1)
+        blank_per_frame = reader.blank_flags() if reader.has_blank_frame else None
+        frame_env = reader.frame_env_index()
         envs = []
         for index, env_id in enumerate(reader.env_ids):
             rows = table[table["env_index"] == index]

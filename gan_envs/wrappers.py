@@ -190,15 +190,14 @@ class ByteScaler:
                 break
             step = np.nextafter(step, np.float32(np.inf if top < self.high else -np.inf))
         self.step = step
+        self._use_table = False
         self.table = self(np.arange(256, dtype=np.uint8))
         if self.table[255] != self.high:  # pragma: no cover - no float32 step hit high exactly
             self.table[255] = self.high
             self._use_table = True
-        else:
-            self._use_table = False
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
-        if getattr(self, "_use_table", False):
+        if self._use_table:
             return self.table.take(frames)
         out = np.multiply(frames, self.step, dtype=np.float32)  # float32(v) * step, one pass
         out += self.low

@@ -197,6 +197,14 @@ class RolloutReader:
             keep &= ~self._blank_flags()
         return np.flatnonzero(keep)
 
+    def frame_env_index(self) -> np.ndarray:
+        """Per frame number, the index into ``env_ids`` of its episode's env (-1: unknown)."""
+        return self._table["env_index"].astype(np.int64)[self._frame_episode()]
+
+    def blank_flags(self) -> np.ndarray:
+        """Per frame number, whether the frame is flagged blank (files with ``blank_frame``)."""
+        return self._blank_flags().astype(bool)
+
     def chunk_index(self, *, env_ids: Sequence[str] | None = None,
                     exclude_blank: bool = False) -> ChunkIndex:
         """The frames that pass the filters, grouped by chunk (for chunk-aware samplers)."""

@@ -191,8 +191,7 @@ class DatasetFrameSource:
             self._indices = self.reader.frame_indices(**self._filter)
             if len(self._indices) == 0:
                 raise DatasetError(f"{path}: no frames pass the filters {self._filter}")
-            table = self.reader.episode_table
-            file_env = np.repeat(table["env_index"], table["length"] + 1)
+            file_env = self.reader.frame_env_index()
             to_ours = {self.reader.env_ids.index(e): i for i, e in enumerate(self.env_ids)}
             self._env_of_frame = np.vectorize(to_ours.get, otypes=[np.int64])(
                 file_env[self._indices])
