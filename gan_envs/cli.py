@@ -62,6 +62,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gan_envs.collect import CollectConfig, collect
+    from gan_envs.datasets import DatasetWriteError
 
     config = CollectConfig(
         env_ids=args.env_ids, out=args.out, steps=args.steps, episodes=args.episodes,
@@ -92,6 +93,13 @@ def _cmd_collect(args: argparse.Namespace) -> int:
               f"are safe in {args.out}. Continue with:\n"
               f"  {_resume_command(args.argv)}", file=sys.stderr)
         return 130
+    except DatasetWriteError as error:  # disk full: committed episodes are intact
+        for bar in bars:
+            bar.close()
+        reason = str(error).split("; free space")[0]
+        print(f"gan-envs: {reason}; free space, then continue with: "
+              f"{_resume_command(args.argv)}", file=sys.stderr)
+        return 1
     for bar in bars:
         bar.update(max(0, target - bar.n))
         bar.close()

@@ -6,6 +6,11 @@ blank-frame flag; any other Gymnasium id goes through ``gym.make_vec`` (synchron
 are stepped in turn, so a mixed dataset is balanced by steps, and every step is labelled with
 its env id.
 
+The stepping thread only steps, picks actions and keeps references to each batch; a finished
+episode is handed to a writer thread (:class:`~gan_envs.background.BackgroundCalls`) that
+gathers its frames, compresses them outside the GIL and commits it. Ctrl-C, an error or the
+end of the run first commits every episode already handed over.
+
 Targets: with ``steps=N`` every one of the ``len(env_ids) * num_envs`` sub-environments records
 an equal share of exactly ``N`` steps; an episode still running when its share is reached is
 committed **truncated** (``truncations[-1] = True``: it ended for a reason outside the game,
@@ -34,6 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from gan_envs.background import BackgroundCalls
 from gan_envs.policies import load_policy
 from gan_envs.registration import NAMESPACE, resolve_env_id
 from gan_envs.wrappers import normalize_size, supports_send_recv
@@ -140,39 +146,66 @@ def make_collection_envs(env_id: str, num_envs: int, size: int | Sequence[int] =
     return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync")
 
 
+class _Log:
+    """One vector env's recent batches, dropped once no open episode needs them.
+
+    Batch ``t`` holds the observations received at step ``t`` (with the rewards and flags that
+    came with them, the blank flags, and the actions sent in reply).
+    """
+
+    def __init__(self) -> None:
+        self.base = 0  # step number of batches[0]
+        self.batches: list[tuple[Any, ...]] = []
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.batches)
+
+    def append(self, obs, blank, rewards, terminations, truncations, actions) -> None:
+        if self.batches and np.may_share_memory(obs, self.batches[-1][0]):
+            obs = obs.copy()  # an env that reuses its output buffer
+        self.batches.append((obs, None if blank is None else np.array(blank, dtype=bool),
+                             np.array(rewards, dtype=np.float32),
+                             np.array(terminations, dtype=bool),
+                             np.array(truncations, dtype=bool), actions))
+
+    def drop_before(self, step: int) -> None:
+        if step > self.base:
+            del self.batches[:step - self.base]
+            self.base = step
+
+    def episode(self, i: int, first: int, last: int, seed: int | None,
+                cut_short: bool) -> _Episode:
+        """Sub-env ``i``'s episode from its first observation at step ``first`` to ``last``."""
+        return _Episode(i, self.batches[first - self.base:last - self.base + 1], seed, cut_short)
+
+
 class _Episode:
-    """One sub-environment's episode in progress: N+1 observations, N of everything else."""
+    """A finished episode as references into the log; :meth:`arrays` gathers it (N+1 frames).
 
-    def __init__(self, first_obs: np.ndarray, blank: bool | None, seed: int | None) -> None:
-        self.observations = [first_obs]
-        self.blank = [blank]
-        self.actions: list[Any] = []
-        self.rewards: list[float] = []
-        self.terminations: list[bool] = []
-        self.truncations: list[bool] = []
-        self.seed = seed
+    Gathering runs on the writer thread, so the stepping thread only keeps references.
+    """
 
-    def add(self, action, reward, terminated, truncated, obs, blank) -> None:
-        self.actions.append(action)
-        self.rewards.append(float(reward))
-        self.terminations.append(bool(terminated))
-        self.truncations.append(bool(truncated))
-        self.observations.append(obs)
-        self.blank.append(blank)
+    def __init__(self, i: int, batches: list[tuple[Any, ...]], seed: int | None,
+                 cut_short: bool) -> None:
+        self.i, self.batches, self.seed, self.cut_short = i, batches, seed, cut_short
 
     def __len__(self) -> int:
-        return len(self.actions)
+        return len(self.batches) - 1
 
     def arrays(self) -> dict[str, np.ndarray]:
+        i, steps = self.i, self.batches[1:]
         arrays = {
-            "observations": np.stack(self.observations),
-            "actions": np.stack([np.asarray(a) for a in self.actions]),
-            "rewards": np.asarray(self.rewards, dtype=np.float32),
-            "terminations": np.asarray(self.terminations, dtype=bool),
-            "truncations": np.asarray(self.truncations, dtype=bool),
+            "observations": np.stack([batch[0][i] for batch in self.batches]),
+            "actions": np.stack([batch[5][i] for batch in self.batches[:-1]]),
+            "rewards": np.array([batch[2][i] for batch in steps], dtype=np.float32),
+            "terminations": np.array([batch[3][i] for batch in steps], dtype=bool),
+            "truncations": np.array([batch[4][i] for batch in steps], dtype=bool),
         }
-        if self.blank[0] is not None:
-            arrays["blank_frame"] = np.asarray(self.blank, dtype=bool)
+        if self.cut_short:
+            arrays["truncations"][-1] = True  # the target, not the game, ended it
+        if self.batches[0][1] is not None:
+            arrays["blank_frame"] = np.array([batch[1][i] for batch in self.batches], dtype=bool)
         return arrays
 
 
@@ -189,7 +222,7 @@ def _shares(total: int, parts: int) -> list[int]:
 
 def run_collection(
     vector_envs: Sequence[gym.vector.VectorEnv],
-    commit: Callable[[int, dict[str, np.ndarray], int | None], None],
+    commit: Callable[[int, _Episode], None],
     *,
     seed: int,
     policies: Sequence[Callable[[np.ndarray, dict[str, Any]], np.ndarray]],
@@ -199,84 +232,109 @@ def run_collection(
 ) -> tuple[int, int]:
     """Step every vector env in turn until each sub-environment met its share of the target.
 
-    ``commit(env_index, arrays, seed)`` receives each finished episode (``seed`` is the reset
-    seed of a sub-environment's first episode, ``None`` for the autoreset episodes after it).
-    ``after_batch(steps_taken, episodes_committed)`` follows every batch. Returns the steps and
-    episodes committed. Deterministic for fixed arguments.
+    ``commit(env_index, episode)`` receives each finished episode; ``episode.arrays()`` gathers
+    its arrays and ``episode.seed`` is the reset seed of a sub-environment's first episode
+    (``None`` for the autoreset episodes after it). ``after_batch(steps_taken,
+    episodes_committed)`` follows every batch. Returns the steps and episodes committed.
+    Deterministic for fixed arguments. The per-step work is a few array operations per batch;
+    Python loops only over the sub-environments whose episode just ended.
     """
     num_envs = vector_envs[0].num_envs
     n_sub = len(vector_envs) * num_envs
-    step_share = _shares(steps, n_sub) if steps is not None else None
-    episode_share = _shares(episodes, n_sub) if episodes is not None else None
-    streams = [(index, envs, policies[index], _stream_seed(seed, index))
-               for index, envs in enumerate(vector_envs)]
-
-    total_steps = total_episodes = steps_taken = 0
-    state = []
-    for index, envs, _, stream_seed in streams:
-        obs, infos = envs.reset(seed=stream_seed)
-        blank = infos.get("blank_frame")
-        episodes_now = [
-            _Episode(obs[i], None if blank is None else bool(blank[i]), stream_seed + i)
-            for i in range(num_envs)
-        ]
-        shares = (step_share or episode_share)[index * num_envs:(index + 1) * num_envs]
-        state.append({"obs": obs, "infos": infos, "episodes": episodes_now,
-                      "restarting": np.zeros(num_envs, dtype=bool),
-                      "steps": [0] * num_envs, "done_episodes": [0] * num_envs,
-                      "finished": np.array([share == 0 for share in shares])})
-
+    target = _shares(steps if steps is not None else episodes, n_sub)
+    never = np.iinfo(np.int64).max
+    streams = []
+    for index, envs in enumerate(vector_envs):
+        streams.append(_Stream(index, envs, policies[index], _stream_seed(seed, index),
+                               target[index * num_envs:(index + 1) * num_envs],
+                               by_steps=steps is not None))
     # Asynchronous stepping where the stack allows it (the AtariVectorEnv fast path): the next
-    # actions are sent before this step's episodes are assembled and written, so the
-    # emulators run while Python works. Results and actions are the same either way.
+    # actions are sent before this step's bookkeeping, so the emulators run while Python works.
+    # Results and actions are the same either way.
     asynchronous = all(supports_send_recv(envs) for envs in vector_envs)
-    for (_, envs, act, _), s in zip(streams, state, strict=True):
-        s["actions"] = act(s["obs"], s["infos"])
+    for s in streams:
         if asynchronous:
-            envs.send(s["actions"])
-    while not all(s["finished"].all() for s in state):
-        for (index, envs, act, _), s in zip(streams, state, strict=True):
-            if s["finished"].all():
-                continue
-            actions = s["actions"]
+            s.envs.send(s.actions)
+    steps_taken = total_steps = total_episodes = 0
+    running = [s for s in streams if not s.finished]
+    while running:
+        for s in running:
+            envs, log = s.envs, s.log
             obs, rewards, terminations, truncations, infos = (
-                envs.recv() if asynchronous else envs.step(actions))
-            s["actions"] = act(obs, infos)
+                envs.recv() if asynchronous else envs.step(s.actions))
+            s.actions = np.array(s.act(obs, infos))
             if asynchronous:
-                envs.send(s["actions"])  # runs while the episodes below are assembled
-            blank = infos.get("blank_frame")
+                envs.send(s.actions)  # runs while the bookkeeping below is done
+            log.append(obs, infos.get("blank_frame"), rewards, terminations, truncations,
+                       s.actions)
+            now = log.end - 1
+            steps_taken += s.stepping
+            s.stepping = s.unfinished
+            ended = np.logical_or(terminations, truncations)
+            if now < s.next_deadline and not ended.any():
+                continue
+            # an episode ended or reached the step target: the rare path, env by env
             for i in range(num_envs):
-                sub = index * num_envs + i
-                if s["finished"][i]:
+                if s.done[i] or now == s.first[i]:  # finished, or showing a reset frame
                     continue
-                frame_blank = None if blank is None else bool(blank[i])
-                if s["restarting"][i]:  # next-step autoreset: this is a new episode's start
-                    s["episodes"][i] = _Episode(obs[i].copy(), frame_blank, None)
+                cut_short = now >= s.deadline[i] and not ended[i]
+                if not (ended[i] or cut_short):
                     continue
-                episode = s["episodes"][i]
-                episode.add(actions[i], rewards[i], terminations[i], truncations[i], obs[i].copy(),
-                            frame_blank)
-                s["steps"][i] += 1
-                steps_taken += 1
-                ended = bool(terminations[i] or truncations[i])
-                out_of_steps = step_share is not None and s["steps"][i] >= step_share[sub]
-                if out_of_steps and not ended:
-                    episode.truncations[-1] = True  # the target, not the game, ended it
-                    ended = True
-                if ended:
-                    commit(index, episode.arrays(), episode.seed)
-                    total_steps += len(episode)
-                    total_episodes += 1
-                    s["done_episodes"][i] += 1
-                if out_of_steps or (episode_share is not None
-                                    and s["done_episodes"][i] >= episode_share[sub]):
-                    s["finished"][i] = True
-            s["restarting"] = np.logical_or(terminations, truncations)
-            if asynchronous and s["finished"].all():
-                envs.recv()  # collect the step sent ahead, unused
+                episode = log.episode(i, s.first[i], now, s.seeds[i], cut_short)
+                commit(s.index, episode)
+                s.seeds[i] = None
+                s.steps[i] += len(episode)
+                s.episodes[i] += 1
+                total_steps += len(episode)
+                total_episodes += 1
+                left = s.share[i] - (s.steps[i] if s.by_steps else s.episodes[i])
+                s.stepping -= 1  # not stepping on the next batch: done, or a reset frame
+                if left <= 0:
+                    s.done[i] = True
+                    s.unfinished -= 1
+                    s.deadline[i] = never
+                else:  # next-step autoreset: the next frame starts its next episode
+                    s.first[i] = now + 1
+                    s.deadline[i] = now + 1 + left if s.by_steps else never
+            s.next_deadline = min(s.deadline)
+            log.drop_before(min((s.first[i] for i in range(num_envs) if not s.done[i]),
+                                default=log.end))
+            if s.finished:
+                if asynchronous:
+                    envs.recv()  # collect the step sent ahead, unused
+                running = [r for r in running if not r.finished]
         if after_batch is not None:
             after_batch(steps_taken, total_episodes)
     return total_steps, total_episodes
+
+
+class _Stream:
+    """The collection state of one environment id's vector env."""
+
+    def __init__(self, index: int, envs: gym.vector.VectorEnv, act: Callable[..., Any],
+                 stream_seed: int, share: list[int], *, by_steps: bool) -> None:
+        n = envs.num_envs
+        self.index, self.envs, self.act, self.share, self.by_steps = (
+            index, envs, act, share, by_steps)
+        obs, infos = envs.reset(seed=stream_seed)
+        self.actions = np.array(act(obs, infos))
+        self.log = _Log()
+        self.log.append(obs, infos.get("blank_frame"), np.zeros(n), np.zeros(n, bool),
+                        np.zeros(n, bool), self.actions)
+        self.seeds: list[int | None] = [stream_seed + i for i in range(n)]
+        self.first = [0] * n  # the step of each open episode's first frame
+        self.steps = [0] * n  # committed steps
+        self.episodes = [0] * n
+        self.done = [x == 0 for x in share]
+        never = np.iinfo(np.int64).max
+        # the step at which a sub-env's open episode reaches its share of a step target
+        self.deadline = [x if by_steps and x else never for x in share]
+        self.next_deadline = min(self.deadline)
+        self.unfinished = self.stepping = n - sum(self.done)
+
+    @property
+    def finished(self) -> bool:
+        return self.unfinished == 0
 
 
 def _common_spaces(env_ids: Sequence[str], vector_envs: Sequence[gym.vector.VectorEnv]
@@ -380,10 +438,11 @@ def collect(config: CollectConfig,
             **({} if config.compression is None else {"compression": _codec(config)}),
         ) as writer:
 
-            def commit(index: int, arrays: dict[str, np.ndarray], seed: int | None) -> None:
+            def write(index: int, episode: _Episode) -> None:
+                arrays = episode.arrays()
                 writer.add_episode(arrays["observations"], arrays["actions"], arrays["rewards"],
                                    arrays["terminations"], arrays["truncations"],
-                                   env_id=config.env_ids[index], seed=seed,
+                                   env_id=config.env_ids[index], seed=episode.seed,
                                    blank=arrays.get("blank_frame"))
 
             def after_batch(steps: int, episodes: int) -> None:
@@ -393,8 +452,10 @@ def collect(config: CollectConfig,
                         target_steps=config.steps, target_episodes=config.episodes,
                         bytes_written=config.out.stat().st_size))
 
-            run_collection(vector_envs, commit, seed=run_seed, policies=policies,
-                           steps=steps_left, episodes=episodes_left, after_batch=after_batch)
+            with BackgroundCalls(write) as commits:
+                run_collection(vector_envs, commits.submit, seed=run_seed, policies=policies,
+                               steps=steps_left, episodes=episodes_left,
+                               after_batch=after_batch)
     finally:
         for envs in vector_envs:
             envs.close()

@@ -247,7 +247,7 @@ def make_gan_atari_vector(
         num_threads=num_threads,
     )
     if obs_type == "rgb":  # (N, 1, H, W, 3): drop the frame-stack axis, then channels first
-        envs = VectorChannelFirst(_DropStackAxis(envs))
+        envs = VectorChannelFirst(_DropStackAxis(envs), copy=False)  # fresh arrays every step
     # grayscale frames arrive as (N, 1, H, W): the stack axis already is the channel axis
     if scale is not None:
         envs = VectorScaleFloat(envs, low=scale[0], high=scale[1])

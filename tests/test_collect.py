@@ -217,3 +217,25 @@ def test_resume_after_interrupt_or_kill(tmp_path: Path, how):
     with RolloutReader(out) as reader:
         assert reader.num_steps == target
     assert verify(out).ok
+
+
+def test_disk_full_while_collecting_keeps_committed_episodes(tmp_path: Path):
+    """Episodes are written on a background thread; its failure still stops the CLI cleanly."""
+    out = tmp_path / "full.h5"
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000)); "
+            "from gan_envs.cli import main; "
+            f"sys.exit(main(['collect', 'GanAtari/Breakout-v0', '--out', {str(out)!r}, "
+            "'--steps', '20000', '--num-envs', '4']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("gan-envs:")]
+    assert len(lines) == 1 and "(File too large)" in lines[0], proc.stderr
+    assert lines[0].endswith(f"continue with: gan-envs collect GanAtari/Breakout-v0 --out {out} "
+                             "--steps 20000 --num-envs 4 --resume")
+    report = verify(out)
+    assert report.ok, str(report)
+    with RolloutReader(out) as reader:
+        assert 1 <= reader.num_episodes
+        assert f"episodes 0-{reader.num_episodes - 1} are committed and intact" in lines[0]

@@ -320,3 +320,42 @@ def test_vector_flicker_holds_per_env_and_flags():
 def test_vector_flicker_refuses_skip():
     with pytest.raises(ValueError, match="'skip' needs single environments"):
         VectorFlickerFilter(vector_of([[np.zeros((2, 2), np.uint8)] * 2]), mode="skip")
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 6), peak=st.integers(0, 255),
+       threshold=st.floats(0.0, 254.0), scaled=st.booleans(), layout=st.booleans())
+def test_blank_test_is_mean_at_most_threshold(seed, n, peak, threshold, scaled, layout):
+    """The max pre-check never changes a decision: dim, blank and bright frames, any layout."""
+    from gan_envs.wrappers import _BlankTest
+
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, peak + 1, (n, 5, 6, 3), dtype=np.uint8)
+    frames[rng.random(n) < 0.3] = 0
+    mean255 = frames.reshape(n, -1).mean(axis=1)
+    space = Box(0, 255, (5, 6, 3), np.uint8)
+    if scaled:  # the same frames after ScaleFloat: [-1, 1] (negative pixels: no pre-check)
+        frames = ByteScaler(-1.0, 1.0)(frames)
+        space = Box(-1.0, 1.0, (5, 6, 3), np.float32)
+    if layout:  # a transposed view, as VectorChannelFirst(copy=False) hands out
+        frames = np.moveaxis(frames, -1, 1)
+        space = Box(space.low.min(), space.high.max(), frames.shape[1:], space.dtype)
+    test = _BlankTest(space, threshold, "test")
+    want = mean255 <= threshold + 1e-4 * scaled
+    close = np.abs(mean255 - threshold) < 1e-3  # float rounding at the boundary
+    got = test.batch(frames)
+    np.testing.assert_array_equal(got[~close], want[~close])
+    assert [test(frame) for frame in frames] == got.tolist()
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_vector_channel_first_copy_or_view(channels):
+    shape = (2, 4, 5) if channels is None else (2, 4, 5, channels)
+    batch = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    envs = gym.vector.SyncVectorEnv([lambda: FrameEnv([batch[0]] * 3) for _ in range(2)])
+    copied, viewed = VectorChannelFirst(envs), VectorChannelFirst(envs, copy=False)
+    a, b = copied.observations(batch), viewed.observations(batch)
+    np.testing.assert_array_equal(a, b)
+    assert a.flags.c_contiguous and not np.shares_memory(a, batch)
+    assert np.shares_memory(b, batch)
+    assert a.shape == b.shape == (2, 1 if channels is None else channels, 4, 5)

@@ -35,6 +35,7 @@ import h5py
 import numpy as np
 
 from gan_envs.datasets import _h5
+from gan_envs.datasets.chunks import ChunkEncoder
 from gan_envs.datasets.errors import DatasetError, DatasetWriteError
 from gan_envs.datasets.format import (
     EPISODE_DTYPE,
@@ -55,6 +56,7 @@ from gan_envs.datasets.format import (
 __all__ = ["RolloutWriter"]
 
 COMPRESSIONS = (None, "gzip", "lzf")
+_DIRECT_CHUNK_BYTES = 16384
 
 
 class _Column:
@@ -66,6 +68,9 @@ class _Column:
         self.buf = np.zeros((chunk, *dataset.shape[1:]), dtype=dataset.dtype)
         self.fill = 0
         self.start = 0  # physical row of buf[0]
+        # frames: compress in Python, outside the GIL; small columns: HDF5's own C path is cheaper
+        large = self.buf.nbytes >= _DIRECT_CHUNK_BYTES
+        self.encoder = ChunkEncoder.for_dataset(dataset) if large else None
 
     def begin(self, start: int) -> None:
         self.start, self.fill = start, 0
@@ -94,7 +99,14 @@ class _Column:
         end = self.start + len(rows)
         if self.ds.shape[0] < end:
             self.ds.resize(end, axis=0)
-        self.ds[self.start:end] = rows
+        if self.encoder is None:
+            self.ds[self.start:end] = rows
+        else:  # whole aligned chunks, compressed outside HDF5 (and outside the GIL)
+            tail = (0,) * (rows.ndim - 1)
+            for first in range(0, len(rows), self.chunk):
+                self.ds.id.write_direct_chunk(
+                    (self.start + first, *tail),
+                    self.encoder.encode(rows[first:first + self.chunk]))
         self.start, self.fill = end, 0
 
 

@@ -1,0 +1,71 @@
+"""Run one function's calls in order on a worker thread (the collector's episode writer).
+
+The stepping thread hands each finished episode over and goes on; the worker gathers, compresses
+(``zlib`` releases the GIL) and commits it. Calls run one at a time, in submission order. A
+failure in the worker is raised in the submitting thread at its next :meth:`~BackgroundCalls.submit`
+or when the block exits; leaving the block (normally, on an error, or on Ctrl-C) first finishes
+every call already submitted, so every finished episode is committed.
+
+Example:
+    >>> done = []
+    >>> with BackgroundCalls(done.append) as calls:
+    ...     for i in range(3):
+    ...         calls.submit(i)
+    >>> done
+    [0, 1, 2]
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+__all__ = ["BackgroundCalls"]
+
+
+class BackgroundCalls:
+    """Calls of ``function`` on one worker thread, at most ``max_pending`` queued at a time.
+
+    With ``max_pending`` calls waiting, :meth:`submit` blocks until the oldest has finished, so
+    a slow disk slows the producer instead of filling the memory.
+    """
+
+    def __init__(self, function: Callable[..., Any], max_pending: int = 64) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        self.function = function
+        self.max_pending = max_pending
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gan-envs-writer")
+        self._pending: deque[Future[Any]] = deque()
+
+    def submit(self, *args: Any) -> None:
+        """Queue ``function(*args)``; raises the error of an earlier call that failed."""
+        self._collect(block=len(self._pending) >= self.max_pending)
+        self._pending.append(self._pool.submit(self.function, *args))
+
+    def finish(self) -> None:
+        """Wait for every queued call; raise the first error among them."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _collect(self, *, block: bool) -> None:
+        while self._pending and (block or self._pending[0].done()):
+            self._pending.popleft().result()
+            block = False
+
+    def __enter__(self) -> BackgroundCalls:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.finish()
+            return
+        try:  # already failing: commit what was submitted, but keep the original error
+            self.finish()
+        except Exception:
+            pass
