@@ -14,11 +14,14 @@ mean <= 0.01 dropped, batches of 16 scaled to [-1, 1]; the same G and D
 ``nn.BCELoss``, Adam with the recipe's settings, one G forward shared by both steps, ``.item()``
 of both losses every iteration.
 
-Variants: our trainer with ``GanConfig.channels_last``, and everything at
-``torch.set_num_threads(1)`` and ``(2)``. Rounds interleave the variants; each number is the
-median over rounds. Then ``torch.compile`` of G and D is timed in the tutorial loop against the
-plain loop in a subprocess (CPU inductor; ~20 s to compile here), skipped with a note when it
-takes longer than ``--compile-timeout``; ``--no-compile`` skips it.
+Variants: our trainer as is (float32, the tutorial's numerics), with ``GanConfig.channels_last``
+(same numerics, another memory layout), and with ``channels_last`` plus ``GanConfig.bf16``
+(bfloat16 autocast of the forward passes: a numerics change, weights, optimisers, BatchNorm
+statistics and losses in float32), and everything at ``torch.set_num_threads(1)`` and
+``(2)``. Rounds interleave the variants; each number is the median over rounds. Then
+``torch.compile`` of G and D is timed in the tutorial loop against the plain loop in a
+subprocess (CPU inductor; ~20 s to compile here), skipped with a note when it takes longer than
+``--compile-timeout``; ``--no-compile`` skips it.
 
 Usage: python benchmarks/bench_gan.py [--rounds 5] [--iters 15] [--threads 2,1] [--data X.h5]
                                       [--json out.json] [--no-compile]
@@ -197,7 +200,7 @@ def conversion_seconds(source: DatasetFrameSource, repeats: int = 200) -> float:
 
 
 def time_ours(source: TimedSource, iters: int, warmup: int, channels_last: bool,
-              workdir: Path) -> tuple[float, float]:
+              workdir: Path, bf16: bool = False) -> tuple[float, float]:
     """(iterations/s, fraction of the timed window spent in sample_frames) of one fresh run."""
     stamps: list[float] = []
     marks: dict[str, float] = {}
@@ -212,7 +215,7 @@ def time_ours(source: TimedSource, iters: int, warmup: int, channels_last: bool,
 
     config = GanConfig(iterations=total, recipe="tutorial", width=WIDTH, batch_size=BATCH,
                        sample_every=10**6, checkpoint_every=10**6, log_every=100,
-                       channels_last=channels_last)
+                       channels_last=channels_last, bf16=bf16)
     run_dir = Path(tempfile.mkdtemp(dir=workdir))
     train_gan(config, source, run_dir, progress=progress)
     seconds = stamps[warmup + iters - 1] - stamps[warmup - 1]
@@ -330,6 +333,8 @@ def main() -> None:
              lambda: time_ours(source, args.iters, args.warmup, False, workdir)),
             ("ours + channels_last", n,
              lambda: time_ours(source, args.iters, args.warmup, True, workdir)),
+            ("ours + channels_last + bf16", n,
+             lambda: time_ours(source, args.iters, args.warmup, True, workdir, bf16=True)),
         ]
     rates: dict[tuple[str, int], list[float]] = {(v, n): [] for v, n, _ in variants}
     data_frac: dict[tuple[str, int], list[float]] = {(v, n): [] for v, n, _ in variants}
@@ -350,6 +355,8 @@ def main() -> None:
     results = []
     print(f"\nmedians over {args.rounds} interleaved rounds of {args.iters} iterations, "
           f"batch {BATCH}, width {WIDTH}, {torch.__version__}:")
+    print("options: ours = GanConfig(recipe='tutorial', width=512, batch_size=16) (float32); "
+          "+ channels_last = channels_last=True; + bf16 = bf16=True (bfloat16 autocast)")
     print(f"{'variant':<28} {'threads':>7} {'it/s':>7} {'vs tutorial':>12} {'vs best tut.':>12} "
           f"{'data path':>10}")
     for (name, n), values in rates.items():

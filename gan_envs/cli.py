@@ -153,6 +153,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         spectral_norm=args.spectral_norm, ema_decay=args.ema, diffaugment=args.diffaugment,
         width=args.width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
+        conditional=args.conditional, bf16=args.bf16,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -204,15 +205,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     if args.sweep is not None:
         images = sampling.sweep(args.run_dir, args.sweep, args.sweep_from, args.sweep_to,
-                                args.sweep_steps, seed=args.seed)
+                                args.sweep_steps, seed=args.seed, env=args.env)
         nrow = len(images)
     elif args.interpolate is not None:
-        images = sampling.interpolate(args.run_dir, *args.interpolate, steps=args.sweep_steps)
+        images = sampling.interpolate(args.run_dir, *args.interpolate, steps=args.sweep_steps,
+                                      env=args.env)
         nrow = len(images)
     else:
         latent = args.latent
         images = sampling.sample(args.run_dir, n=args.n, seed=args.seed, latent=latent,
-                                 set_dims=_parse_set(args.set))
+                                 set_dims=_parse_set(args.set), env=args.env)
         nrow = 8
     if images.ndim != 4:
         raise CommandError(f"{args.run_dir} generates vectors {images.shape[1:]}, not images; "
@@ -411,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-every", type=_positive_int, default=500)
     p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--conditional", action=argparse.BooleanOptionalAction, default=None,
+                   help="condition G and D on the env label (default: on for the fast recipe "
+                        "with two or more envs)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 autocast for the forward passes (a numerics change)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.set_defaults(func=_cmd_train_gan)
@@ -477,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", dest="sweep_steps", type=_positive_int, default=8)
     p.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"))
     p.add_argument("--upscale", type=_positive_int, default=2)
+    p.add_argument("--env", metavar="ENV_ID",
+                   help="conditional runs: draw this env only (an env id or a unique part of one)")
     p.set_defaults(func=_cmd_sample)
 
     p = commands.add_parser(

@@ -67,6 +67,24 @@ def test_train_sample_evaluate(dataset: Path, tmp_path: Path, capsys):
     assert "fd / floor" in capsys.readouterr().out
 
 
+def test_conditional_options_and_sample_one_env(dataset: Path, tmp_path: Path, capsys):
+    cond, plain = tmp_path / "cond", tmp_path / "plain"
+    assert main(["train", "gan", str(dataset), "--out", str(cond), "--iterations", "2",
+                 "--bf16", *TINY]) == 0
+    assert json.loads((cond / "config.json").read_text())["conditional"] is True
+    out = tmp_path / "pong.png"
+    assert main(["sample", str(cond), "--out", str(out), "--n", "4", "--env", "Pong"]) == 0
+    assert main(["sample", str(cond), "--sweep", "3", "--env", "GanAtari/Breakout-v0",
+                 "--out", str(tmp_path / "sweep.png")]) == 0
+    assert main(["sample", str(cond), "--env", "Qbert", "--out", str(out)]) == 2
+    assert "unknown env 'Qbert'" in capsys.readouterr().err
+    assert main(["train", "gan", str(dataset), "--out", str(plain), "--iterations", "2",
+                 "--no-conditional", *TINY]) == 0
+    assert json.loads((plain / "config.json").read_text())["conditional"] is False
+    assert main(["sample", str(plain), "--env", "Pong", "--out", str(out)]) == 2
+    assert "unconditional" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_one_line(dataset: Path, tmp_path: Path, capsys):
     cartpole = tmp_path / "cartpole.h5"
     collect(CollectConfig(["CartPole-v1"], cartpole, steps=50, num_envs=1))

@@ -14,7 +14,8 @@
 
 Two recipes fill in the hyperparameters left as None: ``tutorial`` (the book's Atari GAN: BCE,
 Adam 1e-4, betas (0.5, 0.999), batch 16) and ``fast`` (hinge loss, spectral norm, generator EMA,
-DiffAugment, TTUR). The same seed gives the same run, also across ``resume=True``.
+DiffAugment, TTUR, and class-conditional G and D on the env label when the source labels two or
+more envs). The same seed gives the same run, also across ``resume=True``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from torch import nn
 
 from gan_envs.images import make_grid, save_png, write_video
 
-from .data import FrameSource, is_image_shape
+from .data import FrameSource, env_labels, is_image_shape
 from .models import build_models, check_arch
 
 __all__ = [
@@ -54,15 +55,18 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: conditional runs (label_probs); version 1 files still load
 
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
-                       spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0)
+                       spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
+                       conditional=False)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
-                     spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2)
+                     spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
+                     conditional=False)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
-             spectral_norm=True, ema_decay=0.995, diffaugment="translation", d_relu_slope=0.2)
+             spectral_norm=True, ema_decay=0.995, diffaugment="translation", d_relu_slope=0.2,
+             conditional=True)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -125,15 +129,33 @@ class GanConfig:
     """frames per second of training.mp4"""
     channels_last: bool = False
     """run the convolutions in channels-last memory format (sometimes faster on CPU)"""
+    conditional: bool | None = None
+    """condition G and D on the env label of each frame (G: a label embedding concatenated to
+    z; D: a projection term); fake labels are drawn in the data's proportions. None: the
+    recipe's choice, used only when the source labels its frames with at least two envs"""
+    bf16: bool = False
+    """run G's and D's forward passes under bfloat16 autocast on the CPU (convolutions in
+    bf16; weights, optimisers, BatchNorm and the losses stay float32). Faster on CPUs with
+    AVX512-BF16 or AMX; a numerics change, so off by default"""
 
-    def resolved(self, frame_shape: tuple[int, ...]) -> GanConfig:
-        """Return a copy with every None filled from the recipe, checked for ``frame_shape``."""
+    def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
+        """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
+
+        ``num_envs`` is how many envs the source labels its frames with (None: unknown, as
+        for unlabelled sources); a recipe turns ``conditional`` on only when it is >= 2.
+        """
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
         check_arch(self.arch, frame_shape)
         preset = dict(RECIPES[self.recipe][self.arch])
         if not is_image_shape(frame_shape):
             preset["diffaugment"] = ""  # translation and colour need images
+        if (num_envs or 0) < 2:
+            if self.conditional and num_envs is not None:
+                raise ValueError(f"conditional=True needs frames labelled with at least two envs "
+                                 f"(this source has {num_envs}): train on a multi-game dataset "
+                                 "or pass conditional=False")
+            preset["conditional"] = False
         filled = {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in preset}
         cfg = dataclasses.replace(self, **filled)
         cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
@@ -274,6 +296,21 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
+def _env_proportions(source: Any, num_classes: int, seed: int) -> np.ndarray:
+    """Share of each env among the source's frames (exact counts when the source has them,
+    else from 4,096 labelled draws)."""
+    counts = getattr(source, "env_counts", None)
+    if counts is not None:
+        counts = np.asarray(counts(), dtype=np.float64)
+    else:
+        _, env = source.sample_frames_with_env(4096, np.random.default_rng(seed + 3))
+        counts = np.bincount(np.asarray(env), minlength=num_classes).astype(np.float64)
+    counts = counts[:num_classes]
+    if counts.sum() <= 0:
+        raise ValueError("the source labels no frames with its envs; pass conditional=False")
+    return counts / counts.sum()
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -281,7 +318,9 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
-    saved_cfg = GanConfig(**{**saved, "betas": tuple(saved["betas"])})
+    # runs saved before these fields existed were unconditional float32 runs
+    saved_cfg = GanConfig(**{"conditional": False, "bf16": False, **saved,
+                             "betas": tuple(saved["betas"])})
     asked = dataclasses.asdict(config)
     defaults = dataclasses.asdict(GanConfig())
     clash = [k for k, v in asked.items() if k not in _RESUMABLE_CHANGES and v is not None
@@ -375,7 +414,12 @@ def train_gan(
     elif ckpt_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it "
                               "(--resume) or choose another output directory")
-    cfg = config.resolved(frame_shape)
+    env_ids = env_labels(source)
+    cfg = config.resolved(frame_shape, len(env_ids) if env_ids else 0)
+    num_classes = len(env_ids) if cfg.conditional and env_ids else 0
+    if saved is not None and num_classes and list(saved.get("env_ids", [])) != env_ids:
+        raise ValueError(f"{ckpt_path} is conditional on the envs {saved.get('env_ids')}, this "
+                         f"source labels {env_ids}: resume on the same dataset")
     images = is_image_shape(frame_shape)
     policy = cfg.diffaugment
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -385,7 +429,8 @@ def train_gan(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
-                                                cfg.spectral_norm, cfg.d_relu_slope, cfg.width)
+                                                cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
+                                                num_classes)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)
@@ -397,6 +442,14 @@ def train_gan(
     data_rng = np.random.default_rng(cfg.seed)  # which real frames
     fixed_latent = torch.randn(cfg.n_samples, cfg.latent_dim,
                                generator=torch.Generator().manual_seed(cfg.seed + 1))
+    # conditional runs: fake labels follow the data's env proportions; the grids show the envs
+    # in equal blocks (first rows env 0, then env 1, ...)
+    label_probs = torch.zeros(0)
+    fixed_labels = torch.arange(cfg.n_samples) * max(num_classes, 1) // cfg.n_samples
+    if num_classes and saved is None:
+        label_probs = torch.as_tensor(_env_proportions(source, num_classes, cfg.seed),
+                                      dtype=torch.float64)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
 
     # ---- how frames become model inputs: uint8 images x / 127.5 - 1, vectors min-max to [-1, 1]
     if images:
@@ -424,6 +477,8 @@ def train_gan(
         noise.set_state(saved["rng"]["torch"])
         data_rng.bit_generator.state = saved["rng"]["numpy"]
         fixed_latent = saved["fixed_latent"]
+        if num_classes:
+            label_probs, fixed_labels = saved["label_probs"], saved["fixed_labels"]
         start = int(saved["iteration"])
 
     saved_at = start if saved is not None else -1
@@ -439,6 +494,8 @@ def train_gan(
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "rng": {"torch": noise.get_state(), "numpy": data_rng.bit_generator.state},
             "fixed_latent": fixed_latent,
+            "label_probs": label_probs if num_classes else None,
+            "fixed_labels": fixed_labels if num_classes else None,
             "scale": {"center": center, "half_range": half_range},
         }, ckpt_path)
         saved_at = iteration
@@ -449,7 +506,7 @@ def train_gan(
         net = ema if ema is not None else generator
         was_training = net.training
         net.eval()
-        out = net(fixed_latent)
+        out = net(fixed_latent, fixed_labels) if num_classes else net(fixed_latent)
         net.train(was_training)
         if not images:
             path = run_dir / "samples" / f"iter_{iteration:06d}.npy"
@@ -470,6 +527,9 @@ def train_gan(
     log_path.write_text("".join(line + "\n" for line in kept))
     tensorboard = _open_tensorboard(run_dir, start)
 
+    draw_labelled = getattr(source, "sample_batch_with_env", None) \
+        or getattr(source, "sample_frames_with_env", None)
+
     # ---- the loop
     names = ("loss_d", "loss_g", "d_real", "d_fake")
     window: dict[str, list[float]] = {k: [] for k in names}
@@ -480,15 +540,29 @@ def train_gan(
         with _SigintToFlag() as sigint, log_path.open("a") as log:
             for iteration in range(start + 1, cfg.iterations + 1):
                 in_step = True  # until G, D and EMA have all been updated
-                real = to_input(source.sample_frames(cfg.batch_size, data_rng))
-                z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
-                fake = generator(z)
+                if num_classes:  # real labels from the data, fake ones in the data's proportions
+                    frames, y_real = draw_labelled(cfg.batch_size, data_rng)
+                    real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real))
+                    z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
+                    y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
+                                               generator=noise)
+                    labels: tuple[torch.Tensor, ...] = (y_fake,)
+                    labels_real: tuple[torch.Tensor, ...] = (y_real,)
+                else:
+                    real = to_input(source.sample_frames(cfg.batch_size, data_rng))
+                    z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
+                    labels = labels_real = ()
+                with autocast:
+                    fake = generator(z, *labels)
 
                 # discriminator step: real -> 1, fake -> 0 (G's graph kept for its own step)
                 discriminator.requires_grad_(True)
                 opt_d.zero_grad(set_to_none=True)
-                logits_real = discriminator(diff_augment(real, policy, noise))
-                logits_fake = discriminator(diff_augment(fake.detach(), policy, noise))
+                with autocast:
+                    logits_real = discriminator(diff_augment(real, policy, noise), *labels_real)
+                    logits_fake = discriminator(diff_augment(fake.detach(), policy, noise),
+                                                *labels)
+                logits_real, logits_fake = logits_real.float(), logits_fake.float()
                 loss_d = _loss_d(cfg.loss, logits_real, logits_fake)
                 loss_d.backward()
                 opt_d.step()
@@ -496,7 +570,9 @@ def train_gan(
                 # generator step: make the updated D call the same fakes real
                 discriminator.requires_grad_(False)
                 opt_g.zero_grad(set_to_none=True)
-                loss_g = _loss_g(cfg.loss, discriminator(diff_augment(fake, policy, noise)))
+                with autocast:
+                    logits_g = discriminator(diff_augment(fake, policy, noise), *labels)
+                loss_g = _loss_g(cfg.loss, logits_g.float())
                 loss_g.backward()
                 opt_g.step()
                 if ema is not None:  # decay warms up: (1 + t) / (10 + t) until cfg.ema_decay

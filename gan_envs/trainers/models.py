@@ -12,6 +12,12 @@
 Discriminators return one logit per sample (shape ``(N,)``); the loss applies the sigmoid, which
 is the tutorial's ``Sigmoid`` + ``BCELoss`` computed stably. ``spectral_norm=True`` wraps every
 discriminator layer in spectral normalisation and drops its BatchNorm, as SNGAN does.
+
+Class-conditional variants (``num_classes >= 2``, the dataset's env label): the generator gets a
+learned label embedding of ``LABEL_EMBED_DIM`` numbers concatenated to its latent vector, the
+discriminator a projection term (Miyato & Koyama, 2018): ``D(x, y) = head(h) + <embed(y),
+sum_pool(h)>`` where ``h`` is the input of D's last layer. ``num_classes=0`` builds the
+unconditional networks, with the same parameter names as before (old checkpoints load).
 """
 
 from __future__ import annotations
@@ -35,10 +41,13 @@ __all__ = [
     "DCGANDiscriminator",
     "MLPGenerator",
     "MLPDiscriminator",
+    "LABEL_EMBED_DIM",
 ]
 
 ARCHS = ("dcgan", "mlp")
 DCGAN_SIZES = (32, 64, 128)
+LABEL_EMBED_DIM = 32
+"""size of the conditional generator's label embedding (concatenated to the latent vector)"""
 
 
 def check_arch(arch: str, frame_shape: Sequence[int]) -> None:
@@ -85,16 +94,51 @@ def _sn(layer: nn.Module, spectral_norm: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
 
 
-class DCGANGenerator(nn.Module):
-    """Transposed-convolution generator: latent ``(N, latent_dim)`` -> images ``(N, C, S, S)``."""
+def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | None
+                     ) -> torch.Tensor:
+    """``z`` flattened, with the label embedding appended for a conditional generator."""
+    z = z.reshape(z.shape[0], module.latent_dim)
+    if module.num_classes == 0:
+        return z
+    if labels is None:
+        raise ValueError(f"this generator is conditional on {module.num_classes} classes: "
+                         "pass labels (one class index per latent)")
+    return torch.cat([z, module.embed(labels.reshape(-1).long()).to(z.dtype)], dim=1)
 
-    def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512) -> None:
+
+def _projection_logits(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None
+                       ) -> torch.Tensor:
+    """``head(h)`` plus, for a conditional discriminator, the projection ``<embed(y), pool(h)>``."""
+    if module.num_classes == 0:
+        return module.net(x).reshape(-1)
+    if labels is None:
+        raise ValueError(f"this discriminator is conditional on {module.num_classes} classes: "
+                         "pass labels (one class index per frame)")
+    h = module.net[:-1](x)
+    out = module.net[-1](h).reshape(-1)
+    pooled = h.sum(dim=(2, 3)) if h.ndim == 4 else h
+    return out + (module.embed(labels.reshape(-1).long()).to(pooled.dtype) * pooled).sum(dim=1)
+
+
+class DCGANGenerator(nn.Module):
+    """Transposed-convolution generator: latent ``(N, latent_dim)`` -> images ``(N, C, S, S)``.
+
+    With ``num_classes >= 2`` it also takes ``labels`` ``(N,)`` (class indices), embedded and
+    concatenated to the latent.
+    """
+
+    def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
+                 num_classes: int = 0) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         widths = _dcgan_widths(size, width)
+        self.num_classes = int(num_classes)
+        extra = LABEL_EMBED_DIM if self.num_classes else 0
+        if self.num_classes:
+            self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, widths[0], 4, 1, 0),
+            nn.ConvTranspose2d(latent_dim + extra, widths[0], 4, 1, 0),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         ]
@@ -105,15 +149,17 @@ class DCGANGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.reshape(z.shape[0], self.latent_dim, 1, 1))
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        x = _generator_input(self, z, labels)
+        return self.net(x.reshape(x.shape[0], x.shape[1], 1, 1))
 
 
 class DCGANDiscriminator(nn.Module):
     """Strided-convolution discriminator: images ``(N, C, S, S)`` -> logits ``(N,)``.
 
     The first convolution has no BatchNorm (as in the tutorial); ``relu_slope`` 0 gives the
-    tutorial's ReLU, > 0 a LeakyReLU.
+    tutorial's ReLU, > 0 a LeakyReLU. With ``num_classes >= 2`` it also takes ``labels`` and
+    adds the projection term.
     """
 
     def __init__(
@@ -122,6 +168,7 @@ class DCGANDiscriminator(nn.Module):
         spectral_norm: bool = False,
         relu_slope: float = 0.0,
         width: int = 512,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
@@ -138,19 +185,27 @@ class DCGANDiscriminator(nn.Module):
             layers.append(_d_act(relu_slope))
         layers.append(_sn(nn.Conv2d(widths[-1], 1, 4, 1, 0), spectral_norm))
         self.net = nn.Sequential(*layers)
+        self.num_classes = int(num_classes)
+        if self.num_classes:
+            self.embed = _sn(nn.Embedding(self.num_classes, widths[-1]), spectral_norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).reshape(-1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return _projection_logits(self, x, labels)
 
 
 class MLPGenerator(nn.Module):
     """The tutorials' MLP generator: latent -> 256 -> 512 -> 1024 -> prod(frame_shape), tanh."""
 
-    def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512) -> None:
+    def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
+                 num_classes: int = 0) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
         self.frame_shape = tuple(int(s) for s in frame_shape)
-        widths = [latent_dim, width // 2, width, width * 2]
+        self.num_classes = int(num_classes)
+        extra = LABEL_EMBED_DIM if self.num_classes else 0
+        if self.num_classes:
+            self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
+        widths = [latent_dim + extra, width // 2, width, width * 2]
         layers: list[nn.Module] = []
         for w_in, w_out in pairwise(widths):
             layers += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True)]
@@ -158,8 +213,8 @@ class MLPGenerator(nn.Module):
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z.reshape(z.shape[0], self.latent_dim)).reshape(-1, *self.frame_shape)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(_generator_input(self, z, labels)).reshape(-1, *self.frame_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -171,6 +226,7 @@ class MLPDiscriminator(nn.Module):
         spectral_norm: bool = False,
         relu_slope: float = 0.2,
         width: int = 512,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
@@ -180,9 +236,12 @@ class MLPDiscriminator(nn.Module):
             layers += [_sn(nn.Linear(w_in, w_out), spectral_norm), _d_act(relu_slope)]
         layers.append(_sn(nn.Linear(widths[-1], 1), spectral_norm))
         self.net = nn.Sequential(*layers)
+        self.num_classes = int(num_classes)
+        if self.num_classes:
+            self.embed = _sn(nn.Embedding(self.num_classes, widths[-1]), spectral_norm)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).reshape(-1)
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return _projection_logits(self, x, labels)
 
 
 def build_models(
@@ -192,12 +251,14 @@ def build_models(
     spectral_norm: bool = False,
     relu_slope: float | None = None,
     width: int = 512,
+    num_classes: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
     ``relu_slope`` is the discriminator's LeakyReLU slope (0: ReLU); None picks the tutorial's
     (0 for dcgan, 0.2 for mlp). ``width`` is the DCGAN's widest stage and the MLP's middle layer
-    (512 in the tutorials; the other stages scale with it).
+    (512 in the tutorials; the other stages scale with it). ``num_classes >= 2`` builds the
+    class-conditional pair (label embedding in G, projection term in D); 0 the plain one.
 
     Example:
         >>> import torch
@@ -206,19 +267,22 @@ def build_models(
         >>> tuple(images.shape), tuple(d(images).shape)
         ((2, 3, 32, 32), (2,))
     """
-    generator = build_generator(arch, frame_shape, latent_dim, width)
+    if num_classes == 1 or num_classes < 0:
+        raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes}")
+    generator = build_generator(arch, frame_shape, latent_dim, width, num_classes)
     if arch == "dcgan":
         slope = 0.0 if relu_slope is None else relu_slope
-        return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, width)
+        return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, width, num_classes)
     slope = 0.2 if relu_slope is None else relu_slope
-    return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, width)
+    return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, width, num_classes)
 
 
 def build_generator(
-    arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512
+    arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
+    num_classes: int = 0,
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
     if arch == "dcgan":
-        return DCGANGenerator(frame_shape, latent_dim, width)
-    return MLPGenerator(frame_shape, latent_dim, width)
+        return DCGANGenerator(frame_shape, latent_dim, width, num_classes)
+    return MLPGenerator(frame_shape, latent_dim, width, num_classes)

@@ -9,6 +9,10 @@
 
 Images come back as uint8 ``(N, C, H, W)`` (pass them to
 :func:`gan_envs.images.make_grid`); vector runs give float ``(N, D)`` in the data's units.
+
+Class-conditional runs (``GanConfig.conditional``) also need an env label per latent: by default
+the labels follow the training data's env proportions (rounded to the nearest counts, in an
+order shuffled by ``seed``); ``env=`` draws one environment only.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from .gan import load_checkpoint
 from .models import build_generator
 
 __all__ = ["RunGenerator", "load_generator", "make_latents", "sample", "sweep", "interpolate"]
+
+EnvChoice = str | int | None
 
 
 @dataclass
@@ -48,13 +54,62 @@ class RunGenerator:
     """training iteration of the checkpoint"""
     ema: bool
     """whether ``net`` holds the EMA weights"""
+    label_probs: torch.Tensor | None = None
+    """conditional runs: the training data's share of each env (None: unconditional)"""
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the generator takes an env label per latent."""
+        return self.label_probs is not None
+
+    def env_index(self, env: str | int) -> int:
+        """The label of ``env``: an index, an env id, or a unique case-insensitive part of one
+        (``"Pong"``)."""
+        if not self.conditional:
+            raise ValueError("this run is unconditional: it cannot draw one env (train with "
+                             "conditional=True, the fast recipe's default on multi-game data)")
+        if isinstance(env, int) or (isinstance(env, str) and env.isdigit()):
+            index = int(env)
+            if not 0 <= index < len(self.env_ids):
+                raise ValueError(f"env index {index} is out of range: this run knows "
+                                 f"{len(self.env_ids)} envs ({', '.join(self.env_ids)})")
+            return index
+        if env in self.env_ids:
+            return self.env_ids.index(env)
+        matches = [i for i, e in enumerate(self.env_ids) if env.lower() in e.lower()]
+        if len(matches) != 1:
+            raise ValueError(f"unknown env {env!r}: this run knows {', '.join(self.env_ids)}")
+        return matches[0]
+
+    def labels(self, n: int, seed: int = 0, env: EnvChoice = None) -> torch.Tensor | None:
+        """``n`` env labels: all ``env`` when given, else the data's proportions (largest-
+        remainder counts, shuffled by ``seed``); None for an unconditional run (and no env)."""
+        if env is not None:
+            return torch.full((n,), self.env_index(env), dtype=torch.int64)
+        if not self.conditional:
+            return None
+        probs = self.label_probs.double()
+        counts = torch.floor(probs * n).long()
+        remainder = probs * n - counts
+        counts[torch.argsort(remainder, descending=True)[: n - int(counts.sum())]] += 1
+        labels = torch.repeat_interleave(torch.arange(len(probs)), counts)
+        return labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
 
     @torch.no_grad()
-    def generate(self, z: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-        """Frames for latents ``z`` ``(N, latent_dim)``: uint8 images or float vectors."""
+    def generate(self, z: torch.Tensor, batch_size: int = 256,
+                 labels: torch.Tensor | None = None) -> np.ndarray:
+        """Frames for latents ``z`` ``(N, latent_dim)``: uint8 images or float vectors.
+
+        ``labels`` (conditional runs): one env index per latent; default :meth:`labels`.
+        """
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must be shaped (N, {self.latent_dim}), got {tuple(z.shape)}")
-        chunks = [self.net(z[i : i + batch_size]) for i in range(0, len(z), batch_size)]
+        if self.conditional:
+            labels = self.labels(len(z)) if labels is None else labels
+            chunks = [self.net(z[i : i + batch_size], labels[i : i + batch_size])
+                      for i in range(0, len(z), batch_size)]
+        else:
+            chunks = [self.net(z[i : i + batch_size]) for i in range(0, len(z), batch_size)]
         out = torch.cat(chunks) if chunks else torch.zeros(0, *self.frame_shape)
         frames = out * self.half_range + self.center
         if is_image_shape(self.frame_shape):
@@ -67,14 +122,18 @@ def load_generator(run_dir: str | os.PathLike[str], ema: bool = True) -> RunGene
     ckpt = load_checkpoint(run_dir)
     cfg = ckpt["config"]
     frame_shape = tuple(int(s) for s in ckpt["frame_shape"])
-    net = build_generator(cfg["arch"], frame_shape, cfg["latent_dim"], cfg["width"])
+    env_ids = list(ckpt.get("env_ids", []))
+    conditional = bool(cfg.get("conditional")) and ckpt.get("label_probs") is not None
+    net = build_generator(cfg["arch"], frame_shape, cfg["latent_dim"], cfg["width"],
+                          len(env_ids) if conditional else 0)
     use_ema = ema and ckpt.get("generator_ema") is not None
     net.load_state_dict(ckpt["generator_ema"] if use_ema else ckpt["generator"])
     net.eval().requires_grad_(False)
     return RunGenerator(
         net=net, latent_dim=int(cfg["latent_dim"]), frame_shape=frame_shape,
         center=ckpt["scale"]["center"], half_range=ckpt["scale"]["half_range"],
-        env_ids=list(ckpt.get("env_ids", [])), iteration=int(ckpt["iteration"]), ema=use_ema,
+        env_ids=env_ids, iteration=int(ckpt["iteration"]), ema=use_ema,
+        label_probs=ckpt["label_probs"] if conditional else None,
     )
 
 
@@ -124,8 +183,13 @@ def sample(
     latent: str | float = "normal",
     set_dims: Mapping[int | str, float] | None = None,
     ema: bool = True,
+    env: EnvChoice = None,
 ) -> np.ndarray:
     """``n`` samples of the run in ``run_dir``; see :func:`make_latents` for the latents.
+
+    ``env`` (conditional runs): draw only this env (an env id, a unique part of one, or its
+    index); default: the data's env proportions (one env drawn by ``seed`` for constant
+    latents).
 
     Example:
         >>> sample("no/such/run")  # doctest: +ELLIPSIS
@@ -134,7 +198,10 @@ def sample(
         FileNotFoundError: run directory no/such/run does not exist ...
     """
     gen = load_generator(run_dir, ema)
-    return gen.generate(make_latents(n, gen.latent_dim, seed, latent, set_dims))
+    z = make_latents(n, gen.latent_dim, seed, latent, set_dims)
+    # constant latents share one env too (the same latent gives the same image)
+    labels = gen.labels(n, seed, env) if latent == "normal" else _one_label(gen, n, seed, env)
+    return gen.generate(z, labels=labels)
 
 
 def sweep(
@@ -145,15 +212,17 @@ def sweep(
     steps: int = 8,
     seed: int = 0,
     ema: bool = True,
+    env: EnvChoice = None,
 ) -> np.ndarray:
     """Sweep latent dimension ``dim`` over ``linspace(start, stop, steps)``, the other dimensions
-    fixed to one normal latent from ``seed``: ``steps`` frames, left to right."""
+    fixed to one normal latent from ``seed``: ``steps`` frames, left to right (conditional
+    runs: all of env ``env``, default the env drawn for ``seed``)."""
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     gen = load_generator(run_dir, ema)
     z = make_latents(1, gen.latent_dim, seed, set_dims={dim: 0.0}).repeat(steps, 1)
     z[:, int(dim)] = torch.linspace(start, stop, steps)
-    return gen.generate(z)
+    return gen.generate(z, labels=_one_label(gen, steps, seed, env))
 
 
 def interpolate(
@@ -163,11 +232,13 @@ def interpolate(
     steps: int = 8,
     spherical: bool = False,
     ema: bool = True,
+    env: EnvChoice = None,
 ) -> np.ndarray:
     """Frames along the path from seed ``seed_a``'s latent to seed ``seed_b``'s, both included.
 
     ``spherical=True`` follows the great circle (slerp), which keeps the latent norm typical of
-    a Gaussian; the default is a straight line.
+    a Gaussian; the default is a straight line. Conditional runs keep one env along the path
+    (``env``, default the env drawn for ``seed_a``).
     """
     if steps < 2:
         raise ValueError(f"interpolate needs steps >= 2 (both ends), got {steps}")
@@ -175,9 +246,22 @@ def interpolate(
     a = make_latents(1, gen.latent_dim, seed_a)[0]
     b = make_latents(1, gen.latent_dim, seed_b)[0]
     t = torch.linspace(0.0, 1.0, steps)[:, None]
+    labels = _one_label(gen, steps, seed_a, env)
     if spherical:
         omega = torch.arccos(torch.clamp(torch.dot(a / a.norm(), b / b.norm()), -1.0, 1.0))
         if omega.abs() > 1e-6:
             z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
-            return gen.generate(z)
-    return gen.generate((1 - t) * a + t * b)
+            return gen.generate(z, labels=labels)
+    return gen.generate((1 - t) * a + t * b, labels=labels)
+
+
+def _one_label(gen: RunGenerator, n: int, seed: int, env: EnvChoice) -> torch.Tensor | None:
+    """``n`` copies of one label: ``env``'s, or one drawn from the data's proportions by
+    ``seed`` (None for an unconditional run)."""
+    if env is not None:
+        return gen.labels(n, seed, env)
+    if gen.label_probs is None:
+        return None
+    label = torch.multinomial(gen.label_probs.double(), 1,
+                              generator=torch.Generator().manual_seed(seed))
+    return label.repeat(n)

@@ -39,11 +39,12 @@ def test_sweep_is_a_strip(tiny_run):
 
 
 def test_interpolation_ends_at_the_two_seeds(tiny_run):
-    path = interpolate(tiny_run, seed_a=1, seed_b=2, steps=5)
+    # tiny_run is conditional (two games): the path keeps one env, so name it on both sides
+    path = interpolate(tiny_run, seed_a=1, seed_b=2, steps=5, env=0)
     assert path.shape == (5, 3, 32, 32)
-    assert np.array_equal(path[0], sample(tiny_run, n=1, seed=1)[0])
-    assert np.array_equal(path[-1], sample(tiny_run, n=1, seed=2)[0])
-    slerp = interpolate(tiny_run, seed_a=1, seed_b=2, steps=5, spherical=True)
+    assert np.array_equal(path[0], sample(tiny_run, n=1, seed=1, env=0)[0])
+    assert np.array_equal(path[-1], sample(tiny_run, n=1, seed=2, env=0)[0])
+    slerp = interpolate(tiny_run, seed_a=1, seed_b=2, steps=5, spherical=True, env=0)
     assert np.abs(slerp[-1].astype(int) - path[-1]).max() <= 1
 
 
