@@ -257,10 +257,13 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
 
     overrides = {k: getattr(args, k) for k in ("vae_epochs", "mdrnn_epochs", "population",
                                                "generations", "rollouts", "rollout_steps",
-                                               "max_episodes") if getattr(args, k) is not None}
+                                               "max_episodes", "vae_lr", "moving_weight",
+                                               "select_rollouts", "eval_rollouts")
+                 if getattr(args, k) is not None}
     config = WorldModelConfig(seed=args.seed, quick=args.quick, env_id=args.env_id,
                               controller_env=args.controller_env, workers=args.workers,
-                              temperature=args.temperature, **overrides)
+                              temperature=args.temperature, fresh_seeds=not args.fixed_seeds,
+                              **overrides)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, step: int, metrics: dict[str, float]) -> None:
@@ -440,10 +443,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes playing controller candidates (0: none)")
     p.add_argument("--temperature", type=float, default=1.0, help="tau of the dream")
     p.add_argument("--vae-epochs", type=_positive_int)
+    p.add_argument("--vae-lr", type=float, help="V's Adam learning rate (default 1e-3)")
+    p.add_argument("--moving-weight", type=float,
+                   help="V's reconstruction weight of the pixels that differ from the dataset's "
+                        "background (default 10; 1: the plain loss)")
     p.add_argument("--mdrnn-epochs", type=_positive_int)
     p.add_argument("--population", type=_positive_int)
     p.add_argument("--generations", type=_non_negative_int)
     p.add_argument("--rollouts", type=_positive_int, help="episodes per candidate")
+    p.add_argument("--fixed-seeds", action="store_true",
+                   help="every CMA-ES generation plays the same seeds (default: new ones)")
+    p.add_argument("--select-rollouts", type=_non_negative_int,
+                   help="episodes on the selection seeds that pick the controller kept "
+                        "(default 8; 0: the best training fitness)")
+    p.add_argument("--eval-rollouts", type=_positive_int,
+                   help="episodes of the evaluation (--evaluate; default 8)")
     p.add_argument("--rollout-steps", type=_positive_int, help="step cap of one episode")
     p.add_argument("--max-episodes", type=_non_negative_int, help="use the first N episodes")
     p.add_argument("--evaluate", action="store_true",

@@ -2,8 +2,11 @@
 
 - :class:`ConvVAE` (V): four strided 4x4 convolutions (32-64-128-256 channels) from a
   ``C x 64 x 64`` frame to a 32-d Gaussian latent, and the mirrored transposed convolutions back.
-- :func:`vae_loss`: squared error summed over pixels (values in [0, 1]) + KL, with the
-  KL-tolerance floor of hardmaru's code (the summed KL is clamped below at ``tol * z_size``).
+- :func:`vae_loss`: squared error summed over pixels (values in [0, 1]), optionally weighted
+  per pixel, + KL, with the KL-tolerance floor of hardmaru's code (the summed KL is clamped
+  below at ``tol * z_size``).
+- :func:`moving_mask` and :func:`pixel_weights`: the pixels that differ from a static
+  background frame, and the reconstruction weights that make them count (small Atari objects).
 - :class:`MDNRNN` (M): an LSTM on ``(z_t, one-hot a_t)``; a mixture of K Gaussians per latent
   dimension for ``z_{t+1}``, a reward head and a done head. :func:`mdn_nll` and
   :func:`mdn_sample` (temperature tau) use its outputs.
@@ -23,6 +26,8 @@ from torch import nn
 __all__ = [
     "ConvVAE",
     "vae_loss",
+    "moving_mask",
+    "pixel_weights",
     "MDNRNN",
     "mdn_nll",
     "mdn_sample",
@@ -96,11 +101,13 @@ class ConvVAE(nn.Module):
 
 def vae_loss(
     recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-    kl_tolerance: float = 0.5,
+    kl_tolerance: float = 0.5, weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(loss, reconstruction, kl)``, each averaged over the batch.
 
-    reconstruction: squared error summed over all ``C*H*W`` pixel values (in [0, 1]);
+    reconstruction: squared error summed over all ``C*H*W`` pixel values (in [0, 1]), each
+    multiplied by ``weight`` when given (a tensor broadcastable to ``x``, e.g. from
+    :func:`pixel_weights`; None: all 1, hardmaru's loss);
     kl: KL(q(z|x) || N(0, I)) summed over z and clamped below at ``kl_tolerance * z_size``
     (hardmaru's free bits; 0 disables the clamp). The returned ``kl`` is the unclamped value.
 
@@ -109,12 +116,48 @@ def vae_loss(
         >>> loss, rec, kl = vae_loss(x, x, torch.zeros(2, 3), torch.zeros(2, 3))
         >>> round(loss.item(), 3), rec.item(), kl.item()
         (1.5, 0.0, 0.0)
+        >>> rec = vae_loss(x + 0.1, x, torch.zeros(2, 3), torch.zeros(2, 3), 0.0,
+        ...                weight=torch.full_like(x, 2.0))[1]
+        >>> round(rec.item(), 4)  # 16 pixel values * 0.1 ** 2 * 2
+        0.32
     """
-    rec = (recon - x).pow(2).flatten(1).sum(dim=1).mean()
+    err = (recon - x).pow(2)
+    if weight is not None:
+        err = err * weight
+    rec = err.flatten(1).sum(dim=1).mean()
     kl_per = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
     floor = kl_tolerance * mu.shape[1]
     kl_term = torch.clamp(kl_per, min=floor) if floor > 0 else kl_per
     return rec + kl_term.mean(), rec, kl_per.mean()
+
+
+def moving_mask(x: torch.Tensor, background: torch.Tensor, threshold: float = 0.1
+                ) -> torch.Tensor:
+    """The "moving" pixels of frames ``x`` ``(N, C, H, W)`` in [0, 1]: True where some channel
+    differs from ``background`` ``(C, H, W)`` (same scale) by more than ``threshold``. Shaped
+    ``(N, 1, H, W)`` (one flag per pixel, for all its channels).
+
+    Example:
+        >>> bg = torch.zeros(1, 2, 2)
+        >>> x = torch.tensor([[[[0.0, 0.5], [0.05, 0.0]]]])
+        >>> moving_mask(x, bg).int().tolist()
+        [[[[0, 1], [0, 0]]]]
+    """
+    return (x - background).abs().amax(dim=1, keepdim=True) > threshold
+
+
+def pixel_weights(x: torch.Tensor, background: torch.Tensor, moving_weight: float,
+                  threshold: float = 0.1) -> torch.Tensor:
+    """Reconstruction weights ``(N, 1, H, W)``: ``moving_weight`` on the pixels of
+    :func:`moving_mask`, 1 elsewhere (``moving_weight=1``: the plain loss).
+
+    Example:
+        >>> bg = torch.zeros(1, 1, 2)
+        >>> pixel_weights(torch.tensor([[[[0.0, 1.0]]]]), bg, 10.0).tolist()
+        [[[[1.0, 10.0]]]]
+    """
+    mask = moving_mask(x, background, threshold).to(x.dtype)
+    return 1.0 + (float(moving_weight) - 1.0) * mask
 
 
 # ---------------------------------------------------------------- M

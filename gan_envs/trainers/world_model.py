@@ -15,13 +15,19 @@
 The stages, top to bottom:
 
 1. **V** learns ``z`` (32-d) from single frames: reconstruction (squared error summed over the
-   pixel values in [0, 1]) + KL clamped below at ``kl_tolerance * z_size``.
+   pixel values in [0, 1], weighted ``moving_weight`` times on the pixels that differ from the
+   dataset's static background, so small moving objects count) + KL clamped below at
+   ``kl_tolerance * z_size``. The background (per-pixel median of training frames) is stored in
+   ``vae.pt``.
 2. The dataset is encoded once; **M** learns ``p(z_{t+1} | z_<=t, a_<=t)`` (5 Gaussians per
    dimension), the reward and the done flag on windows of ``seq_len`` steps that never cross an
    episode boundary, with ``z`` re-drawn from the cached ``(mu, logvar)`` at every batch.
 3. **C** (``argmax(W [z, h] + b)``) is searched by CMA-ES: each candidate plays ``rollouts``
-   episodes of the real env (fixed seeds, the same for every candidate) in ``workers`` processes,
-   or plays inside M's dream at temperature ``temperature`` (``controller_env='dream'``).
+   episodes of the real env (new seeds every generation, the same for every candidate of it) in
+   ``workers`` processes, or plays inside M's dream at temperature ``temperature``
+   (``controller_env='dream'``). Each generation's best candidate and the CMA-ES mean are
+   re-played on ``select_rollouts`` selection seeds (disjoint from the training seeds and from
+   the evaluation's); the controller kept is the best there.
 
 The same seed gives the same run, also across ``resume=True``. Library code never prints; pass
 ``progress`` for progress bars.
@@ -61,6 +67,7 @@ from .wm_models import (
     frames_to_input,
     mdn_nll,
     mdn_sample,
+    moving_mask,
     vae_loss,
 )
 
@@ -73,6 +80,7 @@ __all__ = [
     "train_world_model",
     "load_stage",
     "encode_latents",
+    "background_frame",
     "evaluate_world_model",
     "metrics_table",
     "dream",
@@ -84,22 +92,29 @@ _FORMAT = "gan-envs/world-model-{}"
 _VERSION = 1
 LATENTS_NAME = "latents.npz"
 _GROUP_EPISODES = 8  # V reads this many episodes into memory at a time and shuffles their frames
+_BACKGROUND_EPISODES, _BACKGROUND_FRAMES = 50, 1000  # the background's sample of training frames
+_SELECT_OFFSET, _EVAL_OFFSET = 50_000, 100_000  # selection, evaluation seeds: eval_seed + these
 
 _FULL = dict(max_episodes=0, vae_batch_size=100, vae_epochs=10, vae_max_steps=0, seq_len=32,
              mdrnn_batch_size=16, mdrnn_epochs=20, mdrnn_max_steps=0, population=16,
-             generations=50, rollouts=4, rollout_steps=1000, eval_rollouts=8)
+             generations=50, rollouts=4, rollout_steps=1000, eval_rollouts=8,
+             select_rollouts=8)
 _QUICK = dict(max_episodes=8, vae_batch_size=32, vae_epochs=1, vae_max_steps=15, seq_len=16,
               mdrnn_batch_size=8, mdrnn_epochs=2, mdrnn_max_steps=15, population=4,
-              generations=2, rollouts=1, rollout_steps=25, eval_rollouts=2)
+              generations=2, rollouts=1, rollout_steps=25, eval_rollouts=2,
+              select_rollouts=2)
 # Fields that must not change when a stage is resumed or a later stage builds on it.
 _FIXED = {
     "vae": ("seed", "max_episodes", "holdout_fraction", "z_size", "vae_width", "kl_tolerance",
-            "vae_lr", "vae_batch_size"),
+            "vae_lr", "vae_batch_size", "moving_weight", "moving_threshold"),
     "mdrnn": ("hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_lr",
               "reward_weight", "done_weight"),
     "controller": ("controller_env", "env_id", "population", "rollouts", "rollout_steps",
-                   "sigma0", "temperature", "eval_seed"),
+                   "sigma0", "temperature", "eval_seed", "fresh_seeds", "select_rollouts"),
 }
+# What a checkpoint written before a field existed was trained with (the old behaviour).
+_LEGACY = {"moving_weight": 1.0, "moving_threshold": 0.1, "fresh_seeds": False,
+           "select_rollouts": 0}
 
 
 class WorldModelError(ValueError):
@@ -133,14 +148,20 @@ class WorldModelConfig:
     """channels of the first encoder convolution (32-64-128-256 for 32)"""
     kl_tolerance: float = 0.5
     """free bits: the summed KL is clamped below at kl_tolerance * z_size (0: plain KL)"""
-    vae_lr: float = 1e-4
-    """Adam learning rate of V"""
+    vae_lr: float = 1e-3
+    """Adam learning rate of V (hardmaru's 1e-4 learned only the background on Breakout)"""
     vae_batch_size: int | None = None
     """frames per V batch (100; quick 32)"""
     vae_epochs: int | None = None
     """passes over the training frames (10; quick 1)"""
     vae_max_steps: int | None = None
     """stop V after this many batches (0: no cap; quick 15)"""
+    moving_weight: float = 10.0
+    """reconstruction weight of the "moving" pixels, those that differ from the background (the
+    per-pixel median of training frames) by more than moving_threshold; 1: the plain loss"""
+    moving_threshold: float = 0.1
+    """a pixel moves where a channel differs from the background by more than this (values in
+    [0, 1]); also the mask of the evaluation's moving-pixel MSE"""
     encode_batch_size: int = 256
     """frames per batch when encoding the dataset into the latent cache"""
     # ---- M
@@ -174,7 +195,15 @@ class WorldModelConfig:
     generations: int | None = None
     """CMA-ES generations (50; quick 2)"""
     rollouts: int | None = None
-    """episodes per candidate, on seeds eval_seed, eval_seed + 1, ... (4; quick 1)"""
+    """episodes per candidate (4; quick 1), on seeds eval_seed + (g - 1) * rollouts + i in
+    generation g (fresh_seeds) or eval_seed + i in every generation"""
+    fresh_seeds: bool = True
+    """each generation plays new training seeds (the same for all its candidates); False: the
+    same seeds in every generation"""
+    select_rollouts: int | None = None
+    """episodes on the selection seeds eval_seed + 50000 + i on which each generation's best
+    candidate and the CMA-ES mean are re-played; the controller kept is the best there (8;
+    quick 2; 0: keep the candidate with the best training fitness)"""
     rollout_steps: int | None = None
     """step cap of one episode (1000; quick 25)"""
     eval_rollouts: int | None = None
@@ -186,7 +215,8 @@ class WorldModelConfig:
     workers: int = 2
     """processes playing candidates in the real env (0: in this process)"""
     eval_seed: int = 10_000
-    """first env seed of the candidates' fixed rollouts"""
+    """first env seed of the candidates' training rollouts (selection: + 50000, evaluation:
+    + 100000)"""
     # ---- bookkeeping
     checkpoint_every: int = 500
     """V/M batches between checkpoints (C: every generation; also at the end and on Ctrl-C)"""
@@ -206,7 +236,7 @@ class WorldModelConfig:
             if getattr(cfg, name) < minimum:
                 raise WorldModelError(f"{name} must be >= {minimum}, got {getattr(cfg, name)}")
         for name in ("max_episodes", "vae_max_steps", "mdrnn_max_steps", "generations",
-                     "workers"):
+                     "workers", "select_rollouts"):
             if getattr(cfg, name) < 0:
                 raise WorldModelError(f"{name} must be >= 0, got {getattr(cfg, name)}")
         if cfg.controller_env not in ("real", "dream"):
@@ -217,6 +247,17 @@ class WorldModelConfig:
                                   f"got {cfg.holdout_fraction}")
         if cfg.temperature <= 0 or cfg.sigma0 <= 0:
             raise WorldModelError("temperature and sigma0 must be > 0")
+        if cfg.moving_weight <= 0:
+            raise WorldModelError(f"moving_weight must be > 0 (1: the plain loss), "
+                                  f"got {cfg.moving_weight}")
+        if not 0.0 <= cfg.moving_threshold < 1.0:
+            raise WorldModelError(f"moving_threshold must lie in [0, 1), "
+                                  f"got {cfg.moving_threshold}")
+        if (cfg.rollouts * (cfg.generations if cfg.fresh_seeds else 1) > _SELECT_OFFSET
+                or cfg.select_rollouts > _EVAL_OFFSET - _SELECT_OFFSET):
+            raise WorldModelError(f"rollouts * generations and select_rollouts must stay <= "
+                                  f"{_SELECT_OFFSET} so the training, selection and evaluation "
+                                  "seeds never meet; use fewer")
         return cfg
 
 
@@ -329,9 +370,16 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
     return ckpt
 
 
+def _saved_config(saved: dict[str, Any]) -> WorldModelConfig:
+    """The config stored in a checkpoint; fields it predates take their old behaviour."""
+    names = {f.name for f in dataclasses.fields(WorldModelConfig)}
+    return WorldModelConfig(**{**_LEGACY, **{k: v for k, v in saved.items() if k in names}})
+
+
 def _check_fixed(cfg: WorldModelConfig, saved: dict[str, Any], stage: str, path: Path) -> None:
     asked = dataclasses.asdict(cfg)
-    clash = [f"{k}={saved[k]!r}" for k in _FIXED[stage] if asked[k] != saved.get(k)]
+    saved = {**_LEGACY, **saved}
+    clash = [f"{k}={saved.get(k)!r}" for k in _FIXED[stage] if asked[k] != saved.get(k)]
     if clash:
         raise WorldModelError(f"{path} was trained with {', '.join(clash)}; pass the same "
                               "settings (only the lengths, workers and intervals may change)")
@@ -476,6 +524,33 @@ def _vae_batches(source: Any, train: np.ndarray, lengths: np.ndarray, cfg: World
         epoch, index = epoch + 1, 0
 
 
+def background_frame(source: Any, episodes: Sequence[int] | np.ndarray) -> np.ndarray:
+    """The static background of ``episodes``: the per-pixel median, uint8 ``(C, H, W)``, of up
+    to 1,000 frames spread evenly over up to 50 of them (evenly spaced in the list).
+
+    V's moving-pixel weights and the evaluation's moving-pixel MSE compare frames with it;
+    :func:`train_world_model` stores the training episodes' background in ``vae.pt``.
+    """
+    episodes = np.asarray(episodes, np.int64)
+    if len(episodes) == 0:
+        raise WorldModelError("the background needs at least one training episode")
+    picked = episodes[np.unique(np.linspace(0, len(episodes) - 1,
+                                            min(len(episodes), _BACKGROUND_EPISODES)).astype(int))]
+    per = max(1, math.ceil(_BACKGROUND_FRAMES / len(picked)))
+    frames = []
+    for i in picked:
+        obs = source.episode(int(i))["observations"]
+        frames.append(obs[np.unique(np.linspace(0, len(obs) - 1, min(per, len(obs))).astype(int))])
+    return np.rint(np.median(np.concatenate(frames), axis=0)).astype(np.uint8)
+
+
+def _background_of(ckpt: dict[str, Any], source: Any, train: np.ndarray) -> np.ndarray:
+    """The background stored in a V checkpoint, or (one written before it was stored) the
+    training episodes' background computed now."""
+    saved = ckpt.get("background")
+    return np.asarray(saved, np.uint8) if saved is not None else background_frame(source, train)
+
+
 def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
                resume: bool, progress: Any) -> StageSummary:
     saved = _begin_stage(cfg, run_dir, "vae", info, resume)
@@ -496,20 +571,31 @@ def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str
         optimizer.load_state_dict(saved["optimizer"])
         noise.set_state(saved["rng"])
         start, position = int(saved["step"]), tuple(saved["position"])
+        background = _background_of(saved, source, train)
+    else:
+        background = background_frame(source, train)
+    bg = frames_to_input(background)
     path = run_dir / _FILES["vae"]
 
     def save(step: int, pos: tuple[int, int]) -> None:
         _atomic_save({"format": _FORMAT.format("vae"), "version": _VERSION, "step": step,
                       "position": list(pos), "config": dataclasses.asdict(cfg), **info,
-                      "model": vae.state_dict(), "optimizer": optimizer.state_dict(),
-                      "rng": noise.get_state()}, path)
+                      "background": background, "model": vae.state_dict(),
+                      "optimizer": optimizer.state_dict(), "rng": noise.get_state()}, path)
 
     def loss_fn(frames: np.ndarray) -> tuple[torch.Tensor, dict[str, float]]:
         x = frames_to_input(frames)
         recon, mu, logvar = vae(x, noise)
-        loss, rec, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance)
-        pixels = float(np.prod(frames.shape[1:]))
-        return loss, {"loss": loss.item(), "mse": rec.item() / pixels, "kl": kl.item()}
+        mask = moving_mask(x, bg, cfg.moving_threshold)
+        weight = None if cfg.moving_weight == 1 else 1.0 + (cfg.moving_weight - 1.0) * mask
+        loss, _, kl = vae_loss(recon, x, mu, logvar, cfg.kl_tolerance, weight)
+        with torch.no_grad():
+            err = (recon - x).pow(2)
+            metrics = {"loss": loss.item(), "mse": err.mean().item(), "kl": kl.item()}
+            moving = mask.expand_as(err)
+            if moving.any():
+                metrics["mse_moving"] = err[moving].mean().item()
+        return loss, metrics
 
     vae.train()
     batches = _vae_batches(source, train, lengths, cfg, *position)
@@ -879,8 +965,12 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
         cfg.env_id or (info["env_ids"] or [""])[0])
     m = _mdrnn_from(m_ckpt)
     n_params = LinearController(m.z_size, m.hidden_size, m.n_actions).num_params
-    seeds = [cfg.eval_seed + i for i in range(cfg.rollouts)]
+    select_seeds = [cfg.eval_seed + _SELECT_OFFSET + i for i in range(cfg.select_rollouts)]
     path = run_dir / _FILES["controller"]
+
+    def train_seeds(generation: int) -> list[int]:
+        first = cfg.eval_seed + ((generation - 1) * cfg.rollouts if cfg.fresh_seeds else 0)
+        return [first + i for i in range(cfg.rollouts)]
 
     es, start, best, history = _new_es(n_params, cfg), 0, None, []
     best_fitness = -math.inf
@@ -894,6 +984,7 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
                       "step": generation, "config": dataclasses.asdict(cfg), **info,
                       "env_id": env_id, "make_kwargs": make_kwargs,
                       "n_params": n_params, "best_params": best, "best_fitness": best_fitness,
+                      "selection_seeds": select_seeds,
                       "mean_params": np.asarray(es.mean, np.float32),
                       "history": history, "es": pickle.dumps(es)}, path)
 
@@ -910,23 +1001,33 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
         progress("controller", start, {"total": float(total)})
     evaluator = _Evaluator(run_dir, env_id, make_kwargs, cfg.workers) if (
         cfg.controller_env == "real" and start < total) else None
+
+    def play(params: np.ndarray, seeds: list[int]) -> np.ndarray:
+        """Returns ``(len(params), len(seeds))``; one task per episode for the workers."""
+        if evaluator is None:
+            return _dream_returns(m, lat, train, params, seeds, cfg.rollout_steps,
+                                  cfg.temperature)
+        flat = evaluator.returns([(c, [s], cfg.rollout_steps) for c in params for s in seeds])
+        return np.array(flat, np.float64).reshape(len(params), len(seeds))
+
     try:
         for generation in range(start + 1, total + 1):
             candidates = np.asarray(es.ask(), np.float32)
-            if evaluator is not None:
-                returns = np.array(evaluator.returns(
-                    [(c, seeds, cfg.rollout_steps) for c in candidates]))
-            else:
-                returns = _dream_returns(m, lat, train, candidates, seeds, cfg.rollout_steps,
-                                         cfg.temperature)
-            fitness = returns.mean(axis=1)
+            fitness = play(candidates, train_seeds(generation)).mean(axis=1)
             es.tell(list(candidates.astype(np.float64)), list(-fitness))
-            if fitness.max() > best_fitness:
-                best_fitness = float(fitness.max())
-                best = candidates[int(fitness.argmax())].copy()
             metrics = {"mean": float(fitness.mean()), "max": float(fitness.max()),
-                       "min": float(fitness.min()), "best": best_fitness,
-                       "sigma": float(es.sigma)}
+                       "min": float(fitness.min())}
+            top = candidates[int(fitness.argmax())]
+            if select_seeds:  # re-play the generation's best and the new mean on other seeds
+                pool = np.stack([top, np.asarray(es.mean, np.float32)])
+                scores = play(pool, select_seeds).mean(axis=1)
+                metrics.update(select_top=float(scores[0]), select_mean=float(scores[1]))
+                pick, score = pool[int(scores.argmax())], float(scores.max())
+            else:
+                pick, score = top, float(fitness.max())
+            if score > best_fitness:
+                best_fitness, best = score, pick.copy()
+            metrics.update(best=best_fitness, sigma=float(es.sigma))
             history.append({"generation": generation, **metrics})
             done = generation
             log.write(generation, metrics, time.perf_counter() - t0)
@@ -1028,6 +1129,12 @@ def evaluate_world_model(
 
     - ``vae``: reconstruction MSE per pixel value (in [0, 1]) of up to ``max_frames`` frames of
       the held-out episodes, decoding ``mu``; beside it the MSE of predicting their mean frame.
+      The same on the **moving** pixels only (``mse_moving``; all channels of the pixels where
+      a channel differs from V's stored background by more than ``moving_threshold``: paddle,
+      ball, broken bricks, score), beside the mean frame's and the background's MSE there
+      (``mse_moving_mean_frame``, ``mse_moving_background``), and their share
+      ``moving_fraction``. A V that drops the small objects scores about the baselines there
+      even when its plain MSE looks good.
     - ``mdrnn``: NLL (nats per latent dimension, averaged over the steps of the held-out
       windows) of ``z_{t+1}`` under M, against **copy-last-z**: ``N(z_t, diag(s^2))`` with
       ``s^2`` the mean squared one-step change ``(z_{t+1} - z_t)^2`` over the training episodes
@@ -1042,7 +1149,7 @@ def evaluate_world_model(
     """
     run_dir = Path(run_dir)
     info = _source_info(source)
-    cfg = WorldModelConfig(**load_stage(run_dir, "vae")["config"])
+    cfg = _saved_config(load_stage(run_dir, "vae")["config"])
     vae_ckpt = _checked_stage(run_dir, "vae", cfg, info)
     n_used = _used_episodes(cfg, source)
     train, held = split_episodes(n_used, cfg.holdout_fraction)
@@ -1057,9 +1164,17 @@ def evaluate_world_model(
     frames = frames[np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).astype(int)]
     x = frames_to_input(frames)
     recon = torch.cat([vae.decode(vae.encode(x[j:j + 256])[0]) for j in range(0, len(x), 256)])
+    mean_frame = x.mean(0, keepdim=True)
+    background = frames_to_input(_background_of(vae_ckpt, source, train))
+    moving = moving_mask(x, background, cfg.moving_threshold).expand_as(x)
     results["vae"] = {"mse": float((recon - x).pow(2).mean()),
-                      "mse_mean_frame": float((x - x.mean(0)).pow(2).mean()),
-                      "frames": len(frames)}
+                      "mse_mean_frame": float((x - mean_frame).pow(2).mean()),
+                      "frames": len(frames),
+                      "mse_moving": _masked_mse(recon, x, moving),
+                      "mse_moving_mean_frame": _masked_mse(mean_frame, x, moving),
+                      "mse_moving_background": _masked_mse(background, x, moving),
+                      "moving_fraction": float(moving.float().mean()),
+                      "moving_threshold": cfg.moving_threshold}
 
     # ---- M
     if (run_dir / _FILES["mdrnn"]).exists():
@@ -1095,10 +1210,10 @@ def evaluate_world_model(
     # ---- C
     if (run_dir / _FILES["controller"]).exists():
         c_ckpt = load_stage(run_dir, "controller")
-        ccfg = WorldModelConfig(**c_ckpt["config"])
+        ccfg = _saved_config(c_ckpt["config"])
         n = rollouts or ccfg.eval_rollouts
         steps = rollout_steps or ccfg.rollout_steps
-        seeds = [ccfg.eval_seed + 100_000 + i for i in range(n)]
+        seeds = [ccfg.eval_seed + _EVAL_OFFSET + i for i in range(n)]
         n_workers = ccfg.workers if workers is None else workers
         with _Evaluator(run_dir, c_ckpt["env_id"], c_ckpt["make_kwargs"],
                         min(n_workers, n)) as ev:
@@ -1116,6 +1231,14 @@ def evaluate_world_model(
     return results
 
 
+def _masked_mse(prediction: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> float | None:
+    """Mean squared error of ``prediction`` (broadcast to ``x``) on the values where ``mask``
+    holds; None when it holds nowhere."""
+    if not bool(mask.any()):
+        return None
+    return float((prediction.expand_as(x) - x).pow(2)[mask].mean())
+
+
 def metrics_table(results: dict[str, Any]) -> str:
     """The results of :func:`evaluate_world_model` as a plain-text table.
 
@@ -1129,6 +1252,12 @@ def metrics_table(results: dict[str, Any]) -> str:
         r = results["vae"]
         rows.append(f"vae         MSE per pixel (held-out) {r['mse']:>12.6f}  "
                     f"{r['mse_mean_frame']:>12.6f}  (mean frame)")
+        if r.get("mse_moving") is not None:
+            share = f"{100 * r['moving_fraction']:.1f}%"
+            rows.append(f"vae         MSE, moving pixels {share:>5} {r['mse_moving']:>12.6f}  "
+                        f"{r['mse_moving_mean_frame']:>12.6f}  (mean frame)")
+            rows.append(f"vae         MSE, moving pixels       {r['mse_moving']:>12.6f}  "
+                        f"{r['mse_moving_background']:>12.6f}  (background)")
     if "mdrnn" in results:
         r = results["mdrnn"]
         rows.append(f"mdrnn       NLL per z dim (held-out) {r['nll']:>12.4f}  "

@@ -1,5 +1,7 @@
-"""World-Models trainer: shapes, each stage lowers its loss, exact resume, the latent cache,
-the controller's workers, evaluation, dream, and the one-line errors. Tiny sizes throughout."""
+"""World-Models trainer: shapes, each stage lowers its loss, V's moving-pixel weights and the
+stored background, exact resume, the latent cache, the controller's fresh seeds, selection and
+workers, evaluation (with the moving-pixel MSE), dream, and the one-line errors. Tiny sizes
+throughout."""
 
 from __future__ import annotations
 
@@ -28,11 +30,14 @@ from gan_envs.trainers.wm_models import (
     frames_to_input,
     mdn_nll,
     mdn_sample,
+    moving_mask,
+    pixel_weights,
     vae_loss,
 )
 from gan_envs.trainers.world_model import (
     WorldModelConfig,
     WorldModelError,
+    background_frame,
     dream,
     encode_latents,
     evaluate_world_model,
@@ -46,7 +51,7 @@ TINY = dict(max_episodes=0, z_size=8, vae_width=4, vae_batch_size=16, vae_lr=1e-
             vae_epochs=50, vae_max_steps=4, hidden_size=16, n_gaussians=2, seq_len=8,
             mdrnn_batch_size=4, mdrnn_lr=1e-2, mdrnn_epochs=50, mdrnn_max_steps=4,
             population=4, generations=1, rollouts=1, rollout_steps=5, eval_rollouts=2,
-            workers=0, checkpoint_every=1000, log_every=2)
+            select_rollouts=2, workers=0, checkpoint_every=1000, log_every=2)
 
 
 def tiny(**changes) -> WorldModelConfig:
@@ -57,6 +62,21 @@ def tiny(**changes) -> WorldModelConfig:
 def pong() -> ArrayEpisodeSource:
     """Three short episodes of random Pong play, 64x64 uint8 (the last one is held out)."""
     return collect_random_episodes("GanAtari/Pong-v0", episodes=3, max_steps=24, seed=0)
+
+
+def dot_episodes(n: int = 3, steps: int = 24, seed: int = 0) -> ArrayEpisodeSource:
+    """Grey frames with a static band and a white 3x3 dot at a random place in every frame:
+    the dot is all the "moving" pixels (0.2 % of the frame)."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for _ in range(n):
+        obs = np.full((steps + 1, 1, 64, 64), 60, np.uint8)
+        obs[:, :, 50:54, :] = 160
+        for k in range(steps + 1):
+            y, x = rng.integers(4, 44), rng.integers(0, 61)
+            obs[k, :, y:y + 3, x:x + 3] = 255
+        episodes.append({"observations": obs, "actions": np.zeros(steps, np.int64)})
+    return ArrayEpisodeSource(episodes, ["GanAtari/Pong-v0"], gym.spaces.Discrete(6))
 
 
 @pytest.fixture(scope="session")
@@ -149,6 +169,97 @@ def test_vae_stage_lowers_its_loss_on_a_fixed_batch(tmp_path, pong):
     assert {"loss", "mse", "kl"} <= set(log[0])
 
 
+def test_pixel_weights_up_weight_what_differs_from_the_background():
+    background = torch.zeros(3, 4, 4)
+    x = torch.zeros(2, 3, 4, 4)
+    x[0, 1, 2, 3] = 0.5  # one channel of one pixel
+    x[1, :, 0, 0] = 0.05  # below the threshold
+    mask = moving_mask(x, background, 0.1)
+    assert mask.shape == (2, 1, 4, 4) and mask.sum() == 1 and mask[0, 0, 2, 3]
+    w = pixel_weights(x, background, 10.0, 0.1)
+    assert w[0, 0, 2, 3] == 10 and (w.sum() - 10) == 2 * 16 - 1
+    assert torch.equal(pixel_weights(x, background, 1.0), torch.ones(2, 1, 4, 4))
+    rec = vae_loss(x * 0, x, torch.zeros(2, 2), torch.zeros(2, 2), 0.0, w)[1]
+    plain = vae_loss(x * 0, x, torch.zeros(2, 2), torch.zeros(2, 2), 0.0)[1]
+    assert rec.item() == pytest.approx(plain.item() + 9 * 0.25 / 2, rel=1e-5)
+
+
+def test_weighted_vae_lowers_its_weighted_loss_on_a_fixed_batch(tmp_path, pong):
+    cfg = tiny(vae_max_steps=12, vae_lr=3e-3, moving_weight=10.0)
+    train_world_model(cfg, pong, tmp_path, stage="vae")
+    ckpt = load_stage(tmp_path, "vae")
+    background = frames_to_input(ckpt["background"])
+    x = frames_to_input(pong.episode(0)["observations"][:16])
+    weight = pixel_weights(x, background, 10.0, cfg.moving_threshold)
+    assert weight.max() == 10  # the ball and the paddles move in Pong
+    torch.manual_seed(cfg.seed)
+    untrained = ConvVAE(3, cfg.z_size, cfg.vae_width)
+    with torch.no_grad():
+        losses = []
+        for vae in (untrained, wm._vae_from(ckpt)):
+            mu, logvar = vae.encode(x)
+            losses.append(vae_loss(vae.decode(mu), x, mu, logvar, 0.0, weight)[0].item())
+    assert losses[1] < 0.9 * losses[0]
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert {"loss", "mse", "mse_moving", "kl"} <= set(log[-1])
+
+
+def test_weights_make_v_reconstruct_a_small_moving_dot_better(tmp_path):
+    """Same V, data and steps: up-weighting the moving pixels lowers their held-out MSE."""
+    dots = dot_episodes()
+    moving = {}
+    for weight in (1.0, 20.0):
+        run = tmp_path / str(weight)
+        train_world_model(tiny(moving_weight=weight, vae_max_steps=30, vae_lr=3e-3), dots, run,
+                          stage="vae")
+        moving[weight] = evaluate_world_model(run, dots)["vae"]["mse_moving"]
+    assert moving[20.0] < 0.95 * moving[1.0]
+
+
+def test_background_is_stored_and_reloaded_on_resume(tmp_path, pong, monkeypatch):
+    train_world_model(tiny(vae_max_steps=3), pong, tmp_path, stage="vae")
+    ckpt = load_stage(tmp_path, "vae")
+    train, _ = split_episodes(pong.num_episodes, 0.1)
+    expected = background_frame(pong, train)
+    assert ckpt["background"].dtype == np.uint8 and ckpt["background"].shape == (3, 64, 64)
+    assert np.array_equal(ckpt["background"], expected)
+    # the resumed stage uses the stored background and never recomputes it
+    marked = expected.copy()
+    marked[:, 0, 0] = 77
+    torch.save({**ckpt, "background": marked}, tmp_path / "vae.pt")
+
+    def no_recompute(*args):
+        raise AssertionError("the background was recomputed")
+
+    monkeypatch.setattr(wm, "background_frame", no_recompute)
+    train_world_model(tiny(vae_max_steps=5), pong, tmp_path, stage="vae", resume=True)
+    resumed = load_stage(tmp_path, "vae")
+    assert resumed["step"] == 5 and np.array_equal(resumed["background"], marked)
+
+
+def test_moving_pixel_metric_scores_the_background_as_the_baseline(trained, pong, tmp_path,
+                                                                    monkeypatch):
+    _copy_run(trained, tmp_path, ("vae.pt",))
+    background = frames_to_input(load_stage(trained, "vae")["background"])
+
+    class BackgroundVAE:  # a V that always decodes the background
+        def encode(self, x):
+            return torch.zeros(len(x), 8), torch.zeros(len(x), 8)
+
+        def decode(self, z):
+            return background.expand(len(z), -1, -1, -1)
+
+    monkeypatch.setattr(wm, "_vae_from", lambda ckpt: BackgroundVAE())
+    r = evaluate_world_model(tmp_path, pong)["vae"]
+    assert 0 < r["moving_fraction"] < 0.2
+    assert r["mse_moving"] == pytest.approx(r["mse_moving_background"], rel=1e-6)
+    assert r["mse_moving"] > 10 * r["mse"]  # moving pixels are where a background model fails
+    assert "moving pixels" in metrics_table({"vae": r})
+    x = torch.rand(2, 3, 4, 4)
+    mask = torch.rand(2, 3, 4, 4) > 0.5
+    assert wm._masked_mse(x, x, mask) == 0.0 and wm._masked_mse(x, x, mask & False) is None
+
+
 def test_mdrnn_stage_lowers_its_loss_on_a_fixed_batch(tmp_path, pong):
     cfg = tiny(mdrnn_max_steps=15)
     train_world_model(cfg, pong, tmp_path, stage="vae")
@@ -179,16 +290,61 @@ def test_cma_search_improves_a_toy_fitness():
     assert ((es.mean - target) ** 2).sum() < 0.2 * first
 
 
-def test_controller_in_the_dream_keeps_the_best_candidate(trained, pong, tmp_path):
-    for name in ("vae.pt", "mdrnn.pt", "latents.npz"):
-        (tmp_path / name).write_bytes((trained / name).read_bytes())
+def _copy_run(src, dst, names=("vae.pt", "mdrnn.pt", "latents.npz")) -> None:
+    dst.mkdir(exist_ok=True)
+    for name in names:
+        (dst / name).write_bytes((src / name).read_bytes())
+
+
+def test_controller_in_the_dream_keeps_the_best_on_the_selection_seeds(trained, pong, tmp_path):
+    _copy_run(trained, tmp_path)
     cfg = tiny(controller_env="dream", generations=3, rollouts=2, rollout_steps=6)
     summary = train_world_model(cfg, pong, tmp_path, stage="controller")
     ckpt = load_stage(tmp_path, "controller")
-    assert len(ckpt["history"]) == 3 and summary.stages["controller"].steps == 3
+    history = ckpt["history"]
+    assert len(history) == 3 and summary.stages["controller"].steps == 3
     assert ckpt["best_params"].shape == (6 * (8 + 16 + 1),)
-    assert ckpt["best_fitness"] >= max(row["max"] for row in ckpt["history"])
+    # the kept controller is the best re-play on the selection seeds, not the best training fitness
+    assert ckpt["best_fitness"] == max(max(r["select_top"], r["select_mean"]) for r in history)
+    assert [r["best"] for r in history] == list(np.maximum.accumulate(
+        [max(r["select_top"], r["select_mean"]) for r in history]))
+    assert ckpt["selection_seeds"] == [60_000, 60_001]
     assert summary.latents_reused is None
+    # select_rollouts=0: the old rule, the best training fitness
+    plain = tmp_path / "plain"
+    _copy_run(trained, plain)
+    train_world_model(dataclasses.replace(cfg, select_rollouts=0), pong, plain,
+                      stage="controller")
+    ckpt = load_stage(plain, "controller")
+    assert ckpt["best_fitness"] == max(row["max"] for row in ckpt["history"])
+    assert "select_top" not in ckpt["history"][0]
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_controller_seeds_fresh_per_generation_and_disjoint(trained, pong, tmp_path,
+                                                             monkeypatch, fresh):
+    _copy_run(trained, tmp_path)
+    played = []
+    original = wm._dream_returns
+
+    def spy(m, lat, train, params, seeds, *args):
+        played.append((len(params), list(seeds)))
+        return original(m, lat, train, params, seeds, *args)
+
+    monkeypatch.setattr(wm, "_dream_returns", spy)
+    cfg = tiny(controller_env="dream", generations=3, rollouts=2, rollout_steps=4,
+               fresh_seeds=fresh)
+    train_world_model(cfg, pong, tmp_path, stage="controller")
+    training = [seeds for n, seeds in played if n == cfg.population]
+    selection = [seeds for n, seeds in played if n == 2]
+    if fresh:
+        assert training == [[10_000, 10_001], [10_002, 10_003], [10_004, 10_005]]
+    else:
+        assert training == [[10_000, 10_001]] * 3
+    assert selection == [[60_000, 60_001]] * 3  # the best candidate and the CMA-ES mean
+    evaluation = {10_000 + 100_000 + i for i in range(cfg.eval_rollouts)}
+    used = {s for seeds in training for s in seeds}
+    assert not used & set(selection[0]) and not used & evaluation
 
 
 def test_controller_workers_match_the_in_process_search(trained, pong, tmp_path):
@@ -223,6 +379,18 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, pong, trained, stage):
     assert _same_state(a["model"], b["model"])
     log = [json.loads(line) for line in (resumed / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in log] == [2, 3, 4, 6]  # 3: the end of the first call
+
+
+def test_checkpoints_from_before_the_new_options_keep_their_old_behaviour(trained, pong,
+                                                                         tmp_path):
+    ckpt = load_stage(trained, "vae")
+    old = {k: v for k, v in ckpt.items() if k != "background"}
+    old["config"] = {k: v for k, v in ckpt["config"].items()
+                     if k not in ("moving_weight", "moving_threshold")}
+    torch.save(old, tmp_path / "vae.pt")
+    with pytest.raises(WorldModelError, match="trained with moving_weight=1.0"):
+        train_world_model(tiny(vae_max_steps=5), pong, tmp_path, stage="vae", resume=True)
+    assert "mse_moving" in evaluate_world_model(tmp_path, pong)["vae"]  # background computed
 
 
 def test_controller_resume_continues_the_search(tmp_path, trained, pong):
@@ -264,6 +432,7 @@ def test_progress_reports_the_total_first(tmp_path, pong):
 def test_evaluation_compares_each_stage_with_its_baseline(trained, pong):
     results = evaluate_world_model(trained, pong)
     assert results["vae"]["mse"] > 0 and results["vae"]["frames"] == 25
+    assert results["vae"]["mse_moving"] > 0 and results["vae"]["mse_moving_mean_frame"] > 0
     assert {"nll", "nll_copy_last_z", "gain", "nll_mu", "nll_copy_last_z_mu"} <= set(
         results["mdrnn"])
     ctl = results["controller"]
