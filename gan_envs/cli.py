@@ -153,7 +153,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         spectral_norm=args.spectral_norm, ema_decay=args.ema, diffaugment=args.diffaugment,
         width=args.width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
-        conditional=args.conditional, bf16=args.bf16,
+        conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -421,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with two or more envs)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the forward passes (a numerics change)")
+    p.add_argument("--mbstd-group", type=int, metavar="G",
+                   help="minibatch-std feature in D over groups of G frames (0: off; "
+                        "default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.set_defaults(func=_cmd_train_gan)

@@ -14,8 +14,9 @@
 
 Two recipes fill in the hyperparameters left as None: ``tutorial`` (the book's Atari GAN: BCE,
 Adam 1e-4, betas (0.5, 0.999), batch 16) and ``fast`` (hinge loss, spectral norm, generator EMA,
-DiffAugment, TTUR, and class-conditional G and D on the env label when the source labels two or
-more envs). The same seed gives the same run, also across ``resume=True``.
+DiffAugment, TTUR, a minibatch-std feature in D, and class-conditional G and D on the env label
+when the source labels two or more envs). The same seed gives the same run, also across
+``resume=True``.
 """
 
 from __future__ import annotations
@@ -60,13 +61,13 @@ _CHECKPOINT_VERSION = 2  # 2: conditional runs (label_probs); version 1 files st
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
-                       conditional=False)
+                       conditional=False, mbstd_group=0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
-                     conditional=False)
+                     conditional=False, mbstd_group=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="translation", d_relu_slope=0.2,
-             conditional=True)
+             conditional=True, mbstd_group=4)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -137,6 +138,11 @@ class GanConfig:
     """run G's and D's forward passes under bfloat16 autocast on the CPU (convolutions in
     bf16; weights, optimisers, BatchNorm and the losses stay float32). Faster on CPUs with
     AVX512-BF16 or AMX; a numerics change, so off by default"""
+    mbstd_group: int | None = None
+    """minibatch standard deviation in D (ProGAN/StyleGAN): the std of D's last features across
+    groups of this many frames, averaged to one extra channel before D's last layer, so that a
+    generator ignoring its latent is easy to tell from the data. 0 turns it off (the tutorial
+    recipe); the fast recipe uses groups of 4"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -170,6 +176,8 @@ class GanConfig:
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        if self.mbstd_group == 1 or self.mbstd_group < 0:
+            raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         policies = [p for p in self.diffaugment.split(",") if p]
@@ -318,8 +326,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
-    # runs saved before these fields existed were unconditional float32 runs
-    saved_cfg = GanConfig(**{"conditional": False, "bf16": False, **saved,
+    # runs saved before these fields existed were unconditional float32 runs without mbstd
+    saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0, **saved,
                              "betas": tuple(saved["betas"])})
     asked = dataclasses.asdict(config)
     defaults = dataclasses.asdict(GanConfig())
@@ -430,7 +438,7 @@ def train_gan(
         torch.manual_seed(cfg.seed)
         generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
-                                                num_classes)
+                                                num_classes, cfg.mbstd_group)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)

@@ -18,6 +18,14 @@ learned label embedding of ``LABEL_EMBED_DIM`` numbers concatenated to its laten
 discriminator a projection term (Miyato & Koyama, 2018): ``D(x, y) = head(h) + <embed(y),
 sum_pool(h)>`` where ``h`` is the input of D's last layer. ``num_classes=0`` builds the
 unconditional networks, with the same parameter names as before (old checkpoints load).
+
+Minibatch standard deviation (``mbstd_group >= 2``, Karras et al. 2018, ProGAN/StyleGAN): D
+splits its batch into groups of ``mbstd_group`` frames, takes the standard deviation of every
+feature of ``h`` across each group, averages it over the features (and positions) and appends
+it to ``h`` as one extra channel (one extra number for the MLP) before the last layer. A
+generator that draws the same frame for every latent then gives D an easy tell. The projection
+term still uses ``h`` without the extra channel; the feature has no parameters, so only the last
+layer's input width changes (``mbstd_group=0`` builds the networks exactly as before).
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ __all__ = [
     "MLPGenerator",
     "MLPDiscriminator",
     "LABEL_EMBED_DIM",
+    "MinibatchStd",
 ]
 
 ARCHS = ("dcgan", "mlp")
@@ -106,16 +115,52 @@ def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | 
     return torch.cat([z, module.embed(labels.reshape(-1).long()).to(z.dtype)], dim=1)
 
 
+class MinibatchStd(nn.Module):
+    """Append the minibatch standard deviation of ``h`` as one channel (ProGAN/StyleGAN).
+
+    The batch is split into groups of ``group`` samples (the largest divisor of the batch size
+    that is <= ``group``); per group, the std across the group of every feature and position,
+    averaged over features and positions, becomes one constant extra channel (or feature) of
+    each sample of that group.
+
+    Example:
+        >>> h = torch.zeros(8, 3, 4, 4)
+        >>> tuple(MinibatchStd(4)(h).shape)
+        (8, 4, 4, 4)
+    """
+
+    def __init__(self, group: int = 4) -> None:
+        super().__init__()
+        if group < 2:
+            raise ValueError(f"mbstd group must be >= 2, got {group}")
+        self.group = int(group)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        n = h.shape[0]
+        g = next(k for k in range(min(self.group, n), 0, -1) if n % k == 0)
+        y = h.float().reshape(n // g, g, *h.shape[1:])  # (groups, g, ...)
+        y = torch.sqrt(y.var(dim=1, unbiased=False) + 1e-8)  # (groups, ...)
+        y = y.mean(dim=tuple(range(1, y.ndim)))  # (groups,)
+        y = y.repeat_interleave(g).to(h.dtype)  # (n,): group i's value for its samples
+        y = y.reshape(n, 1, *([1] * (h.ndim - 2))).expand(n, 1, *h.shape[2:])
+        return torch.cat([h, y], dim=1)
+
+
 def _projection_logits(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None
                        ) -> torch.Tensor:
-    """``head(h)`` plus, for a conditional discriminator, the projection ``<embed(y), pool(h)>``."""
-    if module.num_classes == 0:
+    """``head(h)`` plus, for a conditional discriminator, the projection ``<embed(y), pool(h)>``.
+
+    With minibatch std, ``head`` sees ``h`` with the std channel appended."""
+    mbstd = getattr(module, "mbstd", None)
+    if module.num_classes == 0 and mbstd is None:
         return module.net(x).reshape(-1)
-    if labels is None:
+    if module.num_classes and labels is None:
         raise ValueError(f"this discriminator is conditional on {module.num_classes} classes: "
                          "pass labels (one class index per frame)")
     h = module.net[:-1](x)
-    out = module.net[-1](h).reshape(-1)
+    out = module.net[-1](h if mbstd is None else mbstd(h)).reshape(-1)
+    if module.num_classes == 0:
+        return out
     pooled = h.sum(dim=(2, 3)) if h.ndim == 4 else h
     return out + (module.embed(labels.reshape(-1).long()).to(pooled.dtype) * pooled).sum(dim=1)
 
@@ -169,6 +214,7 @@ class DCGANDiscriminator(nn.Module):
         relu_slope: float = 0.0,
         width: int = 512,
         num_classes: int = 0,
+        mbstd_group: int = 0,
     ) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
@@ -183,8 +229,11 @@ class DCGANDiscriminator(nn.Module):
             if not spectral_norm:
                 layers.append(nn.BatchNorm2d(w_out))
             layers.append(_d_act(relu_slope))
-        layers.append(_sn(nn.Conv2d(widths[-1], 1, 4, 1, 0), spectral_norm))
+        extra = 1 if mbstd_group else 0
+        layers.append(_sn(nn.Conv2d(widths[-1] + extra, 1, 4, 1, 0), spectral_norm))
         self.net = nn.Sequential(*layers)
+        if mbstd_group:
+            self.mbstd = MinibatchStd(mbstd_group)
         self.num_classes = int(num_classes)
         if self.num_classes:
             self.embed = _sn(nn.Embedding(self.num_classes, widths[-1]), spectral_norm)
@@ -227,6 +276,7 @@ class MLPDiscriminator(nn.Module):
         relu_slope: float = 0.2,
         width: int = 512,
         num_classes: int = 0,
+        mbstd_group: int = 0,
     ) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
@@ -234,8 +284,11 @@ class MLPDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         for w_in, w_out in pairwise(widths):
             layers += [_sn(nn.Linear(w_in, w_out), spectral_norm), _d_act(relu_slope)]
-        layers.append(_sn(nn.Linear(widths[-1], 1), spectral_norm))
+        extra = 1 if mbstd_group else 0
+        layers.append(_sn(nn.Linear(widths[-1] + extra, 1), spectral_norm))
         self.net = nn.Sequential(*layers)
+        if mbstd_group:
+            self.mbstd = MinibatchStd(mbstd_group)
         self.num_classes = int(num_classes)
         if self.num_classes:
             self.embed = _sn(nn.Embedding(self.num_classes, widths[-1]), spectral_norm)
@@ -252,6 +305,7 @@ def build_models(
     relu_slope: float | None = None,
     width: int = 512,
     num_classes: int = 0,
+    mbstd_group: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -259,6 +313,7 @@ def build_models(
     (0 for dcgan, 0.2 for mlp). ``width`` is the DCGAN's widest stage and the MLP's middle layer
     (512 in the tutorials; the other stages scale with it). ``num_classes >= 2`` builds the
     class-conditional pair (label embedding in G, projection term in D); 0 the plain one.
+    ``mbstd_group >= 2`` adds D's minibatch-std feature over groups of that size (0: none).
 
     Example:
         >>> import torch
@@ -269,12 +324,16 @@ def build_models(
     """
     if num_classes == 1 or num_classes < 0:
         raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes}")
+    if mbstd_group == 1 or mbstd_group < 0:
+        raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes)
     if arch == "dcgan":
         slope = 0.0 if relu_slope is None else relu_slope
-        return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, width, num_classes)
+        return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, width, num_classes,
+                                              mbstd_group)
     slope = 0.2 if relu_slope is None else relu_slope
-    return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, width, num_classes)
+    return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, width, num_classes,
+                                       mbstd_group)
 
 
 def build_generator(
