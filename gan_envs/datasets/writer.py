@@ -82,12 +82,11 @@ class _Column:
             self._write(self.buf)
 
     def extend(self, rows: np.ndarray) -> None:
-        """Write many rows at once (the buffer must be empty); pads the last chunk."""
-        whole = len(rows) // self.chunk * self.chunk
-        if whole:
-            self._write(rows[:whole])
-        for row in rows[whole:]:
-            self.append(row)
+        """Write many rows at once, zero-padded to whole chunks (the buffer must be empty)."""
+        padded = np.zeros((align_up(len(rows), self.chunk), *self.buf.shape[1:]),
+                          dtype=self.buf.dtype)
+        padded[:len(rows)] = rows
+        self._write(padded)
 
     def finish(self) -> None:
         """Write the partly filled last chunk, zero-padded to a whole chunk."""
@@ -99,8 +98,11 @@ class _Column:
         end = self.start + len(rows)
         if self.ds.shape[0] < end:
             self.ds.resize(end, axis=0)
-        if self.encoder is None:
-            self.ds[self.start:end] = rows
+        if self.encoder is None:  # h5py's low-level write: ~10x less overhead than ds[a:b] =
+            file_space = self.ds.id.get_space()
+            file_space.select_hyperslab((self.start, *(0,) * (rows.ndim - 1)), rows.shape)
+            rows = np.ascontiguousarray(rows, dtype=self.ds.dtype)
+            self.ds.id.write(h5py.h5s.create_simple(rows.shape), file_space, rows)
         else:  # whole aligned chunks, compressed outside HDF5 (and outside the GIL)
             tail = (0,) * (rows.ndim - 1)
             for first in range(0, len(rows), self.chunk):
