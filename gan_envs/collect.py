@@ -209,6 +209,9 @@ class _Episode:
         return arrays
 
 
+_NEVER = np.iinfo(np.int64).max  # the deadline of a sub-env that has no step target to reach
+
+
 def _stream_seed(seed: int, index: int) -> int:
     """The reset (and random-policy) seed of the ``index``-th environment id of a run."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
@@ -242,7 +245,6 @@ def run_collection(
     num_envs = vector_envs[0].num_envs
     n_sub = len(vector_envs) * num_envs
     target = _shares(steps if steps is not None else episodes, n_sub)
-    never = np.iinfo(np.int64).max
     streams = []
     for index, envs in enumerate(vector_envs):
         streams.append(_Stream(index, envs, policies[index], _stream_seed(seed, index),
@@ -292,10 +294,10 @@ def run_collection(
                 if left <= 0:
                     s.done[i] = True
                     s.unfinished -= 1
-                    s.deadline[i] = never
+                    s.deadline[i] = _NEVER
                 else:  # next-step autoreset: the next frame starts its next episode
                     s.first[i] = now + 1
-                    s.deadline[i] = now + 1 + left if s.by_steps else never
+                    s.deadline[i] = now + 1 + left if s.by_steps else _NEVER
             s.next_deadline = min(s.deadline)
             log.drop_before(min((s.first[i] for i in range(num_envs) if not s.done[i]),
                                 default=log.end))
@@ -326,9 +328,8 @@ class _Stream:
         self.steps = [0] * n  # committed steps
         self.episodes = [0] * n
         self.done = [x == 0 for x in share]
-        never = np.iinfo(np.int64).max
         # the step at which a sub-env's open episode reaches its share of a step target
-        self.deadline = [x if by_steps and x else never for x in share]
+        self.deadline = [x if by_steps and x else _NEVER for x in share]
         self.next_deadline = min(self.deadline)
         self.unfinished = self.stepping = n - sum(self.done)
 

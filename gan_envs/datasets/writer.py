@@ -82,11 +82,20 @@ class _Column:
             self._write(self.buf)
 
     def extend(self, rows: np.ndarray) -> None:
-        """Write many rows at once, zero-padded to whole chunks (the buffer must be empty)."""
-        padded = np.zeros((align_up(len(rows), self.chunk), *self.buf.shape[1:]),
-                          dtype=self.buf.dtype)
-        padded[:len(rows)] = rows
-        self._write(padded)
+        """Write many rows at once, zero-padded to whole chunks (the buffer must be empty).
+
+        Frames go chunk by chunk straight from ``rows``; only the partial last chunk is copied.
+        Small columns are padded and written in one call (per-call overhead dominates there).
+        """
+        whole = len(rows) // self.chunk * self.chunk
+        if self.encoder is not None and whole:
+            self._write(rows[:whole])
+            rows = rows[whole:]
+        if len(rows):
+            padded = np.zeros((align_up(len(rows), self.chunk), *self.buf.shape[1:]),
+                              dtype=self.buf.dtype)
+            padded[:len(rows)] = rows
+            self._write(padded)
 
     def finish(self) -> None:
         """Write the partly filled last chunk, zero-padded to a whole chunk."""

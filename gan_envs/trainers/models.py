@@ -146,6 +146,18 @@ class MinibatchStd(nn.Module):
         return torch.cat([h, y], dim=1)
 
 
+def _finish_discriminator(module: nn.Module, layers: list[nn.Module], features: int,
+                          spectral_norm: bool, num_classes: int, mbstd_group: int) -> None:
+    """Set a discriminator's ``net`` and its optional minibatch-std and projection parts
+    (the attribute names checkpoints use: ``net``, ``mbstd``, ``embed``)."""
+    module.net = nn.Sequential(*layers)
+    if mbstd_group:
+        module.mbstd = MinibatchStd(mbstd_group)
+    module.num_classes = int(num_classes)
+    if module.num_classes:
+        module.embed = _sn(nn.Embedding(module.num_classes, features), spectral_norm)
+
+
 def _projection_logits(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None
                        ) -> torch.Tensor:
     """``head(h)`` plus, for a conditional discriminator, the projection ``<embed(y), pool(h)>``.
@@ -231,12 +243,7 @@ class DCGANDiscriminator(nn.Module):
             layers.append(_d_act(relu_slope))
         extra = 1 if mbstd_group else 0
         layers.append(_sn(nn.Conv2d(widths[-1] + extra, 1, 4, 1, 0), spectral_norm))
-        self.net = nn.Sequential(*layers)
-        if mbstd_group:
-            self.mbstd = MinibatchStd(mbstd_group)
-        self.num_classes = int(num_classes)
-        if self.num_classes:
-            self.embed = _sn(nn.Embedding(self.num_classes, widths[-1]), spectral_norm)
+        _finish_discriminator(self, layers, widths[-1], spectral_norm, num_classes, mbstd_group)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return _projection_logits(self, x, labels)
@@ -286,12 +293,7 @@ class MLPDiscriminator(nn.Module):
             layers += [_sn(nn.Linear(w_in, w_out), spectral_norm), _d_act(relu_slope)]
         extra = 1 if mbstd_group else 0
         layers.append(_sn(nn.Linear(widths[-1] + extra, 1), spectral_norm))
-        self.net = nn.Sequential(*layers)
-        if mbstd_group:
-            self.mbstd = MinibatchStd(mbstd_group)
-        self.num_classes = int(num_classes)
-        if self.num_classes:
-            self.embed = _sn(nn.Embedding(self.num_classes, widths[-1]), spectral_norm)
+        _finish_discriminator(self, layers, widths[-1], spectral_norm, num_classes, mbstd_group)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return _projection_logits(self, x, labels)
