@@ -17,6 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -29,15 +32,21 @@ class BackgroundCalls:
     """Calls of ``function`` on one worker thread, at most ``max_pending`` queued at a time.
 
     With ``max_pending`` calls waiting, :meth:`submit` blocks until the oldest has finished, so
-    a slow disk slows the producer instead of filling the memory.
+    a slow disk slows the producer instead of filling the memory. ``nice`` (Linux) lowers the
+    worker thread's scheduling priority by that much, so that it runs mostly when the
+    producer's threads leave a core idle; the producer still waits for it when the queue is full.
     """
 
-    def __init__(self, function: Callable[..., Any], max_pending: int = 64) -> None:
+    def __init__(self, function: Callable[..., Any], max_pending: int = 64, *,
+                 nice: int = 0) -> None:
         if max_pending < 1:
             raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        if not 0 <= nice <= 19:
+            raise ValueError(f"nice must be 0-19, got {nice}")
         self.function = function
         self.max_pending = max_pending
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gan-envs-writer")
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gan-envs-writer",
+                                        initializer=_lower_priority, initargs=(nice,))
         self._pending: deque[Future[Any]] = deque()
 
     def submit(self, *args: Any) -> None:
@@ -68,4 +77,15 @@ class BackgroundCalls:
         try:  # already failing: commit what was submitted, but keep the original error
             self.finish()
         except Exception:
+            pass
+
+
+def _lower_priority(nice: int) -> None:
+    """Raise the calling thread's niceness by ``nice`` (Linux: a thread has its own)."""
+    if nice and sys.platform == "linux":
+        tid = threading.get_native_id()
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid)
+                                                     + nice))
+        except OSError:  # a sandbox that forbids it: run at the normal priority
             pass

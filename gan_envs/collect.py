@@ -8,8 +8,10 @@ its env id.
 
 The stepping thread only steps, picks actions and keeps references to each batch; a finished
 episode is handed to a writer thread (:class:`~gan_envs.background.BackgroundCalls`) that
-gathers its frames, compresses them outside the GIL and commits it. Ctrl-C, an error or the
-end of the run first commits every episode already handed over.
+gathers its frames, compresses them outside the GIL and commits it. The writer thread runs at a
+lower scheduling priority (Linux niceness +10), so the emulators keep the cores and the writer
+fills their idle moments. Ctrl-C, an error or the end of the run first commits every episode
+already handed over.
 
 Targets: with ``steps=N`` every one of the ``len(env_ids) * num_envs`` sub-environments records
 an equal share of exactly ``N`` steps; an episode still running when its share is reached is
@@ -209,6 +211,7 @@ class _Episode:
         return arrays
 
 
+_WRITER_NICE = 10  # lower priority, still ~10 % of a core against a busy one (19 would be 1.5 %)
 _NEVER = np.iinfo(np.int64).max  # the deadline of a sub-env that has no step target to reach
 
 
@@ -453,7 +456,8 @@ def collect(config: CollectConfig,
                         target_steps=config.steps, target_episodes=config.episodes,
                         bytes_written=config.out.stat().st_size))
 
-            with BackgroundCalls(write) as commits:
+            # the writer yields the cores to the emulators: it runs in their idle moments
+            with BackgroundCalls(write, nice=_WRITER_NICE) as commits:
                 run_collection(vector_envs, commits.submit, seed=run_seed, policies=policies,
                                steps=steps_left, episodes=episodes_left,
                                after_batch=after_batch)

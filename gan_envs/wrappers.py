@@ -448,7 +448,8 @@ class VectorChannelFirst(AsyncObservations, VectorObservationWrapper):
         )
 
     def observations(self, observations: np.ndarray) -> np.ndarray:
-        frames = observations[:, None] if self._gray else np.moveaxis(observations, -1, 1)
+        # transpose with fixed axes: np.moveaxis costs ~10x more per batch in argument checks
+        frames = observations[:, None] if self._gray else observations.transpose(0, 3, 1, 2)
         return frames.copy(order="C") if self.copy else frames
 
 

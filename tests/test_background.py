@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -71,3 +73,21 @@ def test_submit_waits_when_max_pending_calls_are_queued():
     assert started == [0, 1, 2]
     with pytest.raises(ValueError, match="max_pending"):
         BackgroundCalls(print, max_pending=0)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread niceness is a Linux feature")
+def test_nice_lowers_only_the_worker_threads_priority():
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    before = niceness()
+    seen: list[int] = []
+    with BackgroundCalls(lambda: seen.append(niceness()), nice=5) as calls:
+        calls.submit()
+    assert seen == [min(19, before + 5)]
+    assert niceness() == before  # the submitting thread keeps its priority
+
+
+def test_nice_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="nice must be 0-19"):
+        BackgroundCalls(print, nice=20)
