@@ -154,6 +154,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         width=args.width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
+        diversity=args.diversity,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -424,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mbstd-group", type=int, metavar="G",
                    help="minibatch-std feature in D over groups of G frames (0: off; "
                         "default: the recipe's)")
+    p.add_argument("--diversity", type=float, metavar="W",
+                   help="weight of the diversity term that pushes same-label latent pairs "
+                        "apart up to the real frames' spread (0: off; default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     p.set_defaults(func=_cmd_train_gan)

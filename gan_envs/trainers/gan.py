@@ -61,13 +61,13 @@ _CHECKPOINT_VERSION = 2  # 2: conditional runs (label_probs); version 1 files st
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
-                       conditional=False, mbstd_group=0)
+                       conditional=False, mbstd_group=0, diversity=0.0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
-                     conditional=False, mbstd_group=0)
+                     conditional=False, mbstd_group=0, diversity=0.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="translation", d_relu_slope=0.2,
-             conditional=True, mbstd_group=4)
+             conditional=True, mbstd_group=4, diversity=0.0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -143,6 +143,11 @@ class GanConfig:
     groups of this many frames, averaged to one extra channel before D's last layer, so that a
     generator ignoring its latent is easy to tell from the data. 0 turns it off (the tutorial
     recipe); the fast recipe uses groups of 4"""
+    diversity: float | None = None
+    """weight of a diversity term in G's loss (DSGAN-style, capped by the data): the batch's
+    latents come in pairs with the same label, and a pair whose two frames differ less than
+    two random real frames of that label do (mean absolute difference, measured on the data at
+    the start) is penalised by ``1 - difference / real difference``. 0 turns it off"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -176,6 +181,10 @@ class GanConfig:
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        if not (self.diversity >= 0.0 and math.isfinite(self.diversity)):
+            raise ValueError(f"diversity must be a finite weight >= 0, got {self.diversity}")
+        if self.diversity and self.batch_size < 2:
+            raise ValueError("diversity needs batch_size >= 2 (its latents come in pairs)")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -263,6 +272,33 @@ def _loss_g(loss: str, fake: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _real_pair_distances(frames: torch.Tensor, labels: np.ndarray | None,
+                         num_classes: int) -> torch.Tensor:
+    """Mean absolute difference of consecutive same-label frames of a random draw, per label.
+
+    The scale that :func:`_diversity_penalty` asks of generated pairs (index 0 when unlabelled).
+    """
+    groups = [frames] if labels is None else [frames[torch.from_numpy(labels == k)]
+                                              for k in range(num_classes)]
+    out = []
+    for group in groups:
+        half = len(group) // 2
+        if half == 0:
+            raise ValueError("diversity needs at least two real frames of every env label")
+        out.append((group[:half] - group[half:2 * half]).abs().flatten(1).mean(1).mean())
+    return torch.stack(out).clamp_min(1e-6)
+
+
+def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Mean over pairs (``fake[i]``, ``fake[i + half]``) of ``relu(1 - distance / scale[i])``.
+
+    0 once every pair differs as much as real frames do; 1 for a generator that ignores z.
+    """
+    half = len(fake) // 2
+    distance = (fake[:half] - fake[half:2 * half]).abs().flatten(1).mean(1)
+    return torch.relu(1.0 - distance / scale).mean()
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
         p_ema.lerp_(p, 1.0 - decay)
@@ -327,7 +363,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
     # runs saved before these fields existed were unconditional float32 runs without mbstd
-    saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0, **saved,
+    saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
+                             "diversity": 0.0, **saved,
                              "betas": tuple(saved["betas"])})
     asked = dataclasses.asdict(config)
     defaults = dataclasses.asdict(GanConfig())
@@ -474,6 +511,20 @@ def train_gan(
         x = (torch.from_numpy(np.asarray(frames)).float() - center) / half_range
         return x.contiguous(memory_format=memory_format) if memory_format else x
 
+    draw_labelled = getattr(source, "sample_batch_with_env", None) \
+        or getattr(source, "sample_frames_with_env", None)
+
+    # the diversity term's per-label scale, from a draw of its own (the data stream is unchanged)
+    pair_scale = torch.ones(1)
+    if cfg.diversity:
+        probe_rng = np.random.default_rng(cfg.seed + 3)
+        if num_classes:
+            probe, probe_labels = draw_labelled(4096, probe_rng)
+            probe_labels = np.asarray(probe_labels)
+        else:
+            probe, probe_labels = source.sample_frames(4096, probe_rng), None
+        pair_scale = _real_pair_distances(to_input(probe).float(), probe_labels, num_classes)
+
     start = 0
     if saved is not None:
         generator.load_state_dict(saved["generator"])
@@ -535,11 +586,8 @@ def train_gan(
     log_path.write_text("".join(line + "\n" for line in kept))
     tensorboard = _open_tensorboard(run_dir, start)
 
-    draw_labelled = getattr(source, "sample_batch_with_env", None) \
-        or getattr(source, "sample_frames_with_env", None)
-
     # ---- the loop
-    names = ("loss_d", "loss_g", "d_real", "d_fake")
+    names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ())
     window: dict[str, list[float]] = {k: [] for k in names}
     last_means: dict[str, float] = {}
     done, last_grid, in_step = start, None, False
@@ -554,6 +602,9 @@ def train_gan(
                     z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
                     y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
                                                generator=noise)
+                    if cfg.diversity:  # pairs (i, i + half) share a label
+                        half = cfg.batch_size // 2
+                        y_fake[half:2 * half] = y_fake[:half]
                     labels: tuple[torch.Tensor, ...] = (y_fake,)
                     labels_real: tuple[torch.Tensor, ...] = (y_real,)
                 else:
@@ -581,7 +632,13 @@ def train_gan(
                 with autocast:
                     logits_g = discriminator(diff_augment(fake, policy, noise), *labels)
                 loss_g = _loss_g(cfg.loss, logits_g.float())
-                loss_g.backward()
+                if cfg.diversity:
+                    scale = pair_scale[y_fake[:cfg.batch_size // 2]] if num_classes \
+                        else pair_scale
+                    penalty = _diversity_penalty(fake.float(), scale)
+                    (loss_g + cfg.diversity * penalty).backward()
+                else:
+                    loss_g.backward()
                 opt_g.step()
                 if ema is not None:  # decay warms up: (1 + t) / (10 + t) until cfg.ema_decay
                     decay = min(cfg.ema_decay, (1 + iteration) / (10 + iteration))
@@ -592,6 +649,8 @@ def train_gan(
                 metrics = {"loss_d": loss_d.item(), "loss_g": loss_g.item(),
                            "d_real": torch.sigmoid(logits_real).mean().item(),
                            "d_fake": torch.sigmoid(logits_fake).mean().item()}
+                if cfg.diversity:
+                    metrics["diversity"] = penalty.item()
                 for k in names:
                     window[k].append(metrics[k])
                 last = iteration == cfg.iterations
