@@ -34,7 +34,7 @@ demo: $(VENV)/.installed
 	$(BIN)/gan-envs preview $(GAMES) --out demo-out/preview.png
 	rm -rf demo-out/gan
 	# one torch thread: two threads on a core another process is using run ~17x slower (docs/gan.md)
-	OMP_NUM_THREADS=1 $(BIN)/gan-envs train gan demo-out/atari3.h5 --out demo-out/gan --iterations 800 --width 128 --sample-every 100
+	$(BIN)/gan-envs train gan demo-out/atari3.h5 --out demo-out/gan --iterations 800 --width 128 --sample-every 100 --threads 1
 	$(BIN)/gan-envs sample demo-out/gan --out demo-out/samples.png --n 16
 
 test: $(VENV)/.installed-dev

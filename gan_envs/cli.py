@@ -430,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "apart up to the real frames' spread (0: off; default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    _add_threads(p)
     p.set_defaults(func=_cmd_train_gan)
 
     p = trainers.add_parser(
@@ -469,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-episodes", type=_non_negative_int, help="use the first N episodes")
     p.add_argument("--evaluate", action="store_true",
                    help="then print the metric table and write metrics.json")
+    _add_threads(p)
     p.set_defaults(func=_cmd_train_world_model)
 
     p = commands.add_parser(
@@ -485,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="DATA.h5", help="take the real side from this dataset")
     p.add_argument("--episode", type=_non_negative_int, default=0)
     p.add_argument("--fps", type=float, default=15.0)
+    _add_threads(p)
     p.set_defaults(func=_cmd_dream)
 
     p = commands.add_parser(
@@ -507,6 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=_positive_int, default=2)
     p.add_argument("--env", metavar="ENV_ID",
                    help="conditional runs: draw this env only (an env id or a unique part of one)")
+    _add_threads(p)
     p.set_defaults(func=_cmd_sample)
 
     p = commands.add_parser(
@@ -519,8 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-steps", type=_positive_int, default=600,
                    help="training steps of the feature network (cached in RUN_DIR)")
     p.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
+    _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=_positive_int, metavar="N",
+                   help="torch CPU threads (default: torch's, one per core); use 1 when other "
+                        "jobs share the cores: two threads on a busy core can run ~15x slower")
 
 
 def _positive_int(text: str) -> int:
@@ -552,6 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     func: Callable[[argparse.Namespace], int] = args.func
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return func(args)
     except KeyboardInterrupt:

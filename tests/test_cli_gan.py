@@ -117,3 +117,22 @@ def test_env_source_uses_gan_atari_frames():
         assert frames.shape == (3, 3, 32, 32) and frames.dtype == np.uint8
     finally:
         source.close()
+
+
+def test_threads_and_diversity_options(dataset: Path, tmp_path: Path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run = tmp_path / "div"
+        assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
+                     "--diversity", "0.5", "--threads", "1", *TINY]) == 0
+        assert torch.get_num_threads() == 1
+        assert json.loads((run / "config.json").read_text())["diversity"] == 0.5
+        assert "diversity" in (run / "log.jsonl").read_text()
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        main(["sample", str(run), "--threads", "0"])
+    assert "--threads: must be >= 1" in capsys.readouterr().err

@@ -1012,9 +1012,10 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
 
     try:
         for generation in range(start + 1, total + 1):
-            candidates = np.asarray(es.ask(), np.float32)
+            asked = es.ask()
+            candidates = np.asarray(asked, np.float32)  # the controllers run in float32
             fitness = play(candidates, train_seeds(generation)).mean(axis=1)
-            es.tell(list(candidates.astype(np.float64)), list(-fitness))
+            es.tell(asked, list(-fitness))  # the exact solutions asked (cma checks them)
             metrics = {"mean": float(fitness.mean()), "max": float(fitness.max()),
                        "min": float(fitness.min())}
             top = candidates[int(fitness.argmax())]
