@@ -563,10 +563,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     func: Callable[[argparse.Namespace], int] = args.func
-    if getattr(args, "threads", None):
+    threads = getattr(args, "threads", None)
+    if threads:  # for this command only (main() may run inside a larger program)
         import torch
 
-        torch.set_num_threads(args.threads)
+        threads_before = torch.get_num_threads()
+        torch.set_num_threads(threads)
     try:
         return func(args)
     except KeyboardInterrupt:
@@ -576,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"gan-envs: {message}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if threads:
+            torch.set_num_threads(threads_before)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -119,16 +119,27 @@ def test_env_source_uses_gan_atari_frames():
         source.close()
 
 
-def test_threads_and_diversity_options(dataset: Path, tmp_path: Path, capsys):
+def test_threads_and_diversity_options(dataset: Path, tmp_path: Path, capsys, monkeypatch):
     import torch
 
+    import gan_envs.trainers.gan as gan
+
+    seen: list[int] = []
+    real_train = gan.train_gan
+
+    def train_and_record_threads(*args, **kwargs):  # the real trainer, observed
+        seen.append(torch.get_num_threads())
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(gan, "train_gan", train_and_record_threads)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         run = tmp_path / "div"
         assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
                      "--diversity", "0.5", "--threads", "1", *TINY]) == 0
-        assert torch.get_num_threads() == 1
+        assert seen == [1] and torch.get_num_threads() == 2  # restored after the command
+        assert json.loads((run / "log.jsonl").read_text().splitlines()[0])["iteration"]
         assert json.loads((run / "config.json").read_text())["diversity"] == 0.5
         assert "diversity" in (run / "log.jsonl").read_text()
     finally:

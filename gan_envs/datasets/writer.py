@@ -543,7 +543,8 @@ class RolloutWriter:
             self._broken = (f"{self.path}: writing episode {k} failed ({reason}); {kept}; free "
                             "space and append with RolloutWriter(..., resume=True)")
             self._episode = None
-            self._cols = {}  # drop dataset handles before the file: HDF5 cannot flush them now
+            self._cols, self._table = {}, None  # drop dataset handles before the file: HDF5
+            # cannot flush them now
             self.close()
             raise DatasetWriteError(self._broken) from err
 

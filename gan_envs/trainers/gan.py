@@ -272,21 +272,35 @@ def _loss_g(loss: str, fake: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _real_pair_distances(frames: torch.Tensor, labels: np.ndarray | None,
-                         num_classes: int) -> torch.Tensor:
-    """Mean absolute difference of consecutive same-label frames of a random draw, per label.
+def _real_pair_distances(frames: np.ndarray, labels: np.ndarray | None, num_classes: int,
+                         to_input: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
+    """Mean absolute difference of same-label frame pairs of a random draw, per label.
 
     The scale that :func:`_diversity_penalty` asks of generated pairs (index 0 when unlabelled).
+    Frame ``i`` of a label pairs with frame ``i + n // 2``; pairs are scored in blocks, so memory
+    stays small for large frames. A label with fewer than two frames in the draw (a rare game,
+    or one the file holds no episode of) gets the scale of the whole draw.
     """
-    groups = [frames] if labels is None else [frames[torch.from_numpy(labels == k)]
-                                              for k in range(num_classes)]
-    out = []
-    for group in groups:
+
+    def spread(group: np.ndarray) -> torch.Tensor:
         half = len(group) // 2
-        if half == 0:
-            raise ValueError("diversity needs at least two real frames of every env label")
-        out.append((group[:half] - group[half:2 * half]).abs().flatten(1).mean(1).mean())
-    return torch.stack(out).clamp_min(1e-6)
+        total = 0.0
+        for first in range(0, half, 256):
+            a = to_input(group[first:min(first + 256, half)]).float()
+            b = to_input(group[half + first:half + min(first + 256, half)]).float()
+            total += float((a - b).abs().flatten(1).mean(1).sum())
+        return torch.tensor(total / half)
+
+    if len(frames) < 2:
+        raise ValueError("diversity needs at least two real frames")
+    pooled = spread(frames)
+    if labels is None:
+        return pooled.clamp_min(1e-6).reshape(1)
+    scales = []
+    for k in range(num_classes):
+        group = frames[labels == k]
+        scales.append(spread(group) if len(group) >= 2 else pooled)
+    return torch.stack(scales).clamp_min(1e-6)
 
 
 def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -515,15 +529,20 @@ def train_gan(
         or getattr(source, "sample_frames_with_env", None)
 
     # the diversity term's per-label scale, from a draw of its own (the data stream is unchanged)
+    # (measured once; a resumed run uses the saved scale, even if the dataset grew meanwhile)
     pair_scale = torch.ones(1)
-    if cfg.diversity:
+    if cfg.diversity and (saved is None or saved.get("pair_scale") is None):
         probe_rng = np.random.default_rng(cfg.seed + 3)
         if num_classes:
             probe, probe_labels = draw_labelled(4096, probe_rng)
             probe_labels = np.asarray(probe_labels)
         else:
             probe, probe_labels = source.sample_frames(4096, probe_rng), None
-        pair_scale = _real_pair_distances(to_input(probe).float(), probe_labels, num_classes)
+        pair_scale = _real_pair_distances(np.asarray(probe), probe_labels, num_classes,
+                                          to_input)
+        del probe
+    elif cfg.diversity:
+        pair_scale = saved["pair_scale"]
 
     start = 0
     if saved is not None:
@@ -556,6 +575,7 @@ def train_gan(
             "label_probs": label_probs if num_classes else None,
             "fixed_labels": fixed_labels if num_classes else None,
             "scale": {"center": center, "half_range": half_range},
+            "pair_scale": pair_scale if cfg.diversity else None,
         }, ckpt_path)
         saved_at = iteration
         return ckpt_path

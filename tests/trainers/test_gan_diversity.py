@@ -28,17 +28,32 @@ def test_penalty_is_one_for_identical_pairs_and_zero_at_the_real_spread():
     assert _diversity_penalty(half, scale).item() == pytest.approx(0.5)
 
 
+def _as_float(frames: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(frames, dtype=torch.float32)
+
+
 def test_real_pair_distances_are_per_label():
     # label 0: four equal rows (distance 0, clamped to a tiny positive scale); label 1: rows
     # 4-7 pair up as (4, 6) and (5, 7), each differing by 1 in every entry
-    frames = torch.cat([torch.zeros(4, 2), torch.tensor([[0.0, 0], [1, 1], [1, 1], [0, 0]])])
+    frames = np.concatenate([np.zeros((4, 2)), [[0.0, 0], [1, 1], [1, 1], [0, 0]]])
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
-    scale = _real_pair_distances(frames, labels, 2)
+    scale = _real_pair_distances(frames, labels, 2, _as_float)
     assert scale.shape == (2,)
     assert scale[0].item() == pytest.approx(1e-6) and scale[1].item() == pytest.approx(1.0)
-    assert _real_pair_distances(frames[4:], None, 0).item() == pytest.approx(1.0)
-    with pytest.raises(ValueError, match="two real frames of every env label"):
-        _real_pair_distances(frames, np.array([0, 0, 0, 0, 0, 0, 0, 1]), 2)
+    assert _real_pair_distances(frames[4:], None, 0, _as_float).item() == pytest.approx(1.0)
+    # a label with fewer than two frames gets the whole draw's scale (pairs 0-4, 1-5, 2-6, 3-7)
+    rare = _real_pair_distances(frames, np.array([0, 0, 0, 0, 0, 0, 0, 1]), 3, _as_float)
+    pooled = np.abs(frames[:4] - frames[4:]).mean()
+    assert rare[1].item() == pytest.approx(pooled) and rare[2].item() == pytest.approx(pooled)
+    with pytest.raises(ValueError, match="at least two real frames"):
+        _real_pair_distances(frames[:1], None, 0, _as_float)
+
+
+def test_real_pair_distances_in_blocks_equal_one_pass():
+    frames = np.random.default_rng(0).integers(0, 256, (1500, 3, 4, 4), dtype=np.uint8)
+    scale = _real_pair_distances(frames, None, 0, lambda f: _as_float(f) / 127.5 - 1)
+    x = _as_float(frames) / 127.5 - 1
+    assert scale.item() == pytest.approx((x[:750] - x[750:]).abs().mean().item(), rel=1e-5)
 
 
 @pytest.mark.parametrize("conditional", [True, False])
@@ -50,6 +65,8 @@ def test_diversity_trains_logs_and_resumes_exactly(tmp_path, atari32, tiny, cond
     train_gan(GanConfig(iterations=2, **config), atari32, tmp_path / "b")
     train_gan(GanConfig(iterations=3, **config), atari32, tmp_path / "b", resume=True)
     a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    assert torch.equal(a["pair_scale"], b["pair_scale"]) and len(a["pair_scale"]) == (
+        2 if conditional else 1)
     for key in a["generator"]:
         assert torch.equal(a["generator"][key], b["generator"][key]), key
 
