@@ -66,8 +66,8 @@ _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
-             spectral_norm=True, ema_decay=0.995, diffaugment="translation", d_relu_slope=0.2,
-             conditional=True, mbstd_group=4, diversity=0.0)
+             spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
+             conditional=True, mbstd_group=4, diversity=1.0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},

@@ -1,0 +1,63 @@
+"""A GAN quality run with a CPU-time budget: train until this process has used N CPU-minutes.
+
+Trains ``train_gan`` on a dataset held in RAM, stops once ``time.process_time()`` has advanced
+``--cpu-minutes`` (or after 1.5× that in wall time, on a crowded machine), checkpoints the last
+finished iteration, then resumes once with ``iterations=<reached>`` to write the training video.
+Writes ``drive.json`` (iterations, wall and CPU seconds, config) into the run directory. Score
+the run afterwards with ``gan-envs evaluate RUN_DIR DATA.h5 --n 1000 --seed S``.
+
+Usage::
+
+    python benchmarks/gan_quality.py RUN_DIR --data data.h5 --cpu-minutes 30 \\
+        --config '{"width": 128}' --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from gan_envs.trainers.data import DatasetFrameSource
+from gan_envs.trainers.gan import GanConfig, train_gan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--cpu-minutes", type=float, default=30.0)
+    parser.add_argument("--config", default="{}", help="GanConfig fields as JSON")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    source = DatasetFrameSource(args.data, in_memory=True)
+    config = dict(sample_every=1000, checkpoint_every=1000, **json.loads(args.config))
+    budget = args.cpu_minutes * 60
+    reached = 0
+    cpu0, wall0 = time.process_time(), time.time()
+
+    def progress(iteration: int, metrics: dict[str, float]) -> None:
+        nonlocal reached
+        reached = iteration
+        if time.process_time() - cpu0 >= budget or time.time() - wall0 >= 1.5 * budget:
+            raise KeyboardInterrupt  # the trainer checkpoints the last finished iteration
+
+    try:
+        train_gan(GanConfig(iterations=10_000_000, **config), source, args.run_dir,
+                  progress=progress)
+    except KeyboardInterrupt:
+        pass
+    cpu, wall = time.process_time() - cpu0, time.time() - wall0
+    train_gan(GanConfig(iterations=reached, **config), source, args.run_dir, resume=True)
+    report = {"iterations": reached, "wall_s": wall, "cpu_s": cpu, "config": config}
+    with open(f"{args.run_dir}/drive.json", "w") as out:
+        json.dump(report, out, indent=2)
+    print(f"{args.run_dir}: {reached} iterations, {wall / 60:.2f} wall-min, {cpu / 60:.2f} CPU-min")
+
+
+if __name__ == "__main__":
+    main()
