@@ -796,7 +796,6 @@ class _Player:
     """V + M + C in one process: plays episodes of the real env and returns their returns."""
 
     def __init__(self, run_dir: str, env_id: str, make_kwargs: dict[str, Any]) -> None:
-        torch.set_num_threads(1)
         self.vae = _vae_from(load_stage(run_dir, "vae"))
         m_ckpt = load_stage(run_dir, "mdrnn")
         self.m = _mdrnn_from(m_ckpt)
@@ -841,6 +840,7 @@ _WORKER: dict[str, _Player] = {}
 def _worker_init(run_dir: str, env_id: str, make_kwargs: dict[str, Any]) -> None:
     import gan_envs  # noqa: F401  (a spawned process registers the GanAtari ids itself)
 
+    torch.set_num_threads(1)  # one process per core: one thread each
     _WORKER["player"] = _Player(run_dir, env_id, make_kwargs)
 
 
