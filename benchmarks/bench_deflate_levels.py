@@ -39,17 +39,22 @@ def main() -> None:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 2, 3, 4, 6])
     parser.add_argument("--games", nargs="+", default=["Breakout", "Pong", "AirRaid"])
     args = parser.parse_args()
-    print(f"{'game':10s} {'level':>5s} {'us/frame':>9s} {'B/frame':>8s}")
+    print(f"{'game':10s} {'level':>5s} {'us/frame':>9s} {'B/frame':>8s} "
+          f"{'time vs 2':>9s} {'size vs 2':>9s}  (level 2 is the default; same run)")
     with tempfile.TemporaryDirectory() as folder:
         for game in args.games:
             chunks = chunks_of(f"GanAtari/{game}-v0", args.steps, Path(folder))
             frames = len(chunks) * CHUNK
-            for level in args.levels:
+            results = {}
+            for level in sorted({2, *args.levels}):
                 encoder = ChunkEncoder(level)
                 start = time.perf_counter()
                 size = sum(len(encoder.encode(chunk)) for chunk in chunks)
-                seconds = time.perf_counter() - start
-                print(f"{game:10s} {level:5d} {seconds / frames * 1e6:9.2f} {size / frames:8.0f}")
+                results[level] = (time.perf_counter() - start, size)
+            base_time, base_size = results[2]
+            for level, (seconds, size) in results.items():
+                print(f"{game:10s} {level:5d} {seconds / frames * 1e6:9.2f} {size / frames:8.0f} "
+                      f"{seconds / base_time:9.2f} {size / base_size:9.2f}")
 
 
 if __name__ == "__main__":

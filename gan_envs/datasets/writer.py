@@ -94,7 +94,7 @@ class _Column:
             self._write(rows[:whole])
             rows = rows[whole:]
         if len(rows):
-            padded = np.zeros((align_up(len(rows), self.chunk), *self.buf.shape[1:]),
+            padded = np.zeros((align_up(len(rows), self.chunk), *self.row_shape),
                               dtype=self.buf.dtype)
             padded[:len(rows)] = rows
             self._write(padded)

@@ -293,14 +293,11 @@ def _real_pair_distances(frames: np.ndarray, labels: np.ndarray | None, num_clas
 
     if len(frames) < 2:
         raise ValueError("diversity needs at least two real frames")
-    pooled = spread(frames)
     if labels is None:
-        return pooled.clamp_min(1e-6).reshape(1)
-    scales = []
-    for k in range(num_classes):
-        group = frames[labels == k]
-        scales.append(spread(group) if len(group) >= 2 else pooled)
-    return torch.stack(scales).clamp_min(1e-6)
+        return spread(frames).clamp_min(1e-6).reshape(1)
+    groups = [frames[labels == k] for k in range(num_classes)]
+    pooled = spread(frames) if any(len(g) < 2 for g in groups) else None  # only when needed
+    return torch.stack([spread(g) if len(g) >= 2 else pooled for g in groups]).clamp_min(1e-6)
 
 
 def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
