@@ -412,12 +412,16 @@ def evaluate(
     rng = np.random.default_rng([seed, 2])
 
     say("drawing real frames")
-    if env_ids:
+    fake_env = gen.labels(n, seed) if gen.conditional and env_ids == gen.env_ids else None
+    counts = _set_counts(source, env_ids, n)
+    if counts is not None:
+        real, real_env = _stratified_sets(source, counts, rng)
+    elif env_ids:
         real, real_env = source.sample_frames_with_env(2 * n, rng)
     else:
         real, real_env = source.sample_frames(2 * n, rng), None
     say("generating frames")
-    fake = gen.generate(make_latents(n, gen.latent_dim, seed))
+    fake = gen.generate(make_latents(n, gen.latent_dim, seed), labels=fake_env)
     if images:
         noise = rng.integers(0, 256, (n, *frame_shape), dtype=np.uint8)
     else:
@@ -453,12 +457,68 @@ def evaluate(
         report["features"] = {"kind": "normalised vectors", "dim": int(np.prod(frame_shape))}
 
     say("scoring")
+    report["real_sets"] = "stratified" if counts is not None else "random"
     report["generated"] = _row(sets["a"], sets["fake"], env_ids, seed)
     report["real_vs_real"] = _row(sets["a"], sets["b"], env_ids, seed)
     report["noise"] = _row(sets["a"], sets["noise"], env_ids, seed)
+    if counts is not None and fake_env is not None and real_env is not None:
+        fake_labels = fake_env.numpy()
+        for key, other, other_env in [("generated", sets["fake"], fake_labels),
+                                      ("real_vs_real", sets["b"], real_env[n:])]:
+            report[key]["fd_per_game"] = _fd_per_game(
+                sets["a"]["features"], real_env[:n], other["features"], other_env, env_ids)
     floor = report["real_vs_real"]["fd"]
     report["fd_over_floor"] = report["generated"]["fd"] / floor if floor > 0 else None
     return report
+
+
+def _set_counts(source: FrameSource, env_ids: list[str] | None, n: int) -> np.ndarray | None:
+    """Frames per env in each real set: the source's env proportions as exact counts (the
+    largest-remainder rounding of the generated labels, which follow the training data's), or
+    None where the source cannot say."""
+    if not env_ids or not hasattr(source, "env_counts"):
+        return None
+    share = np.asarray(source.env_counts(), dtype=np.float64)
+    if share.shape != (len(env_ids),) or share.sum() <= 0:
+        return None
+    share = share / share.sum()
+    counts = np.floor(share * n).astype(np.int64)
+    counts[np.argsort(-(share * n - counts), kind="stable")[: n - int(counts.sum())]] += 1
+    return counts
+
+
+def _stratified_sets(source: Any, counts: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Two real sets (A then B, ``counts.sum()`` frames each), each holding exactly
+    ``counts[e]`` frames of env ``e``: a random draw has its own game mix, which moved the
+    real-vs-real floor 1.9-9.2 between seeds (docs/gan.md). Frames come from one draw without
+    replacement (topped up by further draws where an env is short), shuffled within each set."""
+    n = int(counts.sum())
+    pool, pool_env = source.sample_frames_with_env(3 * n, rng)
+    for _ in range(20):
+        if np.all(np.bincount(pool_env, minlength=len(counts)) >= 2 * counts):
+            break
+        more, more_env = source.sample_frames_with_env(3 * n, rng)
+        pool, pool_env = np.concatenate([pool, more]), np.concatenate([pool_env, more_env])
+    else:
+        raise ValueError("could not draw stratified real sets: an env has too few frames for "
+                         f"{n} per set; use a smaller n")
+    halves: list[list[np.ndarray]] = [[], []]
+    for env, count in enumerate(counts):
+        where = np.flatnonzero(pool_env == env)
+        halves[0].append(where[:count])
+        halves[1].append(where[count : 2 * count])
+    picks = [np.concatenate(h)[rng.permutation(n)] for h in halves]
+    index = np.concatenate(picks)
+    return pool[index], pool_env[index]
+
+
+def _fd_per_game(real: np.ndarray, real_env: np.ndarray, other: np.ndarray,
+                 other_env: np.ndarray, env_ids: list[str]) -> dict[str, float]:
+    """Fréchet distance within each game (frames of env e against real frames of env e)."""
+    return {e: frechet_distance(real[real_env == i], other[other_env == i])
+            for i, e in enumerate(env_ids)
+            if min((real_env == i).sum(), (other_env == i).sum()) >= 2}
 
 
 @torch.no_grad()
@@ -516,6 +576,11 @@ def report_table(report: dict[str, Any]) -> str:
         if mix:
             lines.append(f"game mix, {title}: "
                          + ", ".join(f"{e} {100 * p:.1f}%" for e, p in mix.items()))
+    for key, title in columns:
+        per_game = report[key].get("fd_per_game")
+        if per_game:
+            lines.append(f"fd per game, {title}: "
+                         + ", ".join(f"{e} {v:.2f}" for e, v in per_game.items()))
     if report.get("real_mix"):
         lines.append("game mix, real data: "
                      + ", ".join(f"{e} {100 * p:.1f}%" for e, p in report["real_mix"].items()))

@@ -66,6 +66,23 @@ def test_evaluate_game_classifier(tiny_run, atari32):
     assert again["features"]["cached"] and again["generated"]["fd"] == fake["fd"]
 
 
+def test_evaluate_draws_real_sets_in_the_datas_game_mix(tiny_run, atari32):
+    # 3 Breakout frames to 1 Pong frame: every real set holds exactly 75 and 25 of n = 100
+    keep = np.flatnonzero(atari32.env_index == 0)[:300]
+    keep = np.concatenate([keep, np.flatnonzero(atari32.env_index == 1)[:100]])
+    skewed = ArrayFrameSource(atari32.frames[keep], atari32.env_index[keep], atari32.env_ids)
+    report = evaluate(tiny_run, skewed, seed=3, **SMALL)
+    assert report["real_sets"] == "stratified"
+    assert report["real_mix"] == {"ALE/Breakout-v5": 0.75, "ALE/Pong-v5": 0.25}
+    for row in ("generated", "real_vs_real"):
+        assert set(report[row]["fd_per_game"]) == {"ALE/Breakout-v5", "ALE/Pong-v5"}
+    floor, fake = report["real_vs_real"]["fd_per_game"], report["generated"]["fd_per_game"]
+    assert all(fake[e] > 10 * floor[e] for e in floor)  # a 4-iteration generator
+    assert "fd per game, real floor" in report_table(report)
+    unlabelled = evaluate(tiny_run, ArrayFrameSource(atari32.frames), **SMALL)
+    assert unlabelled["real_sets"] == "random" and "fd_per_game" not in unlabelled["generated"]
+
+
 def test_evaluate_single_game_uses_the_corruption_task(tiny_run, atari32):
     breakout = ArrayFrameSource(atari32.frames[atari32.env_index == 0])
     report = evaluate(tiny_run, breakout, seed=1, **SMALL)
