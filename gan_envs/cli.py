@@ -151,7 +151,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         iterations=args.iterations, recipe=args.recipe, arch=args.arch,
         batch_size=args.batch_size, loss=args.loss, lr_d=args.lr_d, lr_g=args.lr_g,
         spectral_norm=args.spectral_norm, ema_decay=args.ema, diffaugment=args.diffaugment,
-        width=args.width, seed=args.seed, sample_every=args.sample_every,
+        width=args.width, d_width=args.d_width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
         diversity=args.diversity,
@@ -411,6 +411,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema", type=float, help="generator EMA decay (0: off)")
     p.add_argument("--diffaugment", help="'translation', 'color', both comma-separated, or ''")
     p.add_argument("--width", type=_positive_int, default=512, help="widest layer (default 512)")
+    p.add_argument("--d-width", type=_positive_int,
+                   help="the discriminator's widest layer (default: --width)")
     p.add_argument("--env", nargs="+", help="train on frames of these env ids only")
     p.add_argument("--size", type=_positive_int, default=64, help="frame size for --source env")
     p.add_argument("--in-memory", action="store_true", help="load the dataset into RAM")

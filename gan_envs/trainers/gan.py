@@ -116,6 +116,8 @@ class GanConfig:
     """size of the generator's latent vector"""
     width: int = 512
     """DCGAN's widest stage, MLP's middle layer (the tutorials' 512; other layers scale with it)"""
+    d_width: int | None = None
+    """the discriminator's ``width`` when it should differ from the generator's (None: same)"""
     seed: int = 0
     """seed of weights, latents, augmentations and data draws: same seed, same run"""
     sample_every: int = 500
@@ -181,6 +183,9 @@ class GanConfig:
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        if self.d_width is not None and self.d_width < 2:
+            raise ValueError(f"d_width must be >= 2 (or None: the same as width), got "
+                             f"{self.d_width}")
         if not (self.diversity >= 0.0 and math.isfinite(self.diversity)):
             raise ValueError(f"diversity must be a finite weight >= 0, got {self.diversity}")
         if self.diversity and self.batch_size < 2:
@@ -486,7 +491,7 @@ def train_gan(
         torch.manual_seed(cfg.seed)
         generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
-                                                num_classes, cfg.mbstd_group)
+                                                num_classes, cfg.mbstd_group, cfg.d_width)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)

@@ -23,9 +23,11 @@ Minibatch standard deviation (``mbstd_group >= 2``, Karras et al. 2018, ProGAN/S
 splits its batch into groups of ``mbstd_group`` frames, takes the standard deviation of every
 feature of ``h`` across each group, averages it over the features (and positions) and appends
 it to ``h`` as one extra channel (one extra number for the MLP) before the last layer. A
-generator that draws the same frame for every latent then gives D an easy tell. The projection
-term still uses ``h`` without the extra channel; the feature has no parameters, so only the last
-layer's input width changes (``mbstd_group=0`` builds the networks exactly as before).
+generator that draws the same frame for every latent then gives D an easy tell. A conditional
+discriminator groups by label instead (the std over the batch's frames of the same game). The
+projection term still uses ``h`` without the extra channel; the feature has no parameters, so
+only the last layer's input width changes (``mbstd_group=0`` builds the networks exactly as
+before).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .data import is_image_shape
@@ -123,10 +126,18 @@ class MinibatchStd(nn.Module):
     averaged over features and positions, becomes one constant extra channel (or feature) of
     each sample of that group.
 
+    With ``labels`` (a conditional discriminator) the groups are the labels instead: each
+    sample gets the std over the samples of the batch that share its label. Consecutive groups
+    of mixed games measured the spread *between* games, which a generator that draws one frame
+    per game still shows (Pong collapsed to a single frame under it, docs/gan.md).
+
     Example:
         >>> h = torch.zeros(8, 3, 4, 4)
         >>> tuple(MinibatchStd(4)(h).shape)
         (8, 4, 4, 4)
+        >>> h = torch.tensor([0.0, 2.0, 5.0, 5.0]).reshape(4, 1)  # label 0 varies, label 1 not
+        >>> MinibatchStd(4)(h, torch.tensor([0, 0, 1, 1]))[:, 1].round(decimals=3).tolist()
+        [1.0, 1.0, 0.0, 0.0]
     """
 
     def __init__(self, group: int = 4) -> None:
@@ -135,14 +146,23 @@ class MinibatchStd(nn.Module):
             raise ValueError(f"mbstd group must be >= 2, got {group}")
         self.group = int(group)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         n = h.shape[0]
-        g = next(k for k in range(min(self.group, n), 0, -1) if n % k == 0)
-        y = h.float().reshape(n // g, g, *h.shape[1:])  # (groups, g, ...)
-        y = torch.sqrt(y.var(dim=1, unbiased=False) + 1e-8)  # (groups, ...)
-        y = y.mean(dim=tuple(range(1, y.ndim)))  # (groups,)
-        y = y.repeat_interleave(g).to(h.dtype)  # (n,): group i's value for its samples
-        y = y.reshape(n, 1, *([1] * (h.ndim - 2))).expand(n, 1, *h.shape[2:])
+        if labels is None:
+            g = next(k for k in range(min(self.group, n), 0, -1) if n % k == 0)
+            y = h.float().reshape(n // g, g, *h.shape[1:])  # (groups, g, ...)
+            y = torch.sqrt(y.var(dim=1, unbiased=False) + 1e-8)  # (groups, ...)
+            y = y.mean(dim=tuple(range(1, y.ndim)))  # (groups,)
+            y = y.repeat_interleave(g)  # (n,): group i's value for its samples
+        else:
+            labels = labels.reshape(-1).long()
+            flat = h.float().reshape(n, -1)
+            onehot = F.one_hot(labels, int(labels.max()) + 1).to(flat.dtype)  # (n, classes)
+            counts = onehot.sum(0).clamp_min(1.0)[:, None]
+            centred = flat - (onehot.T @ flat / counts)[labels]
+            std = torch.sqrt(onehot.T @ centred.square() / counts + 1e-8)  # (classes, features)
+            y = std.mean(dim=1)[labels]  # (n,): the std of each sample's label
+        y = y.to(h.dtype).reshape(n, 1, *([1] * (h.ndim - 2))).expand(n, 1, *h.shape[2:])
         return torch.cat([h, y], dim=1)
 
 
@@ -170,7 +190,7 @@ def _projection_logits(module: nn.Module, x: torch.Tensor, labels: torch.Tensor 
         raise ValueError(f"this discriminator is conditional on {module.num_classes} classes: "
                          "pass labels (one class index per frame)")
     h = module.net[:-1](x)
-    out = module.net[-1](h if mbstd is None else mbstd(h)).reshape(-1)
+    out = module.net[-1](h if mbstd is None else mbstd(h, labels)).reshape(-1)
     if module.num_classes == 0:
         return out
     pooled = h.sum(dim=(2, 3)) if h.ndim == 4 else h
@@ -308,6 +328,7 @@ def build_models(
     width: int = 512,
     num_classes: int = 0,
     mbstd_group: int = 0,
+    d_width: int | None = None,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -316,6 +337,7 @@ def build_models(
     (512 in the tutorials; the other stages scale with it). ``num_classes >= 2`` builds the
     class-conditional pair (label embedding in G, projection term in D); 0 the plain one.
     ``mbstd_group >= 2`` adds D's minibatch-std feature over groups of that size (0: none).
+    ``d_width`` gives D a width of its own (None: ``width``).
 
     Example:
         >>> import torch
@@ -329,12 +351,13 @@ def build_models(
     if mbstd_group == 1 or mbstd_group < 0:
         raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes)
+    d_width = width if d_width is None else d_width
     if arch == "dcgan":
         slope = 0.0 if relu_slope is None else relu_slope
-        return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, width, num_classes,
-                                              mbstd_group)
+        return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, d_width,
+                                              num_classes, mbstd_group)
     slope = 0.2 if relu_slope is None else relu_slope
-    return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, width, num_classes,
+    return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, d_width, num_classes,
                                        mbstd_group)
 
 

@@ -24,6 +24,21 @@ def test_minibatch_std_is_the_group_std():
         MinibatchStd(1)
 
 
+def test_minibatch_std_with_labels_is_the_std_within_each_label():
+    torch.manual_seed(0)
+    frames = torch.randn(3, 4, 2, 2)  # one frame per game
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    collapsed = frames[labels]  # every game drawn as one frame: mixed groups still vary
+    assert MinibatchStd(4)(collapsed)[:, 4].min() > 0.3
+    assert MinibatchStd(4)(collapsed, labels)[:, 4].abs().max() < 1e-3
+    h = torch.randn(8, 4, 2, 2)
+    out = MinibatchStd(4)(h, labels)
+    for k in range(3):
+        expected = h[labels == k].std(dim=0, unbiased=False).mean()
+        assert torch.allclose(out[labels == k, 4], expected.expand(int((labels == k).sum()),
+                                                                     2, 2), atol=1e-4)
+
+
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 @pytest.mark.parametrize("num_classes", [0, 3])
 def test_discriminator_output_depends_on_the_rest_of_the_batch(arch, num_classes):

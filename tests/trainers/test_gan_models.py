@@ -49,3 +49,12 @@ def test_mlp_matches_the_tutorials():
     assert g(torch.zeros(3, 100)).shape == (3, 4) and d(torch.zeros(3, 4)).shape == (3,)
     g_img, _ = build_models("mlp", (1, 8, 8), latent_dim=4, width=8)
     assert g_img(torch.zeros(2, 4)).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("arch, shape", [("dcgan", (3, 32, 32)), ("mlp", (4,))])
+def test_discriminator_width_of_its_own(arch, shape):
+    g, d = build_models(arch, shape, latent_dim=8, width=16, d_width=64)
+    g_same, d_same = build_models(arch, shape, latent_dim=8, width=16)
+    assert [p.shape for p in g.parameters()] == [p.shape for p in g_same.parameters()]
+    assert sum(p.numel() for p in d.parameters()) > 4 * sum(p.numel() for p in d_same.parameters())
+    assert d(g(torch.randn(2, 8))).shape == (2,)

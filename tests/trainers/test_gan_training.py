@@ -149,8 +149,18 @@ def test_resume_of_missing_run_is_one_line(tmp_path, atari32, tiny):
 
 
 @pytest.mark.parametrize("bad", [dict(loss="wgan"), dict(recipe="slow"), dict(arch="vae"),
-                                 dict(diffaugment="cutout"), dict(ema_decay=1.0)])
+                                 dict(diffaugment="cutout"), dict(ema_decay=1.0), dict(d_width=1)])
 def test_bad_options_are_one_line(tmp_path, atari32, bad, tiny):
     with pytest.raises(ValueError) as excinfo:
         train_gan(GanConfig(**{**tiny, **bad}), atari32, tmp_path)
     _one_line_error(excinfo)
+
+
+def test_discriminator_width_trains_and_the_generator_loads(tmp_path, atari32, tiny):
+    from gan_envs.trainers.sampling import load_generator
+
+    train_gan(GanConfig(iterations=2, d_width=48, **tiny), atari32, tmp_path)
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt["config"]["d_width"] == 48
+    assert ckpt["discriminator"]["net.0.parametrizations.weight.original"].shape[0] == 12  # 48/4
+    assert load_generator(tmp_path).generate(torch.zeros(2, tiny["latent_dim"])).shape[0] == 2
