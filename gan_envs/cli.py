@@ -206,16 +206,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     if args.sweep is not None:
         images = sampling.sweep(args.run_dir, args.sweep, args.sweep_from, args.sweep_to,
-                                args.sweep_steps, seed=args.seed, env=args.env)
+                                args.sweep_steps, seed=args.seed, env=args.env, ema=args.ema)
         nrow = len(images)
     elif args.interpolate is not None:
         images = sampling.interpolate(args.run_dir, *args.interpolate, steps=args.sweep_steps,
-                                      env=args.env)
+                                      env=args.env, ema=args.ema)
         nrow = len(images)
     else:
         latent = args.latent
         images = sampling.sample(args.run_dir, n=args.n, seed=args.seed, latent=latent,
-                                 set_dims=_parse_set(args.set), env=args.env)
+                                 set_dims=_parse_set(args.set), env=args.env, ema=args.ema)
         nrow = 8
     if images.ndim != 4:
         raise CommandError(f"{args.run_dir} generates vectors {images.shape[1:]}, not images; "
@@ -232,7 +232,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     source = DatasetFrameSource(args.data)
     try:
-        report = evaluate(args.run_dir, source, n=args.n, seed=args.seed,
+        report = evaluate(args.run_dir, source, n=args.n, seed=args.seed, ema=args.ema,
                           classifier_steps=args.classifier_steps,
                           progress=lambda stage: print(f"  {stage}", file=sys.stderr))
     finally:
@@ -512,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upscale", type=_positive_int, default=2)
     p.add_argument("--env", metavar="ENV_ID",
                    help="conditional runs: draw this env only (an env id or a unique part of one)")
+    _add_ema_choice(p)
     _add_threads(p)
     p.set_defaults(func=_cmd_sample)
 
@@ -525,9 +526,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-steps", type=_positive_int, default=600,
                    help="training steps of the feature network (cached in RUN_DIR)")
     p.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
+    _add_ema_choice(p)
     _add_threads(p)
     p.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def _add_ema_choice(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
+                   help="use the run's EMA generator when it kept one (--no-ema: the raw "
+                        "generator, which scored better in the session-4 quality runs)")
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

@@ -63,8 +63,17 @@ def test_train_sample_evaluate(dataset: Path, tmp_path: Path, capsys):
     assert main(["evaluate", str(run), str(dataset), "--n", "64", "--classifier-steps", "5",
                  "--json", str(report)]) == 0
     data = json.loads(report.read_text())
-    assert {"generated", "real_vs_real", "noise"} <= set(data)
+    assert {"generated", "real_vs_real", "noise"} <= set(data) and data["ema"] is True
     assert "fd / floor" in capsys.readouterr().out
+    # --no-ema: the raw generator, for evaluate and sample alike
+    assert main(["evaluate", str(run), str(dataset), "--n", "64", "--classifier-steps", "5",
+                 "--json", str(report), "--no-ema"]) == 0
+    raw = json.loads(report.read_text())
+    assert raw["ema"] is False and raw["generated"]["fd"] != data["generated"]["fd"]
+    ema_png, raw_png = tmp_path / "ema.png", tmp_path / "raw.png"
+    assert main(["sample", str(run), "--out", str(ema_png), "--n", "4"]) == 0
+    assert main(["sample", str(run), "--out", str(raw_png), "--n", "4", "--no-ema"]) == 0
+    assert not np.array_equal(cv2.imread(str(ema_png)), cv2.imread(str(raw_png)))
 
 
 def test_conditional_options_and_sample_one_env(dataset: Path, tmp_path: Path, capsys):
