@@ -39,7 +39,10 @@ def main() -> None:
     parser.add_argument("--snapshot-after", type=int, default=10_000,
                         help="first iteration to snapshot")
     args = parser.parse_args()
-    snapshots = Path(f"{args.run_dir}.snapshots")
+    run_dir = Path(args.run_dir).resolve()
+    snapshots = run_dir.with_name(run_dir.name + ".snapshots")
+    if args.snapshot_every and snapshots.exists():
+        parser.error(f"{snapshots} already exists: remove it or pick another RUN_DIR")
 
     torch.set_num_threads(args.threads)
     source = DatasetFrameSource(args.data, in_memory=True)
@@ -61,7 +64,7 @@ def main() -> None:
             keep = snapshots / f"iter_{iteration:06d}"
             keep.mkdir(parents=True, exist_ok=True)
             for name in ("checkpoint.pt", "config.json"):
-                shutil.copy(Path(args.run_dir) / name, keep / name)
+                shutil.copy(run_dir / name, keep / name)
         if time.process_time() - cpu0 >= budget or time.time() - wall0 >= 1.5 * budget:
             raise KeyboardInterrupt  # the trainer checkpoints the last finished iteration
 

@@ -425,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the forward passes (a numerics change)")
     p.add_argument("--mbstd-group", type=int, metavar="G",
-                   help="minibatch-std feature in D over groups of G frames (0: off; "
-                        "default: the recipe's)")
+                   help="minibatch-std feature in D over groups of G frames, or over each "
+                        "game's frames for a conditional D (0: off; default: the recipe's)")
     p.add_argument("--diversity", type=float, metavar="W",
                    help="weight of the diversity term that pushes same-label latent pairs "
                         "apart up to the real frames' spread (0: off; default: the recipe's)")

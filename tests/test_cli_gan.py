@@ -74,6 +74,10 @@ def test_train_sample_evaluate(dataset: Path, tmp_path: Path, capsys):
     assert main(["sample", str(run), "--out", str(ema_png), "--n", "4"]) == 0
     assert main(["sample", str(run), "--out", str(raw_png), "--n", "4", "--no-ema"]) == 0
     assert not np.array_equal(cv2.imread(str(ema_png)), cv2.imread(str(raw_png)))
+    for extra in (["--sweep", "5"], ["--interpolate", "1", "2", "--steps", "3"]):
+        assert main(["sample", str(run), "--out", str(ema_png), *extra]) == 0
+        assert main(["sample", str(run), "--out", str(raw_png), *extra, "--no-ema"]) == 0
+        assert not np.array_equal(cv2.imread(str(ema_png)), cv2.imread(str(raw_png)))
 
 
 def test_conditional_options_and_sample_one_env(dataset: Path, tmp_path: Path, capsys):

@@ -142,9 +142,10 @@ class GanConfig:
     AVX512-BF16 or AMX; a numerics change, so off by default"""
     mbstd_group: int | None = None
     """minibatch standard deviation in D (ProGAN/StyleGAN): the std of D's last features across
-    groups of this many frames, averaged to one extra channel before D's last layer, so that a
-    generator ignoring its latent is easy to tell from the data. 0 turns it off (the tutorial
-    recipe); the fast recipe uses groups of 4"""
+    groups of this many frames (a conditional D: across each game's frames of the batch), averaged
+    to one extra channel before D's last layer, so that a generator ignoring its latent is easy
+    to tell from the data. 0 turns it off (the tutorial recipe); the fast recipe uses groups of
+    4"""
     diversity: float | None = None
     """weight of a diversity term in G's loss (DSGAN-style, capped by the data): the batch's
     latents come in pairs with the same label, and a pair whose two frames differ less than

@@ -415,7 +415,7 @@ def evaluate(
     fake_env = gen.labels(n, seed) if gen.conditional and env_ids == gen.env_ids else None
     counts = _set_counts(source, env_ids, n)
     if counts is not None:
-        real, real_env = _stratified_sets(source, counts, rng)
+        real, real_env = _stratified_sets(source, env_ids, counts, rng)
     elif env_ids:
         real, real_env = source.sample_frames_with_env(2 * n, rng)
     else:
@@ -432,7 +432,8 @@ def evaluate(
                               "ema": gen.ema, "n": n, "seed": seed, "env_ids": env_ids or []}
     # sets A and B are disjoint when the source draws without replacement and holds >= 2n frames
     size = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
-    report["real_sets_disjoint"] = None if size is None else bool(size >= 2 * n)
+    report["real_sets_disjoint"] = (True if counts is not None  # one draw without replacement
+                                    else None if size is None else bool(size >= 2 * n))
     if images:
         say("training the feature network" if not (run_dir / CLASSIFIER_NAME).exists()
             else "loading the feature network")
@@ -487,22 +488,29 @@ def _set_counts(source: FrameSource, env_ids: list[str] | None, n: int) -> np.nd
     return counts
 
 
-def _stratified_sets(source: Any, counts: np.ndarray,
+def _stratified_sets(source: Any, env_ids: list[str], counts: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Two real sets (A then B, ``counts.sum()`` frames each), each holding exactly
+    """Two disjoint real sets (A then B, ``counts.sum()`` frames each), each holding exactly
     ``counts[e]`` frames of env ``e``: a random draw has its own game mix, which moved the
-    real-vs-real floor 1.9-9.2 between seeds (docs/gan.md). Frames come from one draw without
-    replacement (topped up by further draws where an env is short), shuffled within each set."""
-    n = int(counts.sum())
-    pool, pool_env = source.sample_frames_with_env(3 * n, rng)
-    for _ in range(20):
+    real-vs-real floor 1.9-9.2 between seeds (docs/gan.md).
+
+    Frames come from one draw without replacement: ``3n`` frames, or, where an env is short in
+    it, a larger draw up to the whole source (never two draws, which could repeat a frame).
+    """
+    n, size = int(counts.sum()), len(source)
+    available = np.asarray(source.env_counts())
+    short = np.flatnonzero(available < 2 * counts)
+    if len(short):
+        e = int(short[0])
+        largest = int(min(available[k] * n // max(2 * counts[k], 1) for k in range(len(counts))
+                          if counts[k]))
+        raise ValueError(f"evaluate with n={n} needs {2 * counts[e]} frames of {env_ids[e]} "
+                         f"(two sets in the data's proportions) but the source holds "
+                         f"{available[e]}: use a smaller n (at most about {largest})")
+    for k in (3 * n, 12 * n, size):
+        pool, pool_env = source.sample_frames_with_env(min(k, size), rng)
         if np.all(np.bincount(pool_env, minlength=len(counts)) >= 2 * counts):
             break
-        more, more_env = source.sample_frames_with_env(3 * n, rng)
-        pool, pool_env = np.concatenate([pool, more]), np.concatenate([pool_env, more_env])
-    else:
-        raise ValueError("could not draw stratified real sets: an env has too few frames for "
-                         f"{n} per set; use a smaller n")
     halves: list[list[np.ndarray]] = [[], []]
     for env, count in enumerate(counts):
         where = np.flatnonzero(pool_env == env)
@@ -513,12 +521,16 @@ def _stratified_sets(source: Any, counts: np.ndarray,
     return pool[index], pool_env[index]
 
 
+_MIN_FRAMES_PER_GAME = 50  # fewer frames per game give a per-game distance that is mostly noise
+
+
 def _fd_per_game(real: np.ndarray, real_env: np.ndarray, other: np.ndarray,
                  other_env: np.ndarray, env_ids: list[str]) -> dict[str, float]:
-    """Fréchet distance within each game (frames of env e against real frames of env e)."""
+    """Fréchet distance within each game (frames of env e against real frames of env e), for
+    the games with at least ``_MIN_FRAMES_PER_GAME`` frames in both sets."""
     return {e: frechet_distance(real[real_env == i], other[other_env == i])
             for i, e in enumerate(env_ids)
-            if min((real_env == i).sum(), (other_env == i).sum()) >= 2}
+            if min((real_env == i).sum(), (other_env == i).sum()) >= _MIN_FRAMES_PER_GAME}
 
 
 @torch.no_grad()

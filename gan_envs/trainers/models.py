@@ -127,7 +127,8 @@ class MinibatchStd(nn.Module):
     each sample of that group.
 
     With ``labels`` (a conditional discriminator) the groups are the labels instead: each
-    sample gets the std over the samples of the batch that share its label. Consecutive groups
+    sample gets the std over the samples of the batch that share its label (a label with one
+    sample gets the mean of the others'). Consecutive groups
     of mixed games measured the spread *between* games, which a generator that draws one frame
     per game still shows (Pong collapsed to a single frame under it, docs/gan.md).
 
@@ -155,15 +156,27 @@ class MinibatchStd(nn.Module):
             y = y.mean(dim=tuple(range(1, y.ndim)))  # (groups,)
             y = y.repeat_interleave(g)  # (n,): group i's value for its samples
         else:
-            labels = labels.reshape(-1).long()
-            flat = h.float().reshape(n, -1)
-            onehot = F.one_hot(labels, int(labels.max()) + 1).to(flat.dtype)  # (n, classes)
-            counts = onehot.sum(0).clamp_min(1.0)[:, None]
-            centred = flat - (onehot.T @ flat / counts)[labels]
-            std = torch.sqrt(onehot.T @ centred.square() / counts + 1e-8)  # (classes, features)
-            y = std.mean(dim=1)[labels]  # (n,): the std of each sample's label
+            y = _std_per_label(h, labels.reshape(-1).long())
         y = y.to(h.dtype).reshape(n, 1, *([1] * (h.ndim - 2))).expand(n, 1, *h.shape[2:])
         return torch.cat([h, y], dim=1)
+
+
+def _std_per_label(h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample: the std of ``h`` over the batch's samples with its label, averaged over
+    features. A label with a single sample in the batch gets the mean of the other labels'
+    values (its own std would be 0, the tell of a collapsed generator). In float32 even under
+    bf16 autocast (the value of a collapsed batch is ~1e-4)."""
+    with torch.autocast(h.device.type, enabled=False):
+        flat = h.float().reshape(len(h), -1)
+        onehot = F.one_hot(labels, int(labels.max()) + 1).to(flat.dtype)  # (n, classes)
+        sizes = onehot.sum(0)
+        counts = sizes.clamp_min(1.0)[:, None]
+        centred = flat - (onehot.T @ flat / counts)[labels]
+        std = torch.sqrt(onehot.T @ centred.square() / counts + 1e-8).mean(dim=1)  # (classes,)
+        several = sizes >= 2
+        if bool(several.any()):
+            std = torch.where(several, std, std[several].mean())
+        return std[labels]
 
 
 def _finish_discriminator(module: nn.Module, layers: list[nn.Module], features: int,

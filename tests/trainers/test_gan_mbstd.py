@@ -39,6 +39,18 @@ def test_minibatch_std_with_labels_is_the_std_within_each_label():
                                                                      2, 2), atol=1e-4)
 
 
+def test_minibatch_std_per_label_singletons_and_bf16():
+    torch.manual_seed(0)
+    h = torch.randn(7, 4, 2, 2)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2])  # label 2 has one frame in the batch
+    out = MinibatchStd(4)(h, labels)[:, 4, 0, 0]
+    assert torch.allclose(out[6], (out[0] + out[3]) / 2)  # not 0, the tell of collapse
+    collapsed = torch.full((8, 4, 2, 2), 5.0)  # identical frames: the value stays ~1e-4 in bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = MinibatchStd(4)(collapsed, torch.tensor([0, 1] * 4))[:, 4]
+    assert value.abs().max() < 1e-3
+
+
 @pytest.mark.parametrize("arch", ["dcgan", "mlp"])
 @pytest.mark.parametrize("num_classes", [0, 3])
 def test_discriminator_output_depends_on_the_rest_of_the_batch(arch, num_classes):

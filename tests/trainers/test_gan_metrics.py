@@ -67,13 +67,14 @@ def test_evaluate_game_classifier(tiny_run, atari32):
 
 
 def test_evaluate_draws_real_sets_in_the_datas_game_mix(tiny_run, atari32):
-    # 3 Breakout frames to 1 Pong frame: every real set holds exactly 75 and 25 of n = 100
-    keep = np.flatnonzero(atari32.env_index == 0)[:300]
-    keep = np.concatenate([keep, np.flatnonzero(atari32.env_index == 1)[:100]])
+    # 1 Breakout frame to 3 Pong frames: every real set holds exactly 50 and 150 of n = 200,
+    # and the two sets take all 400 frames between them, none twice
+    keep = np.flatnonzero(atari32.env_index == 0)[:100]
+    keep = np.concatenate([keep, np.flatnonzero(atari32.env_index == 1)[:300]])
     skewed = ArrayFrameSource(atari32.frames[keep], atari32.env_index[keep], atari32.env_ids)
-    report = evaluate(tiny_run, skewed, seed=3, **SMALL)
-    assert report["real_sets"] == "stratified"
-    assert report["real_mix"] == {"ALE/Breakout-v5": 0.75, "ALE/Pong-v5": 0.25}
+    report = evaluate(tiny_run, skewed, seed=3, **{**SMALL, "n": 200})
+    assert report["real_sets"] == "stratified" and report["real_sets_disjoint"] is True
+    assert report["real_mix"] == {"ALE/Breakout-v5": 0.25, "ALE/Pong-v5": 0.75}
     for row in ("generated", "real_vs_real"):
         assert set(report[row]["fd_per_game"]) == {"ALE/Breakout-v5", "ALE/Pong-v5"}
     floor, fake = report["real_vs_real"]["fd_per_game"], report["generated"]["fd_per_game"]
@@ -81,6 +82,25 @@ def test_evaluate_draws_real_sets_in_the_datas_game_mix(tiny_run, atari32):
     assert "fd per game, real floor" in report_table(report)
     unlabelled = evaluate(tiny_run, ArrayFrameSource(atari32.frames), **SMALL)
     assert unlabelled["real_sets"] == "random" and "fd_per_game" not in unlabelled["generated"]
+    with pytest.raises(ValueError, match=r"needs 102 frames of ALE/Breakout-v5 .* holds 100: use a "
+                                         r"smaller n \(at most about 200\)"):
+        evaluate(tiny_run, skewed, **{**SMALL, "n": 204})
+
+
+def test_stratified_sets_are_disjoint_when_the_first_draw_is_short():
+    from gan_envs.trainers.metrics import _stratified_sets
+
+    # 20 frames of env 1 among 1,000: a 3n = 120 draw often lacks the 4 it needs
+    env = np.zeros(1000, np.int64)
+    env[::50] = 1
+    ids = np.arange(1000)
+    source = ArrayFrameSource(np.stack([ids // 256, ids % 256], 1).astype(np.uint8), env,
+                              ["a", "b"])  # each frame spells its own index
+    real, real_env = _stratified_sets(source, ["a", "b"], np.array([38, 2]),
+                                      np.random.default_rng(0))
+    keys = real[:, 0].astype(int) * 256 + real[:, 1]
+    assert len(set(keys.tolist())) == 80 and np.bincount(real_env[:40]).tolist() == [38, 2]
+    assert np.bincount(real_env[40:]).tolist() == [38, 2]
 
 
 def test_evaluate_single_game_uses_the_corruption_task(tiny_run, atari32):
