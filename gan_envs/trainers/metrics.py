@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import FrameSource, env_labels, is_image_shape
-from .sampling import load_generator, make_latents
+from .sampling import load_generator, make_latents, proportional_counts
 
 __all__ = [
     "CORRUPTIONS",
@@ -482,10 +482,7 @@ def _set_counts(source: FrameSource, env_ids: list[str] | None, n: int) -> np.nd
     share = np.asarray(source.env_counts(), dtype=np.float64)
     if share.shape != (len(env_ids),) or share.sum() <= 0:
         return None
-    share = share / share.sum()
-    counts = np.floor(share * n).astype(np.int64)
-    counts[np.argsort(-(share * n - counts), kind="stable")[: n - int(counts.sum())]] += 1
-    return counts
+    return proportional_counts(share, n)
 
 
 def _stratified_sets(source: Any, env_ids: list[str], counts: np.ndarray,

@@ -88,11 +88,8 @@ class RunGenerator:
             return torch.full((n,), self.env_index(env), dtype=torch.int64)
         if not self.conditional:
             return None
-        probs = self.label_probs.double()
-        counts = torch.floor(probs * n).long()
-        remainder = probs * n - counts
-        counts[torch.argsort(remainder, descending=True)[: n - int(counts.sum())]] += 1
-        labels = torch.repeat_interleave(torch.arange(len(probs)), counts)
+        counts = torch.from_numpy(proportional_counts(self.label_probs.double().numpy(), n))
+        labels = torch.repeat_interleave(torch.arange(len(counts)), counts)
         return labels[torch.randperm(n, generator=torch.Generator().manual_seed(seed))]
 
     @torch.no_grad()
@@ -115,6 +112,20 @@ class RunGenerator:
         if is_image_shape(self.frame_shape):
             return frames.round().clamp(0, 255).to(torch.uint8).numpy()
         return frames.numpy()
+
+
+def proportional_counts(share: np.ndarray, n: int) -> np.ndarray:
+    """``n`` split in the proportions ``share`` by largest remainders (exact integer counts).
+
+    Example:
+        >>> proportional_counts(np.array([1.0, 1.0, 1.0]), 10).tolist()
+        [4, 3, 3]
+    """
+    share = np.asarray(share, dtype=np.float64)
+    share = share / share.sum()
+    counts = np.floor(share * n).astype(np.int64)
+    counts[np.argsort(-(share * n - counts), kind="stable")[: n - int(counts.sum())]] += 1
+    return counts
 
 
 def load_generator(run_dir: str | os.PathLike[str], ema: bool = True) -> RunGenerator:
