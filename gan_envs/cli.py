@@ -154,7 +154,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         width=args.width, d_width=args.d_width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
-        diversity=args.diversity,
+        diversity=args.diversity, pack=args.pack, r1=args.r1,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -430,6 +430,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diversity", type=float, metavar="W",
                    help="weight of the diversity term that pushes same-label latent pairs "
                         "apart up to the real frames' spread (0: off; default: the recipe's)")
+    p.add_argument("--pack", type=_positive_int, metavar="M",
+                   help="PacGAN: D judges packs of M frames of one game stacked along the "
+                        "channels (1: off; default: the recipe's)")
+    p.add_argument("--r1", type=float, metavar="GAMMA",
+                   help="weight of the R1 gradient penalty on real frames, applied every 16 "
+                        "D steps (0: off; default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

@@ -42,7 +42,7 @@ from torch import nn
 from gan_envs.images import make_grid, save_png, write_video
 
 from .data import FrameSource, env_labels, is_image_shape
-from .models import build_models, check_arch
+from .models import build_models, check_arch, pack_frames
 
 __all__ = [
     "RECIPES",
@@ -61,17 +61,18 @@ _CHECKPOINT_VERSION = 2  # 2: conditional runs (label_probs); version 1 files st
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
-                       conditional=False, mbstd_group=0, diversity=0.0)
+                       conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
-                     conditional=False, mbstd_group=0, diversity=0.0)
+                     conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
-             conditional=True, mbstd_group=4, diversity=1.0)
+             conditional=True, mbstd_group=4, diversity=1.0, pack=1, r1=0.0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
 }
+R1_EVERY = 16  # lazy R1 (StyleGAN2): the penalty, scaled by this, on every R1_EVERY-th D step
 # Fields that may change between a run and its resumption; every other one must match.
 _RESUMABLE_CHANGES = {"iterations", "sample_every", "checkpoint_every", "log_every", "video_fps"}
 
@@ -151,6 +152,15 @@ class GanConfig:
     latents come in pairs with the same label, and a pair whose two frames differ less than
     two random real frames of that label do (mean absolute difference, measured on the data at
     the start) is penalised by ``1 - difference / real difference``. 0 turns it off"""
+    pack: int | None = None
+    """frames per discriminator input (PacGAN, Lin et al. 2018): D judges packs of this many
+    frames stacked along the channels, so a generator that draws the same frame twice is told
+    apart from two real frames. A conditional run sorts each real batch by game and gives the
+    fakes the same labels, so a pack holds one game (but at a game boundary); the diversity
+    term then pairs the first two frames of each pack. 1: one frame per input"""
+    r1: float | None = None
+    """weight gamma of the R1 penalty (Mescheder et al. 2018), ``gamma / 2 * |grad_x D(x)|^2``
+    on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -191,6 +201,11 @@ class GanConfig:
             raise ValueError(f"diversity must be a finite weight >= 0, got {self.diversity}")
         if self.diversity and self.batch_size < 2:
             raise ValueError("diversity needs batch_size >= 2 (its latents come in pairs)")
+        if self.pack < 1 or self.batch_size % self.pack:
+            raise ValueError(f"pack must be >= 1 and divide batch_size ({self.batch_size}), "
+                             f"got {self.pack}")
+        if not (self.r1 >= 0.0 and math.isfinite(self.r1)):
+            raise ValueError(f"r1 must be a finite weight >= 0, got {self.r1}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -306,14 +321,28 @@ def _real_pair_distances(frames: np.ndarray, labels: np.ndarray | None, num_clas
     return torch.stack([spread(g) if len(g) >= 2 else pooled for g in groups]).clamp_min(1e-6)
 
 
-def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Mean over pairs (``fake[i]``, ``fake[i + half]``) of ``relu(1 - distance / scale[i])``.
+def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor,
+                       labels: torch.Tensor | None = None, pack: int = 1) -> torch.Tensor:
+    """Mean over pairs of same-label frames of ``relu(1 - distance / scale[label])``.
 
-    0 once every pair differs as much as real frames do; 1 for a generator that ignores z.
+    The pairs are (``fake[i]``, ``fake[i + half]``), or with ``pack >= 2`` the first two frames
+    of each pack (a pack straddling two labels is skipped). ``scale`` holds one value per label
+    (a single value when ``labels`` is None). 0 once every pair differs as much as real frames
+    do; 1 for a generator that ignores z.
     """
-    half = len(fake) // 2
-    distance = (fake[:half] - fake[half:2 * half]).abs().flatten(1).mean(1)
-    return torch.relu(1.0 - distance / scale).mean()
+    if pack > 1:
+        first, second = fake[0::pack], fake[1::pack]
+        keep = None if labels is None else labels[0::pack] == labels[1::pack]
+        pair_labels = None if labels is None else labels[0::pack]
+    else:
+        half = len(fake) // 2
+        first, second, keep = fake[:half], fake[half:2 * half], None
+        pair_labels = None if labels is None else labels[:half]
+    distance = (first - second).abs().flatten(1).mean(1)
+    per_pair = torch.relu(1.0 - distance / (scale if pair_labels is None else scale[pair_labels]))
+    if keep is None:
+        return per_pair.mean()
+    return per_pair[keep].mean() if bool(keep.any()) else per_pair.sum() * 0.0
 
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -381,7 +410,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
     # runs saved before these fields existed were unconditional float32 runs without mbstd
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
-                             "diversity": 0.0, **saved,
+                             "diversity": 0.0, "pack": 1, "r1": 0.0, **saved,
                              "betas": tuple(saved["betas"])})
     asked = dataclasses.asdict(config)
     defaults = dataclasses.asdict(GanConfig())
@@ -492,7 +521,8 @@ def train_gan(
         torch.manual_seed(cfg.seed)
         generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
-                                                num_classes, cfg.mbstd_group, cfg.d_width)
+                                                num_classes, cfg.mbstd_group, cfg.d_width,
+                                                cfg.pack)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)
@@ -609,6 +639,11 @@ def train_gan(
     log_path.write_text("".join(line + "\n" for line in kept))
     tensorboard = _open_tensorboard(run_dir, start)
 
+    def judge(x: torch.Tensor, x_labels: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """D's logits for frames ``x`` (augmented, then packed; a pack has its first label)."""
+        packed = pack_frames(diff_augment(x, policy, noise), cfg.pack)
+        return discriminator(packed, *(y[::cfg.pack] for y in x_labels))
+
     # ---- the loop
     names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ())
     window: dict[str, list[float]] = {k: [] for k in names}
@@ -623,9 +658,14 @@ def train_gan(
                     frames, y_real = draw_labelled(cfg.batch_size, data_rng)
                     real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real))
                     z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
-                    y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
-                                               generator=noise)
-                    if cfg.diversity:  # pairs (i, i + half) share a label
+                    if cfg.pack > 1:  # packs of one game: reals sorted by game, fakes alike
+                        order = torch.argsort(y_real, stable=True)
+                        real, y_real = real[order], y_real[order]
+                        y_fake = y_real.clone()
+                    else:
+                        y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
+                                                   generator=noise)
+                    if cfg.diversity and cfg.pack == 1:  # pairs (i, i + half) share a label
                         half = cfg.batch_size // 2
                         y_fake[half:2 * half] = y_fake[:half]
                     labels: tuple[torch.Tensor, ...] = (y_fake,)
@@ -640,12 +680,18 @@ def train_gan(
                 # discriminator step: real -> 1, fake -> 0 (G's graph kept for its own step)
                 discriminator.requires_grad_(True)
                 opt_d.zero_grad(set_to_none=True)
+                r1_now = cfg.r1 > 0 and iteration % R1_EVERY == 0
+                if r1_now:
+                    real = real.detach().requires_grad_(True)
                 with autocast:
-                    logits_real = discriminator(diff_augment(real, policy, noise), *labels_real)
-                    logits_fake = discriminator(diff_augment(fake.detach(), policy, noise),
-                                                *labels)
+                    logits_real = judge(real, labels_real)
+                    logits_fake = judge(fake.detach(), labels)
                 logits_real, logits_fake = logits_real.float(), logits_fake.float()
                 loss_d = _loss_d(cfg.loss, logits_real, logits_fake)
+                if r1_now:
+                    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
+                    r1_penalty = grad.float().square().flatten(1).sum(1).mean()
+                    loss_d = loss_d + cfg.r1 / 2 * R1_EVERY * r1_penalty
                 loss_d.backward()
                 opt_d.step()
 
@@ -653,12 +699,11 @@ def train_gan(
                 discriminator.requires_grad_(False)
                 opt_g.zero_grad(set_to_none=True)
                 with autocast:
-                    logits_g = discriminator(diff_augment(fake, policy, noise), *labels)
+                    logits_g = judge(fake, labels)
                 loss_g = _loss_g(cfg.loss, logits_g.float())
                 if cfg.diversity:
-                    scale = pair_scale[y_fake[:cfg.batch_size // 2]] if num_classes \
-                        else pair_scale
-                    penalty = _diversity_penalty(fake.float(), scale)
+                    penalty = _diversity_penalty(fake.float(), pair_scale,
+                                                 labels[0] if num_classes else None, cfg.pack)
                     (loss_g + cfg.diversity * penalty).backward()
                 else:
                     loss_g.backward()

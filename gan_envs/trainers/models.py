@@ -47,6 +47,7 @@ __all__ = [
     "DCGAN_SIZES",
     "check_arch",
     "build_models",
+    "pack_frames",
     "build_generator",
     "DCGANGenerator",
     "DCGANDiscriminator",
@@ -249,7 +250,8 @@ class DCGANDiscriminator(nn.Module):
 
     The first convolution has no BatchNorm (as in the tutorial); ``relu_slope`` 0 gives the
     tutorial's ReLU, > 0 a LeakyReLU. With ``num_classes >= 2`` it also takes ``labels`` and
-    adds the projection term.
+    adds the projection term. With ``pack >= 2`` it takes packs of frames
+    ``(N, pack * C, S, S)`` (:func:`pack_frames`) and their labels ``(N,)``.
     """
 
     def __init__(
@@ -260,13 +262,14 @@ class DCGANDiscriminator(nn.Module):
         width: int = 512,
         num_classes: int = 0,
         mbstd_group: int = 0,
+        pack: int = 1,
     ) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         widths = _dcgan_widths(size, width)[::-1]
         layers: list[nn.Module] = [
-            _sn(nn.Conv2d(channels, widths[0], 4, 2, 1), spectral_norm),
+            _sn(nn.Conv2d(channels * pack, widths[0], 4, 2, 1), spectral_norm),
             _d_act(relu_slope),
         ]
         for w_in, w_out in pairwise(widths):
@@ -317,10 +320,11 @@ class MLPDiscriminator(nn.Module):
         width: int = 512,
         num_classes: int = 0,
         mbstd_group: int = 0,
+        pack: int = 1,
     ) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
-        widths = [math.prod(int(s) for s in frame_shape), width * 2, width, width // 2]
+        widths = [math.prod(int(s) for s in frame_shape) * pack, width * 2, width, width // 2]
         layers: list[nn.Module] = [nn.Flatten()]
         for w_in, w_out in pairwise(widths):
             layers += [_sn(nn.Linear(w_in, w_out), spectral_norm), _d_act(relu_slope)]
@@ -342,6 +346,7 @@ def build_models(
     num_classes: int = 0,
     mbstd_group: int = 0,
     d_width: int | None = None,
+    pack: int = 1,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -350,7 +355,9 @@ def build_models(
     (512 in the tutorials; the other stages scale with it). ``num_classes >= 2`` builds the
     class-conditional pair (label embedding in G, projection term in D); 0 the plain one.
     ``mbstd_group >= 2`` adds D's minibatch-std feature over groups of that size (0: none).
-    ``d_width`` gives D a width of its own (None: ``width``).
+    ``d_width`` gives D a width of its own (None: ``width``). ``pack >= 2`` builds a PacGAN
+    discriminator: it takes ``pack`` frames stacked along the first (channel) axis, one logit
+    per pack (see :func:`pack_frames`).
 
     Example:
         >>> import torch
@@ -363,15 +370,36 @@ def build_models(
         raise ValueError(f"num_classes must be 0 (unconditional) or >= 2, got {num_classes}")
     if mbstd_group == 1 or mbstd_group < 0:
         raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
+    if pack < 1:
+        raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes)
     d_width = width if d_width is None else d_width
     if arch == "dcgan":
         slope = 0.0 if relu_slope is None else relu_slope
         return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, d_width,
-                                              num_classes, mbstd_group)
+                                              num_classes, mbstd_group, pack)
     slope = 0.2 if relu_slope is None else relu_slope
     return generator, MLPDiscriminator(frame_shape, spectral_norm, slope, d_width, num_classes,
-                                       mbstd_group)
+                                       mbstd_group, pack)
+
+
+def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
+    """Stack each run of ``pack`` consecutive frames along the channel axis (PacGAN's input).
+
+    ``(N, C, ...)`` -> ``(N // pack, pack * C, ...)``: frames ``k*pack .. k*pack + pack - 1``
+    become pack ``k``. ``N`` must be a multiple of ``pack``.
+
+    Example:
+        >>> x = torch.arange(4.0).reshape(4, 1, 1, 1)
+        >>> pack_frames(x, 2).reshape(2, 2).tolist()
+        [[0.0, 1.0], [2.0, 3.0]]
+    """
+    if pack == 1:
+        return x
+    n = x.shape[0]
+    if n % pack:
+        raise ValueError(f"{n} frames do not split into packs of {pack}")
+    return x.reshape(n // pack, pack * x.shape[1], *x.shape[2:])
 
 
 def build_generator(

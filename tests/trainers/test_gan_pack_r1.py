@@ -1,0 +1,111 @@
+"""PacGAN packing (``pack``) and the lazy R1 penalty (``r1``): shapes, pairs, updates, resume."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gan_envs.trainers.gan import (
+    R1_EVERY,
+    GanConfig,
+    _diversity_penalty,
+    load_checkpoint,
+    train_gan,
+)
+from gan_envs.trainers.models import build_models, pack_frames
+from gan_envs.trainers.sampling import load_generator
+
+
+@settings(max_examples=30, deadline=None)
+@given(packs=st.integers(1, 5), pack=st.integers(1, 4), channels=st.integers(1, 3),
+       side=st.integers(1, 4))
+def test_pack_frames_stacks_consecutive_frames(packs, pack, channels, side):
+    x = torch.randn(packs * pack, channels, side, side)
+    packed = pack_frames(x, pack)
+    assert packed.shape == (packs, pack * channels, side, side)
+    for k in range(packs):  # pack k holds frames k*pack ... in order, channels first to last
+        assert torch.equal(packed[k], torch.cat(list(x[k * pack:(k + 1) * pack]), dim=0))
+
+
+def test_pack_frames_refuses_a_partial_pack():
+    with pytest.raises(ValueError, match="5 frames do not split into packs of 2"):
+        pack_frames(torch.zeros(5, 3, 4, 4), 2)
+
+
+@pytest.mark.parametrize("arch, shape", [("dcgan", (3, 32, 32)), ("mlp", (4,))])
+@pytest.mark.parametrize("num_classes", [0, 2])
+def test_packed_discriminator_gives_one_logit_per_pack(arch, shape, num_classes):
+    g, d = build_models(arch, shape, latent_dim=8, width=16, num_classes=num_classes,
+                        mbstd_group=2, pack=2)
+    g_plain, _ = build_models(arch, shape, latent_dim=8, width=16, num_classes=num_classes)
+    assert [p.shape for p in g.parameters()] == [p.shape for p in g_plain.parameters()]
+    labels = (torch.tensor([0, 0, 1, 1]),) if num_classes else ()
+    frames = g(torch.randn(4, 8), *labels)
+    assert d(pack_frames(frames, 2), *(y[::2] for y in labels)).shape == (2,)
+    with pytest.raises(RuntimeError):  # unpacked frames have too few channels / features
+        d(frames, *labels)
+
+
+def test_diversity_pairs_are_pack_mates_of_one_label():
+    a, b = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    scale = torch.tensor([1.0, 2.0])
+    # packs of 2: (a, a) label 0 -> penalty 1; (a, b) label 1 -> distance 1 / scale 2 -> 0.5
+    fake = torch.cat([a, a, a, b])
+    same = _diversity_penalty(fake, scale, torch.tensor([0, 0, 1, 1]), pack=2)
+    assert same.item() == pytest.approx(0.75)
+    # a pack straddling two labels is left out of the mean
+    mixed = _diversity_penalty(fake, scale, torch.tensor([0, 0, 0, 1]), pack=2)
+    assert mixed.item() == pytest.approx(1.0)
+    assert _diversity_penalty(fake[:2], scale, torch.tensor([0, 1]), pack=2).item() == 0.0
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+def test_packed_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny, conditional):
+    config = dict(pack=2, conditional=conditional, **tiny)
+    train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "straight")
+    train_gan(GanConfig(iterations=2, **config), atari32, tmp_path / "split")
+    train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "split", resume=True)
+    straight, split = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
+    assert straight["config"]["pack"] == 2
+    for net in ("generator", "discriminator"):
+        for k, v in straight[net].items():
+            assert torch.equal(v, split[net][k]), f"{net}.{k}"
+    first_conv = straight["discriminator"]["net.0.parametrizations.weight.original"]
+    assert first_conv.shape[1] == 2 * 3  # two RGB frames per input
+    images = load_generator(tmp_path / "split").generate(torch.zeros(3, tiny["latent_dim"]))
+    assert images.shape == (3, 3, 32, 32)
+
+
+def _discriminator_after(tmp_path, name, atari32, tiny, iterations, r1):
+    train_gan(GanConfig(iterations=iterations, r1=r1, **tiny), atari32, tmp_path / name)
+    return load_checkpoint(tmp_path / name)["discriminator"]
+
+
+def test_r1_acts_on_every_sixteenth_discriminator_step(tmp_path, atari32, tiny):
+    before = [_discriminator_after(tmp_path, f"b{r1}", atari32, tiny, R1_EVERY - 1, r1)
+              for r1 in (0.0, 10.0)]
+    at = [_discriminator_after(tmp_path, f"a{r1}", atari32, tiny, R1_EVERY, r1)
+          for r1 in (0.0, 10.0)]
+    assert all(torch.equal(v, before[1][k]) for k, v in before[0].items())
+    assert any(not torch.equal(v, at[1][k]) for k, v in at[0].items())
+    assert load_checkpoint(tmp_path / "a10.0")["config"]["r1"] == 10.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(pack=3), "pack must be >= 1 and divide batch_size"),
+    (dict(pack=0), "pack must be >= 1"),
+    (dict(r1=-1.0), "r1 must be a finite weight"),
+    (dict(r1=float("nan")), "r1 must be a finite weight"),
+])
+def test_bad_pack_and_r1_are_one_line(tiny, bad, message):
+    with pytest.raises(ValueError, match=message) as excinfo:
+        GanConfig(**{**tiny, **bad}).resolved((3, 32, 32))
+    assert "\n" not in str(excinfo.value)
+
+
+def test_recipes_leave_pack_and_r1_off():
+    for recipe in ("fast", "tutorial"):
+        cfg = GanConfig(recipe=recipe).resolved((3, 64, 64))
+        assert (cfg.pack, cfg.r1) == (1, 0.0)
