@@ -345,6 +345,16 @@ def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor,
     return per_pair[keep].mean() if bool(keep.any()) else per_pair.sum() * 0.0
 
 
+def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
+    """``|grad_x D(x)|^2`` per D input (a pack of ``pack`` frames), averaged over the inputs.
+
+    Example:
+        >>> _r1_penalty(torch.ones(4, 1, 1, 1), pack=2).item()  # two packs of two ones
+        2.0
+    """
+    return pack_frames(grad.float(), pack).square().flatten(1).sum(1).mean()
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
         p_ema.lerp_(p, 1.0 - decay)
@@ -642,10 +652,13 @@ def train_gan(
     def judge(x: torch.Tensor, x_labels: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """D's logits for frames ``x`` (augmented, then packed; a pack has its first label)."""
         packed = pack_frames(diff_augment(x, policy, noise), cfg.pack)
+        if memory_format is not None and cfg.pack > 1:  # packing copies to NCHW
+            packed = packed.contiguous(memory_format=memory_format)
         return discriminator(packed, *(y[::cfg.pack] for y in x_labels))
 
     # ---- the loop
-    names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ())
+    names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ()) \
+        + (("r1",) if cfg.r1 else ())
     window: dict[str, list[float]] = {k: [] for k in names}
     last_means: dict[str, float] = {}
     done, last_grid, in_step = start, None, False
@@ -656,10 +669,12 @@ def train_gan(
                 in_step = True  # until G, D and EMA have all been updated
                 if num_classes:  # real labels from the data, fake ones in the data's proportions
                     frames, y_real = draw_labelled(cfg.batch_size, data_rng)
-                    real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real))
+                    real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real)).long()
                     z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
-                    if cfg.pack > 1:  # packs of one game: reals sorted by game, fakes alike
-                        order = torch.argsort(y_real, stable=True)
+                    if cfg.pack > 1:  # packs of one game, in random order within the game (a
+                        # live-env batch holds successive steps), fakes with the same labels
+                        shuffle = torch.from_numpy(data_rng.permutation(cfg.batch_size))
+                        order = shuffle[torch.argsort(y_real[shuffle], stable=True)]
                         real, y_real = real[order], y_real[order]
                         y_fake = y_real.clone()
                     else:
@@ -672,6 +687,8 @@ def train_gan(
                     labels_real: tuple[torch.Tensor, ...] = (y_real,)
                 else:
                     real = to_input(source.sample_frames(cfg.batch_size, data_rng))
+                    if cfg.pack > 1:  # a live-env batch holds successive steps: mix them
+                        real = real[torch.from_numpy(data_rng.permutation(cfg.batch_size))]
                     z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
                     labels = labels_real = ()
                 with autocast:
@@ -690,9 +707,10 @@ def train_gan(
                 loss_d = _loss_d(cfg.loss, logits_real, logits_fake)
                 if r1_now:
                     (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
-                    r1_penalty = grad.float().square().flatten(1).sum(1).mean()
-                    loss_d = loss_d + cfg.r1 / 2 * R1_EVERY * r1_penalty
-                loss_d.backward()
+                    r1_penalty = _r1_penalty(grad, cfg.pack)
+                    (loss_d + cfg.r1 / 2 * R1_EVERY * r1_penalty).backward()
+                else:
+                    loss_d.backward()
                 opt_d.step()
 
                 # generator step: make the updated D call the same fakes real
@@ -719,11 +737,14 @@ def train_gan(
                            "d_fake": torch.sigmoid(logits_fake).mean().item()}
                 if cfg.diversity:
                     metrics["diversity"] = penalty.item()
+                if r1_now:  # |grad_x D(x)|^2 on R1 steps (loss_d is the adversarial part)
+                    metrics["r1"] = r1_penalty.item()
                 for k in names:
-                    window[k].append(metrics[k])
+                    if k in metrics:
+                        window[k].append(metrics[k])
                 last = iteration == cfg.iterations
                 if iteration % cfg.log_every == 0 or last:
-                    last_means = {k: float(np.mean(v)) for k, v in window.items()}
+                    last_means = {k: float(np.mean(v)) for k, v in window.items() if v}
                     window = {k: [] for k in names}
                     log.write(json.dumps({"iteration": iteration, **last_means,
                                           "seconds": round(time.perf_counter() - t0, 3)}) + "\n")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gan_envs.trainers import gan as gan_module
+from gan_envs.trainers.data import ArrayFrameSource
 from gan_envs.trainers.gan import (
     R1_EVERY,
     GanConfig,
     _diversity_penalty,
+    _r1_penalty,
     load_checkpoint,
     train_gan,
 )
@@ -78,6 +84,47 @@ def test_packed_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny, 
     assert images.shape == (3, 3, 32, 32)
 
 
+class _Recording(torch.nn.Module):
+    """A discriminator that keeps what it was given (its packs and their labels)."""
+
+    def __init__(self, inner: torch.nn.Module, calls: list) -> None:
+        super().__init__()
+        self.inner, self.calls = inner, calls
+
+    def forward(self, x, labels=None):
+        self.calls.append((x.detach().clone(), None if labels is None else labels.clone()))
+        return self.inner(x, labels)
+
+
+def test_every_pack_holds_one_game_with_its_label(tmp_path, tiny, monkeypatch):
+    # frames whose every pixel is 40 * (game + 1): a pack's frames tell their game
+    env = np.repeat(np.arange(3), 20)
+    frames = np.broadcast_to((40 * (env + 1)).astype(np.uint8)[:, None, None, None],
+                             (60, 3, 32, 32)).copy()
+    calls: list = []
+    build = gan_module.build_models
+    monkeypatch.setattr(gan_module, "build_models",
+                        lambda *a, **k: (lambda g, d: (g, _Recording(d, calls)))(*build(*a, **k)))
+    train_gan(GanConfig(iterations=3, pack=2, diversity=0.0, **{**tiny, "batch_size": 12}),
+              ArrayFrameSource(frames, env, ["a", "b", "c"]), tmp_path)
+    assert len(calls) == 9  # per iteration: real, fake (D step), fake (G step)
+    for step in range(3):
+        (real, y_real), (fake, y_fake), (_, y_g) = calls[3 * step:3 * step + 3]
+        assert real.shape == (6, 6, 32, 32) and fake.shape == (6, 6, 32, 32)
+        games = ((real[:, ::3, 0, 0] + 1) * 127.5 / 40).round().long() - 1  # (packs, 2 frames)
+        assert torch.equal(y_fake, y_real) and torch.equal(y_g, y_real)
+        assert torch.equal(games[:, 0], y_real)  # a pack's label is its first frame's game
+        assert (games[:, 1] == y_real).sum() >= 6 - 2  # at most 2 packs straddle 3 games
+        assert torch.equal(y_real, y_real.sort().values)
+
+
+def test_r1_is_per_pack():
+    grad = torch.ones(4, 3, 2, 2)
+    assert _r1_penalty(grad, 1).item() == 12.0
+    assert _r1_penalty(grad, 2).item() == 24.0  # a pack's gradient has twice the entries
+    assert _r1_penalty(grad, 4).item() == 48.0
+
+
 def _discriminator_after(tmp_path, name, atari32, tiny, iterations, r1):
     train_gan(GanConfig(iterations=iterations, r1=r1, **tiny), atari32, tmp_path / name)
     return load_checkpoint(tmp_path / name)["discriminator"]
@@ -91,6 +138,9 @@ def test_r1_acts_on_every_sixteenth_discriminator_step(tmp_path, atari32, tiny):
     assert all(torch.equal(v, before[1][k]) for k, v in before[0].items())
     assert any(not torch.equal(v, at[1][k]) for k, v in at[0].items())
     assert load_checkpoint(tmp_path / "a10.0")["config"]["r1"] == 10.0
+    logged = [json.loads(line) for line in (tmp_path / "a10.0" / "log.jsonl").open()]
+    assert [row["iteration"] for row in logged if "r1" in row] == [R1_EVERY]
+    assert logged[-1]["r1"] > 0.0
 
 
 @pytest.mark.parametrize("bad, message", [
