@@ -14,9 +14,9 @@
 
 Two recipes fill in the hyperparameters left as None: ``tutorial`` (the book's Atari GAN: BCE,
 Adam 1e-4, betas (0.5, 0.999), batch 16) and ``fast`` (hinge loss, spectral norm, generator EMA,
-DiffAugment, TTUR, a minibatch-std feature in D, and class-conditional G and D on the env label
-when the source labels two or more envs). The same seed gives the same run, also across
-``resume=True``.
+DiffAugment, TTUR, a minibatch-std feature in D, PacGAN packs of two frames in D, and
+class-conditional G and D on the env label when the source labels two or more envs). The same
+seed gives the same run, also across ``resume=True``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
-             conditional=True, mbstd_group=4, diversity=1.0, pack=1, r1=0.0)
+             conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=0.0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -157,7 +157,8 @@ class GanConfig:
     frames stacked along the channels, so a generator that draws the same frame twice is told
     apart from two real frames. A conditional run sorts each real batch by game and gives the
     fakes the same labels, so a pack holds one game (but at a game boundary); the diversity
-    term then pairs the first two frames of each pack. 1: one frame per input"""
+    term then pairs the first two frames of each pack. 1: one frame per input (the tutorial
+    recipe); the fast recipe packs 2"""
     r1: float | None = None
     """weight gamma of the R1 penalty (Mescheder et al. 2018), ``gamma / 2 * |grad_x D(x)|^2``
     on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off"""
@@ -203,7 +204,8 @@ class GanConfig:
             raise ValueError("diversity needs batch_size >= 2 (its latents come in pairs)")
         if self.pack < 1 or self.batch_size % self.pack:
             raise ValueError(f"pack must be >= 1 and divide batch_size ({self.batch_size}), "
-                             f"got {self.pack}")
+                             f"got {self.pack}: pass a batch size that is a multiple of it, "
+                             "or pack=1 (--pack 1) to judge single frames")
         if not (self.r1 >= 0.0 and math.isfinite(self.r1)):
             raise ValueError(f"r1 must be a finite weight >= 0, got {self.r1}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:

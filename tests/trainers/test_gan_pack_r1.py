@@ -155,7 +155,11 @@ def test_bad_pack_and_r1_are_one_line(tiny, bad, message):
     assert "\n" not in str(excinfo.value)
 
 
-def test_recipes_leave_pack_and_r1_off():
+def test_fast_recipe_packs_two_frames_and_the_tutorial_none():
+    assert GanConfig().resolved((3, 64, 64)).pack == 2
+    assert GanConfig(arch="mlp").resolved((4,)).pack == 2
+    assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).pack == 1
     for recipe in ("fast", "tutorial"):
-        cfg = GanConfig(recipe=recipe).resolved((3, 64, 64))
-        assert (cfg.pack, cfg.r1) == (1, 0.0)
+        assert GanConfig(recipe=recipe).resolved((3, 64, 64)).r1 == 0.0
+    with pytest.raises(ValueError, match="or pack=1"):  # the recipe's pack and an odd batch
+        GanConfig(batch_size=15).resolved((3, 64, 64))
