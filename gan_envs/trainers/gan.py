@@ -669,7 +669,8 @@ def train_gan(
         with _SigintToFlag() as sigint, log_path.open("a") as log:
             for iteration in range(start + 1, cfg.iterations + 1):
                 in_step = True  # until G, D and EMA have all been updated
-                if num_classes:  # real labels from the data, fake ones in the data's proportions
+                if num_classes:  # real labels from the data; fake ones in the data's proportions
+                    # (with packs: the real batch's own labels, so both sides pack alike)
                     frames, y_real = draw_labelled(cfg.batch_size, data_rng)
                     real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real)).long()
                     z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
