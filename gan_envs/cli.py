@@ -154,7 +154,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         width=args.width, d_width=args.d_width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
-        diversity=args.diversity, pack=args.pack, r1=args.r1,
+        diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -436,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1", type=float, metavar="GAMMA",
                    help="weight of the R1 gradient penalty on real frames, applied every 16 "
                         "D steps (0: off; default: the recipe's)")
+    p.add_argument("--template", action=argparse.BooleanOptionalAction, default=None,
+                   help="G adds a learned per-game image, started at the game's median frame, "
+                        "before its tanh (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

@@ -98,6 +98,16 @@ def test_conditional_options_and_sample_one_env(dataset: Path, tmp_path: Path, c
     assert "unconditional" in capsys.readouterr().err
 
 
+def test_template_option_trains_and_samples(dataset: Path, tmp_path: Path):
+    run = tmp_path / "template"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
+                 "--template", *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["template"] is True
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(run), "--out", str(out), "--n", "4", "--env", "Pong"]) == 0
+    assert cv2.imread(str(out)) is not None
+
+
 def test_bad_inputs_are_one_line(dataset: Path, tmp_path: Path, capsys):
     cartpole = tmp_path / "cartpole.h5"
     collect(CollectConfig(["CartPole-v1"], cartpole, steps=50, num_envs=1))

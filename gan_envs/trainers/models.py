@@ -13,6 +13,14 @@ Discriminators return one logit per sample (shape ``(N,)``); the loss applies th
 is the tutorial's ``Sigmoid`` + ``BCELoss`` computed stably. ``spectral_norm=True`` wraps every
 discriminator layer in spectral normalisation and drops its BatchNorm, as SNGAN does.
 
+Output template (``template=True``): the generator adds a learned image per label (one for an
+unconditional generator) to its last layer's output before the tanh, so its convolutions draw
+only what differs from that image. The trainer initialises it from each game's per-pixel
+median frame (:func:`init_template`): the static background of a random-agent Atari dataset is
+then exact from the first step, where the plain generator has to learn every background pixel
+to within the 1/255 that the offline evaluation can see. ``template=False`` builds the networks
+exactly as before (old checkpoints load).
+
 Class-conditional variants (``num_classes >= 2``, the dataset's env label): the generator gets a
 learned label embedding of ``LABEL_EMBED_DIM`` numbers concatenated to its latent vector, the
 discriminator a projection term (Miyato & Koyama, 2018): ``D(x, y) = head(h) + <embed(y),
@@ -49,6 +57,7 @@ __all__ = [
     "build_models",
     "pack_frames",
     "build_generator",
+    "init_template",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "MLPGenerator",
@@ -117,6 +126,54 @@ def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | 
         raise ValueError(f"this generator is conditional on {module.num_classes} classes: "
                          "pass labels (one class index per latent)")
     return torch.cat([z, module.embed(labels.reshape(-1).long()).to(z.dtype)], dim=1)
+
+
+TEMPLATE_CLAMP = 0.999
+"""|x| limit of a template initialised from frames: tanh's inverse stays finite (pixel 0.06)"""
+
+
+def _add_template(module: nn.Module, template: bool, shape: tuple[int, ...]) -> None:
+    """Give a generator its per-label output template (or ``template = None``)."""
+    if not template:
+        module.register_parameter("template", None)
+        return
+    module.template = nn.Parameter(torch.zeros(max(module.num_classes, 1), *shape))
+
+
+def _generator_output(module: nn.Module, pre: torch.Tensor, labels: torch.Tensor | None
+                      ) -> torch.Tensor:
+    """``tanh(pre)``, with the label's template added to ``pre`` first when there is one."""
+    if module.template is None:
+        return torch.tanh(pre)
+    if module.num_classes:
+        bias = module.template[labels.reshape(-1).long()]
+    else:
+        bias = module.template[:1]
+    return torch.tanh(pre + bias.to(pre.dtype))
+
+
+@torch.no_grad()
+def init_template(generator: nn.Module, frames: torch.Tensor) -> None:
+    """Set a generator's template so that a zero residual draws ``frames``.
+
+    ``frames``: one frame per label (``(num_classes or 1, *frame_shape)``) in the generator's
+    output range [-1, 1], e.g. each game's per-pixel median frame. The template is
+    ``atanh(frames)``, clamped to ±``TEMPLATE_CLAMP`` first; it stays a trainable parameter.
+
+    Example:
+        >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, template=True)
+        >>> init_template(g, torch.full((1, 3, 32, 32), 0.5))
+        >>> round(float(torch.tanh(g.template).mean()), 4)
+        0.5
+    """
+    if generator.template is None:
+        raise ValueError("this generator has no template: build it with template=True")
+    shape = tuple(generator.template.shape)
+    if frames.numel() != math.prod(shape) or frames.shape[0] != shape[0]:
+        raise ValueError(f"the template holds {shape[0]} frame(s) of {math.prod(shape[1:])} "
+                         f"values; got frames of shape {tuple(frames.shape)}")
+    clamped = frames.float().reshape(shape).clamp(-TEMPLATE_CLAMP, TEMPLATE_CLAMP)
+    generator.template.copy_(torch.atanh(clamped))
 
 
 class MinibatchStd(nn.Module):
@@ -219,12 +276,13 @@ class DCGANGenerator(nn.Module):
     """
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, template: bool = False) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         widths = _dcgan_widths(size, width)
         self.num_classes = int(num_classes)
+        _add_template(self, template, (channels, size, size))
         extra = LABEL_EMBED_DIM if self.num_classes else 0
         if self.num_classes:
             self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
@@ -236,13 +294,14 @@ class DCGANGenerator(nn.Module):
         for w_in, w_out in pairwise(widths):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out),
                        nn.ReLU(inplace=True)]
-        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+        layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = _generator_input(self, z, labels)
-        return self.net(x.reshape(x.shape[0], x.shape[1], 1, 1))
+        return _generator_output(self, self.net(x.reshape(x.shape[0], x.shape[1], 1, 1)),
+                                 labels)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -289,11 +348,12 @@ class MLPGenerator(nn.Module):
     """The tutorials' MLP generator: latent -> 256 -> 512 -> 1024 -> prod(frame_shape), tanh."""
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, template: bool = False) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.num_classes = int(num_classes)
+        _add_template(self, template, (math.prod(self.frame_shape),))
         extra = LABEL_EMBED_DIM if self.num_classes else 0
         if self.num_classes:
             self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
@@ -301,12 +361,13 @@ class MLPGenerator(nn.Module):
         layers: list[nn.Module] = []
         for w_in, w_out in pairwise(widths):
             layers += [nn.Linear(w_in, w_out), nn.ReLU(inplace=True)]
-        layers += [nn.Linear(widths[-1], math.prod(self.frame_shape)), nn.Tanh()]
+        layers.append(nn.Linear(widths[-1], math.prod(self.frame_shape)))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.net(_generator_input(self, z, labels)).reshape(-1, *self.frame_shape)
+        out = _generator_output(self, self.net(_generator_input(self, z, labels)), labels)
+        return out.reshape(-1, *self.frame_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -347,6 +408,7 @@ def build_models(
     mbstd_group: int = 0,
     d_width: int | None = None,
     pack: int = 1,
+    template: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -357,7 +419,8 @@ def build_models(
     ``mbstd_group >= 2`` adds D's minibatch-std feature over groups of that size (0: none).
     ``d_width`` gives D a width of its own (None: ``width``). ``pack >= 2`` builds a PacGAN
     discriminator: it takes ``pack`` frames stacked along the first (channel) axis, one logit
-    per pack (see :func:`pack_frames`).
+    per pack (see :func:`pack_frames`). ``template=True`` gives the generator a learned output
+    template per label (see :func:`init_template`).
 
     Example:
         >>> import torch
@@ -372,7 +435,7 @@ def build_models(
         raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
-    generator = build_generator(arch, frame_shape, latent_dim, width, num_classes)
+    generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template)
     d_width = width if d_width is None else d_width
     if arch == "dcgan":
         slope = 0.0 if relu_slope is None else relu_slope
@@ -404,10 +467,10 @@ def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-    num_classes: int = 0,
+    num_classes: int = 0, template: bool = False,
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
     if arch == "dcgan":
-        return DCGANGenerator(frame_shape, latent_dim, width, num_classes)
-    return MLPGenerator(frame_shape, latent_dim, width, num_classes)
+        return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template)
+    return MLPGenerator(frame_shape, latent_dim, width, num_classes, template)
