@@ -436,9 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1", type=float, metavar="GAMMA",
                    help="weight of the R1 gradient penalty on real frames, applied every 16 "
                         "D steps (0: off; default: the recipe's)")
-    p.add_argument("--template", action=argparse.BooleanOptionalAction, default=None,
-                   help="G adds a learned per-game image, started at the game's median frame, "
-                        "before its tanh (default: the recipe's)")
+    p.add_argument("--template", type=int, metavar="K",
+                   help="K learned output templates per game (started at the medians of K "
+                        "clusters of its screens) that G draws its differences from (0: off; "
+                        "default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

@@ -101,8 +101,8 @@ def test_conditional_options_and_sample_one_env(dataset: Path, tmp_path: Path, c
 def test_template_option_trains_and_samples(dataset: Path, tmp_path: Path):
     run = tmp_path / "template"
     assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
-                 "--template", *TINY]) == 0
-    assert json.loads((run / "config.json").read_text())["template"] is True
+                 "--template", "2", *TINY]) == 0
+    assert json.loads((run / "config.json").read_text())["template"] == 2
     out = tmp_path / "grid.png"
     assert main(["sample", str(run), "--out", str(out), "--n", "4", "--env", "Pong"]) == 0
     assert cv2.imread(str(out)) is not None

@@ -42,7 +42,7 @@ from torch import nn
 from gan_envs.images import make_grid, save_png, write_video
 
 from .data import FrameSource, env_labels, is_image_shape
-from .models import build_models, check_arch, init_template, pack_frames
+from .models import build_models, check_arch, init_template, pack_frames, template_frames
 
 __all__ = [
     "RECIPES",
@@ -62,15 +62,15 @@ _CHECKPOINT_VERSION = 2  # 2: conditional runs (label_probs); version 1 files st
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                       template=False)
+                       template=0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                     template=False)
+                     template=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=0.0,
-             template=False)
+             template=0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -165,11 +165,13 @@ class GanConfig:
     r1: float | None = None
     """weight gamma of the R1 penalty (Mescheder et al. 2018), ``gamma / 2 * |grad_x D(x)|^2``
     on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off"""
-    template: bool | None = None
-    """give G a learned output template per label, added before its tanh and initialised from
-    each label's per-pixel median frame (of a draw of 4,096 frames), so that G's convolutions
-    draw only what differs from the game's usual screen (its static background is exact from
-    the start). False: G draws every pixel itself (the tutorial)"""
+    template: int | None = None
+    """number of learned output templates per label (0: none): G adds a softmax mix of its
+    label's templates (picked by a linear layer on its input) to its last layer's output before
+    the tanh, so that its convolutions draw only what differs from the game's usual screens.
+    They start as the per-pixel medians of this many k-means clusters of each label's frames
+    (a draw of 4,096), so a static background is exact from the first step. 0: G draws every
+    pixel itself (the tutorial)"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -214,6 +216,9 @@ class GanConfig:
             raise ValueError(f"pack must be >= 1 and divide batch_size ({self.batch_size}), "
                              f"got {self.pack}: pass a batch size that is a multiple of it, "
                              "or pack=1 (--pack 1) to judge single frames")
+        if self.template < 0:
+            raise ValueError(f"template must be 0 (off) or a number of templates per label, "
+                             f"got {self.template}")
         if not (self.r1 >= 0.0 and math.isfinite(self.r1)):
             raise ValueError(f"r1 must be a finite weight >= 0, got {self.r1}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
@@ -430,7 +435,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
     # runs saved before these fields existed were unconditional float32 runs without mbstd
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
-                             "diversity": 0.0, "pack": 1, "r1": 0.0, "template": False,
+                             "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
                              **saved,
                              "betas": tuple(saved["betas"])})
     asked = dataclasses.asdict(config)
@@ -598,7 +603,7 @@ def train_gan(
     elif cfg.diversity:
         pair_scale = saved["pair_scale"]
 
-    if cfg.template and saved is None:  # each label's median frame, from a draw of its own
+    if cfg.template and saved is None:  # each label's typical screens, from a draw of its own
         template_rng = np.random.default_rng(cfg.seed + 4)
         if num_classes:
             drawn, drawn_labels = draw_labelled(4096, template_rng)
@@ -606,13 +611,14 @@ def train_gan(
             missing = sorted(set(range(num_classes)) - set(drawn_labels.tolist()))
             if missing:
                 raise ValueError(f"no frames of {[env_ids[k] for k in missing]} in a draw of "
-                                 "4,096 frames to initialise the template: rebalance the "
-                                 "dataset or pass template=False (--no-template)")
-            medians = torch.stack([drawn[torch.from_numpy(drawn_labels == k)].median(dim=0)
-                                   .values for k in range(num_classes)])
+                                 "4,096 frames to initialise the templates: rebalance the "
+                                 "dataset or pass template=0 (--template 0)")
+            medians = torch.stack([template_frames(drawn[torch.from_numpy(drawn_labels == k)],
+                                                   cfg.template, seed=cfg.seed)
+                                   for k in range(num_classes)])
         else:
             drawn = to_input(np.asarray(source.sample_frames(4096, template_rng)))
-            medians = drawn.median(dim=0, keepdim=True).values
+            medians = template_frames(drawn, cfg.template, seed=cfg.seed)[None]
         del drawn
         init_template(generator, medians)
         if ema is not None:

@@ -13,13 +13,16 @@ Discriminators return one logit per sample (shape ``(N,)``); the loss applies th
 is the tutorial's ``Sigmoid`` + ``BCELoss`` computed stably. ``spectral_norm=True`` wraps every
 discriminator layer in spectral normalisation and drops its BatchNorm, as SNGAN does.
 
-Output template (``template=True``): the generator adds a learned image per label (one for an
-unconditional generator) to its last layer's output before the tanh, so its convolutions draw
-only what differs from that image. The trainer initialises it from each game's per-pixel
-median frame (:func:`init_template`): the static background of a random-agent Atari dataset is
-then exact from the first step, where the plain generator has to learn every background pixel
-to within the 1/255 that the offline evaluation can see. ``template=False`` builds the networks
-exactly as before (old checkpoints load).
+Output templates (``template=K >= 1``): the generator adds a learned image to its last layer's
+output before the tanh, so that its convolutions draw only what differs from that image. Each
+label (the one label of an unconditional generator) has ``K`` templates; with ``K >= 2`` a
+linear layer on the generator's input picks a softmax mix of them per latent. The trainer
+initialises them from each game's screens (:func:`template_frames`: per-pixel medians of K
+clusters), so the static background of a random-agent Atari dataset is exact from the first
+step, where the plain generator has to learn every background pixel to within the 1/255 that
+the offline evaluation can see; AirRaid alternates between two background colours, hence more
+than one template. ``template=0`` builds the networks exactly as before (old checkpoints
+load).
 
 Class-conditional variants (``num_classes >= 2``, the dataset's env label): the generator gets a
 learned label embedding of ``LABEL_EMBED_DIM`` numbers concatenated to its latent vector, the
@@ -58,6 +61,7 @@ __all__ = [
     "pack_frames",
     "build_generator",
     "init_template",
+    "template_frames",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "MLPGenerator",
@@ -130,50 +134,122 @@ def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | 
 
 TEMPLATE_CLAMP = 0.999
 """|x| limit of a template initialised from frames: tanh's inverse stays finite (pixel 0.06)"""
+TEMPLATE_SHARPNESS = 4.0
+"""factor on the template-choice logits: at initialisation most latents lean to one template"""
 
 
-def _add_template(module: nn.Module, template: bool, shape: tuple[int, ...]) -> None:
-    """Give a generator its per-label output template (or ``template = None``)."""
-    if not template:
+def _add_template(module: nn.Module, templates: int, shape: tuple[int, ...], in_dim: int
+                  ) -> None:
+    """Give a generator ``templates`` output templates per label (0: ``template = None``)."""
+    module.templates = int(templates)
+    if module.templates < 0:
+        raise ValueError(f"template must be 0 (off) or a number of templates per label, got "
+                         f"{templates}")
+    if not module.templates:
         module.register_parameter("template", None)
+        module.template_choice = None
         return
-    module.template = nn.Parameter(torch.zeros(max(module.num_classes, 1), *shape))
+    module.template = nn.Parameter(torch.zeros(max(module.num_classes, 1), module.templates,
+                                               *shape))
+    # a latent's mix of its label's templates (softmax); one template needs no choice
+    module.template_choice = nn.Linear(in_dim, module.templates) if templates > 1 else None
 
 
-def _generator_output(module: nn.Module, pre: torch.Tensor, labels: torch.Tensor | None
-                      ) -> torch.Tensor:
-    """``tanh(pre)``, with the label's template added to ``pre`` first when there is one."""
+def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tensor,
+                      labels: torch.Tensor | None) -> torch.Tensor:
+    """``tanh(pre)``, with the latent's template added to ``pre`` first when there are some."""
     if module.template is None:
         return torch.tanh(pre)
+    n = pre.shape[0]
     if module.num_classes:
-        bias = module.template[labels.reshape(-1).long()]
+        own = module.template[labels.reshape(-1).long()]  # (N, K, *shape)
     else:
-        bias = module.template[:1]
-    return torch.tanh(pre + bias.to(pre.dtype))
+        own = module.template.expand(n, *module.template.shape[1:])
+    if module.template_choice is None:
+        bias = own[:, 0]
+    else:
+        weights = torch.softmax(TEMPLATE_SHARPNESS * module.template_choice(g_input).float(), 1)
+        bias = torch.einsum("nk,nk...->n...", weights.to(own.dtype), own)
+    return torch.tanh(pre + bias.reshape(pre.shape).to(pre.dtype))
 
 
 @torch.no_grad()
 def init_template(generator: nn.Module, frames: torch.Tensor) -> None:
-    """Set a generator's template so that a zero residual draws ``frames``.
+    """Set a generator's templates so that a zero residual draws ``frames``.
 
-    ``frames``: one frame per label (``(num_classes or 1, *frame_shape)``) in the generator's
-    output range [-1, 1], e.g. each game's per-pixel median frame. The template is
-    ``atanh(frames)``, clamped to ±``TEMPLATE_CLAMP`` first; it stays a trainable parameter.
+    ``frames``: ``(num_classes or 1, templates, *frame_shape)`` in the generator's output
+    range [-1, 1], e.g. the per-pixel median frames of each game's clusters of screens. The
+    templates are ``atanh(frames)``, clamped to ±``TEMPLATE_CLAMP`` first; they stay
+    trainable parameters.
 
     Example:
-        >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, template=True)
-        >>> init_template(g, torch.full((1, 3, 32, 32), 0.5))
+        >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, template=1)
+        >>> init_template(g, torch.full((1, 1, 3, 32, 32), 0.5))
         >>> round(float(torch.tanh(g.template).mean()), 4)
         0.5
     """
     if generator.template is None:
-        raise ValueError("this generator has no template: build it with template=True")
+        raise ValueError("this generator has no template: build it with template >= 1")
     shape = tuple(generator.template.shape)
-    if frames.numel() != math.prod(shape) or frames.shape[0] != shape[0]:
-        raise ValueError(f"the template holds {shape[0]} frame(s) of {math.prod(shape[1:])} "
-                         f"values; got frames of shape {tuple(frames.shape)}")
+    if frames.numel() != math.prod(shape) or tuple(frames.shape[:2]) != shape[:2]:
+        raise ValueError(f"the templates are {shape[0]} label(s) x {shape[1]} frame(s) of "
+                         f"{math.prod(shape[2:])} values; got frames of shape "
+                         f"{tuple(frames.shape)}")
     clamped = frames.float().reshape(shape).clamp(-TEMPLATE_CLAMP, TEMPLATE_CLAMP)
     generator.template.copy_(torch.atanh(clamped))
+
+
+def template_frames(frames: torch.Tensor, templates: int, steps: int = 10,
+                    min_share: float = 0.05, restarts: int = 4, seed: int = 0) -> torch.Tensor:
+    """``templates`` typical frames of ``frames`` ``(N, ...)``: k-means cluster medians.
+
+    k-means with squared distances: the first centre is the per-pixel median frame, the others
+    are drawn k-means++ style (a frame with probability proportional to its squared distance
+    to the nearest centre so far), then ``steps`` Lloyd steps; of ``restarts`` such runs (seeded
+    by ``seed``) the one with the smallest total squared distance is kept. Each cluster gives
+    its per-pixel median, largest cluster first. A cluster with fewer than ``min_share`` of the
+    frames (a few odd screens, not a kind of screen) gives the median of all ``frames``
+    instead. Returns ``(templates, ...)``.
+
+    Example:
+        >>> two_kinds = torch.cat([torch.zeros(5, 3), torch.ones(3, 3)])
+        >>> template_frames(two_kinds, 2).tolist()
+        [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+    """
+    if len(frames) == 0:
+        raise ValueError("no frames to make templates from")
+    flat = frames.reshape(len(frames), -1).float()
+    overall = flat.median(dim=0).values
+    members = torch.zeros(len(flat), dtype=torch.long)
+    squares = flat.square().sum(dim=1, keepdim=True)
+
+    def squared_distances(centres: torch.Tensor) -> torch.Tensor:  # (N, K)
+        return (squares - 2 * flat @ centres.T + centres.square().sum(dim=1)).clamp_min(0)
+
+    if templates > 1:
+        rng = torch.Generator().manual_seed(seed)
+        best = math.inf
+        for _ in range(restarts):
+            centres = overall[None]
+            for _ in range(templates - 1):
+                nearest = squared_distances(centres).min(dim=1).values
+                pick = (torch.multinomial(nearest / nearest.sum(), 1, generator=rng)
+                        if nearest.sum() > 0 else torch.zeros(1, dtype=torch.long))
+                centres = torch.cat([centres, flat[pick]])
+            for _ in range(steps):
+                one_hot = F.one_hot(squared_distances(centres).argmin(dim=1), templates).float()
+                counts = one_hot.sum(dim=0)[:, None]
+                centres = torch.where(counts > 0, one_hot.T @ flat / counts.clamp_min(1),
+                                      centres)
+            distances = squared_distances(centres)
+            inertia = float(distances.min(dim=1).values.sum())
+            if inertia < best:
+                best, members = inertia, distances.argmin(dim=1)
+    sizes = torch.bincount(members, minlength=templates)
+    order = torch.argsort(-sizes, stable=True)
+    kept = sizes >= max(1, math.ceil(min_share * len(flat)))
+    medians = [flat[members == k].median(dim=0).values if kept[k] else overall for k in order]
+    return torch.stack(medians).reshape(templates, *frames.shape[1:])
 
 
 class MinibatchStd(nn.Module):
@@ -276,13 +352,12 @@ class DCGANGenerator(nn.Module):
     """
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0, template: bool = False) -> None:
+                 num_classes: int = 0, template: int = 0) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         widths = _dcgan_widths(size, width)
         self.num_classes = int(num_classes)
-        _add_template(self, template, (channels, size, size))
         extra = LABEL_EMBED_DIM if self.num_classes else 0
         if self.num_classes:
             self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
@@ -297,10 +372,11 @@ class DCGANGenerator(nn.Module):
         layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
+        _add_template(self, template, (channels, size, size), latent_dim + extra)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         x = _generator_input(self, z, labels)
-        return _generator_output(self, self.net(x.reshape(x.shape[0], x.shape[1], 1, 1)),
+        return _generator_output(self, self.net(x.reshape(x.shape[0], x.shape[1], 1, 1)), x,
                                  labels)
 
 
@@ -348,12 +424,11 @@ class MLPGenerator(nn.Module):
     """The tutorials' MLP generator: latent -> 256 -> 512 -> 1024 -> prod(frame_shape), tanh."""
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0, template: bool = False) -> None:
+                 num_classes: int = 0, template: int = 0) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.num_classes = int(num_classes)
-        _add_template(self, template, (math.prod(self.frame_shape),))
         extra = LABEL_EMBED_DIM if self.num_classes else 0
         if self.num_classes:
             self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
@@ -364,10 +439,11 @@ class MLPGenerator(nn.Module):
         layers.append(nn.Linear(widths[-1], math.prod(self.frame_shape)))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
+        _add_template(self, template, (math.prod(self.frame_shape),), latent_dim + extra)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        out = _generator_output(self, self.net(_generator_input(self, z, labels)), labels)
-        return out.reshape(-1, *self.frame_shape)
+        x = _generator_input(self, z, labels)
+        return _generator_output(self, self.net(x), x, labels).reshape(-1, *self.frame_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -408,7 +484,7 @@ def build_models(
     mbstd_group: int = 0,
     d_width: int | None = None,
     pack: int = 1,
-    template: bool = False,
+    template: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -419,8 +495,8 @@ def build_models(
     ``mbstd_group >= 2`` adds D's minibatch-std feature over groups of that size (0: none).
     ``d_width`` gives D a width of its own (None: ``width``). ``pack >= 2`` builds a PacGAN
     discriminator: it takes ``pack`` frames stacked along the first (channel) axis, one logit
-    per pack (see :func:`pack_frames`). ``template=True`` gives the generator a learned output
-    template per label (see :func:`init_template`).
+    per pack (see :func:`pack_frames`). ``template=K`` gives the generator K learned output
+    templates per label (see :func:`init_template`; 0: none).
 
     Example:
         >>> import torch
@@ -467,7 +543,7 @@ def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-    num_classes: int = 0, template: bool = False,
+    num_classes: int = 0, template: int = 0,
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
