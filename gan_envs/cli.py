@@ -155,6 +155,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
         diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
+        template_lr=args.template_lr,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -440,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K learned output templates per game (started at the medians of K "
                         "clusters of its screens) that G draws its differences from (0: off; "
                         "default: the recipe's)")
+    p.add_argument("--template-lr", type=float, default=1.0, metavar="X",
+                   help="the templates' learning rate as a multiple of G's (0: fixed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

@@ -172,6 +172,9 @@ class GanConfig:
     They start as the per-pixel medians of this many k-means clusters of each label's frames
     (a draw of 4,096), so a static background is exact from the first step. 0: G draws every
     pixel itself (the tutorial)"""
+    template_lr: float = 1.0
+    """the templates' learning rate as a multiple of ``lr_g`` (0: they stay the data's
+    medians; only the choice among them and the rest of G learn)"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -216,6 +219,9 @@ class GanConfig:
             raise ValueError(f"pack must be >= 1 and divide batch_size ({self.batch_size}), "
                              f"got {self.pack}: pass a batch size that is a multiple of it, "
                              "or pack=1 (--pack 1) to judge single frames")
+        if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
+            raise ValueError(f"template_lr must be a finite multiple >= 0, got "
+                             f"{self.template_lr}")
         if self.template < 0:
             raise ValueError(f"template must be 0 (off) or a number of templates per label, "
                              f"got {self.template}")
@@ -554,7 +560,12 @@ def train_gan(
         generator.to(memory_format=memory_format)
         discriminator.to(memory_format=memory_format)
     ema = copy.deepcopy(generator).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    templates = [p for n, p in generator.named_parameters() if n == "template"]
+    rest = [p for n, p in generator.named_parameters() if n != "template"]
+    opt_g = torch.optim.Adam([{"params": rest}] + ([{"params": templates,
+                                                     "lr": cfg.lr_g * cfg.template_lr}]
+                                                   if templates else []),
+                             lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     noise = torch.Generator().manual_seed(cfg.seed)  # latents and augmentations
     data_rng = np.random.default_rng(cfg.seed)  # which real frames

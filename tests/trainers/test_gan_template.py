@@ -193,3 +193,18 @@ def test_recipes_leave_templates_off_and_bad_counts_are_one_line(tmp_path, atari
     train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
     with pytest.raises(ValueError, match="other template"):
         train_gan(GanConfig(iterations=2, template=2, **tiny), atari32, tmp_path, resume=True)
+
+
+def test_template_lr_zero_keeps_the_data_medians(tmp_path, atari32, tiny):
+    config = dict(template=2, **tiny)
+    train_gan(GanConfig(iterations=0, **config), atari32, tmp_path / "start")
+    train_gan(GanConfig(iterations=3, template_lr=0.0, **config), atari32, tmp_path / "fixed")
+    start = load_checkpoint(tmp_path / "start")["generator"]
+    fixed = load_checkpoint(tmp_path / "fixed")
+    assert torch.equal(fixed["generator"]["template"], start["template"])
+    assert torch.equal(fixed["generator_ema"]["template"], start["template"])
+    assert not torch.equal(fixed["generator"]["template_choice.weight"],
+                           start["template_choice.weight"])
+    assert fixed["config"]["template_lr"] == 0.0
+    with pytest.raises(ValueError, match="template_lr must be a finite multiple"):
+        GanConfig(template_lr=-1.0).resolved((3, 64, 64))
