@@ -56,7 +56,8 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
-_CHECKPOINT_VERSION = 2  # 2: conditional runs (label_probs); version 1 files still load
+_CHECKPOINT_VERSION = 3  # 2: conditional runs (label_probs); 3: output templates (written only
+# by runs with template >= 1, the others still write 2); older files still load
 
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
@@ -170,8 +171,9 @@ class GanConfig:
     label's templates (picked by a linear layer on its input) to its last layer's output before
     the tanh, so that its convolutions draw only what differs from the game's usual screens.
     They start as the per-pixel medians of this many k-means clusters of each label's frames
-    (a draw of 4,096), so a static background is exact from the first step. 0: G draws every
-    pixel itself (the tutorial)"""
+    (from one draw of 4,096 frames shared by all labels; a live-env source steps that many
+    times more at the start), so a static background starts out right up to the output of G's
+    freshly initialised last layer. 0: G draws every pixel itself (the tutorial)"""
     template_lr: float = 1.0
     """the templates' learning rate as a multiple of ``lr_g`` (0: they stay the data's
     medians; only the choice among them and the rest of G learn)"""
@@ -219,12 +221,16 @@ class GanConfig:
             raise ValueError(f"pack must be >= 1 and divide batch_size ({self.batch_size}), "
                              f"got {self.pack}: pass a batch size that is a multiple of it, "
                              "or pack=1 (--pack 1) to judge single frames")
-        if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
-            raise ValueError(f"template_lr must be a finite multiple >= 0, got "
-                             f"{self.template_lr}")
         if self.template < 0:
             raise ValueError(f"template must be 0 (off) or a number of templates per label, "
-                             f"got {self.template}")
+                             f"got {self.template}: pass template=0 (--template 0) to train "
+                             "without")
+        if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
+            raise ValueError(f"template_lr must be a finite multiple >= 0, got "
+                             f"{self.template_lr}: pass e.g. 1.0 (--template-lr 1)")
+        if self.template_lr != 1.0 and not self.template:
+            raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
+                             "template >= 1 (--template K) too, or leave template_lr at 1")
         if not (self.r1 >= 0.0 and math.isfinite(self.r1)):
             raise ValueError(f"r1 must be a finite weight >= 0, got {self.r1}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
@@ -655,7 +661,7 @@ def train_gan(
     def save_checkpoint(iteration: int) -> Path:
         nonlocal saved_at
         _atomic_save({
-            "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION,
+            "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION if cfg.template else 2,
             "iteration": iteration, "config": dataclasses.asdict(cfg),
             "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),

@@ -18,10 +18,12 @@ output before the tanh, so that its convolutions draw only what differs from tha
 label (the one label of an unconditional generator) has ``K`` templates; with ``K >= 2`` a
 linear layer on the generator's input picks a softmax mix of them per latent. The trainer
 initialises them from each game's screens (:func:`template_frames`: per-pixel medians of K
-clusters), so the static background of a random-agent Atari dataset is exact from the first
-step, where the plain generator has to learn every background pixel to within the 1/255 that
-the offline evaluation can see; AirRaid alternates between two background colours, hence more
-than one template. ``template=0`` builds the networks exactly as before (old checkpoints
+clusters), so the static background of a random-agent Atari dataset starts out right up to
+the small output of G's freshly initialised last layer, where the plain generator has to learn
+every background pixel to within the 1/255 that the offline evaluation can see; AirRaid
+alternates between two background colours, hence more than one template. A black or white
+template pixel sits where tanh is flat (slope 0.002 at ±0.999), so a sprite drawn over it gets
+little gradient. ``template=0`` builds the networks exactly as before (old checkpoints
 load).
 
 Class-conditional variants (``num_classes >= 2``, the dataset's env label): the generator gets a
@@ -133,26 +135,36 @@ def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | 
 
 
 TEMPLATE_CLAMP = 0.999
-"""|x| limit of a template initialised from frames: tanh's inverse stays finite (pixel 0.06)"""
+"""|x| limit of a template initialised from frames: tanh's inverse stays finite; the pixel
+then sits (1 - 0.999) * 127.5 = 0.13 from 0 or 255, which rounds to them"""
 TEMPLATE_SHARPNESS = 4.0
 """factor on the template-choice logits: at initialisation most latents lean to one template"""
 
 
 def _add_template(module: nn.Module, templates: int, shape: tuple[int, ...], in_dim: int
                   ) -> None:
-    """Give a generator ``templates`` output templates per label (0: ``template = None``)."""
+    """Give a generator ``templates`` output templates per label (0: ``template = None``).
+
+    They are stored as one parameter ``template`` of shape ``(labels * templates, *shape)``
+    (label-major), so that an image template is 4-D like the images (channels_last works).
+    """
     module.templates = int(templates)
     if module.templates < 0:
         raise ValueError(f"template must be 0 (off) or a number of templates per label, got "
-                         f"{templates}")
+                         f"{templates}: pass template=0 (--template 0) to train without")
     if not module.templates:
         module.register_parameter("template", None)
         module.template_choice = None
         return
-    module.template = nn.Parameter(torch.zeros(max(module.num_classes, 1), module.templates,
+    module.template = nn.Parameter(torch.zeros(max(module.num_classes, 1) * module.templates,
                                                *shape))
     # a latent's mix of its label's templates (softmax); one template needs no choice
     module.template_choice = nn.Linear(in_dim, module.templates) if templates > 1 else None
+
+
+def _templates_by_label(module: nn.Module) -> torch.Tensor:
+    """The templates as ``(labels, templates, *shape)``."""
+    return module.template.reshape(-1, module.templates, *module.template.shape[1:])
 
 
 def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tensor,
@@ -160,11 +172,11 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
     """``tanh(pre)``, with the latent's template added to ``pre`` first when there are some."""
     if module.template is None:
         return torch.tanh(pre)
-    n = pre.shape[0]
+    by_label = _templates_by_label(module)
     if module.num_classes:
-        own = module.template[labels.reshape(-1).long()]  # (N, K, *shape)
+        own = by_label[labels.reshape(-1).long()]  # (N, K, *shape)
     else:
-        own = module.template.expand(n, *module.template.shape[1:])
+        own = by_label.expand(pre.shape[0], *by_label.shape[1:])
     if module.template_choice is None:
         bias = own[:, 0]
     else:
@@ -175,12 +187,13 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
 
 @torch.no_grad()
 def init_template(generator: nn.Module, frames: torch.Tensor) -> None:
-    """Set a generator's templates so that a zero residual draws ``frames``.
+    """Set a generator's templates to ``frames`` (in tanh's input: ``atanh(frames)``).
 
     ``frames``: ``(num_classes or 1, templates, *frame_shape)`` in the generator's output
-    range [-1, 1], e.g. the per-pixel median frames of each game's clusters of screens. The
-    templates are ``atanh(frames)``, clamped to ±``TEMPLATE_CLAMP`` first; they stay
-    trainable parameters.
+    range [-1, 1], e.g. the per-pixel median frames of each game's clusters of screens,
+    clamped to ±``TEMPLATE_CLAMP`` first. They stay trainable parameters. With one template
+    per label a zero residual (G's last layer at zero) then draws the label's frame; with
+    several, the softmax mix of their ``atanh`` values that the choice layer gives.
 
     Example:
         >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, template=1)
@@ -190,13 +203,13 @@ def init_template(generator: nn.Module, frames: torch.Tensor) -> None:
     """
     if generator.template is None:
         raise ValueError("this generator has no template: build it with template >= 1")
-    shape = tuple(generator.template.shape)
+    shape = tuple(_templates_by_label(generator).shape)
     if frames.numel() != math.prod(shape) or tuple(frames.shape[:2]) != shape[:2]:
         raise ValueError(f"the templates are {shape[0]} label(s) x {shape[1]} frame(s) of "
                          f"{math.prod(shape[2:])} values; got frames of shape "
                          f"{tuple(frames.shape)}")
-    clamped = frames.float().reshape(shape).clamp(-TEMPLATE_CLAMP, TEMPLATE_CLAMP)
-    generator.template.copy_(torch.atanh(clamped))
+    clamped = frames.float().clamp(-TEMPLATE_CLAMP, TEMPLATE_CLAMP)
+    generator.template.copy_(torch.atanh(clamped).reshape(generator.template.shape))
 
 
 def template_frames(frames: torch.Tensor, templates: int, steps: int = 10,

@@ -36,7 +36,7 @@ def test_zero_templates_change_nothing(arch, shape, num_classes, templates):
     with_template, _ = build_models(arch, shape, latent_dim=8, width=16,
                                     num_classes=num_classes, template=templates)
     assert "template" not in plain.state_dict()
-    assert with_template.template.shape[:2] == (max(num_classes, 1), templates)
+    assert with_template.template.shape[0] == max(num_classes, 1) * templates
     extra = {"template"} | ({"template_choice.weight", "template_choice.bias"}
                             if templates > 1 else set())
     assert set(with_template.state_dict()) - extra == set(plain.state_dict())
@@ -152,8 +152,10 @@ def test_training_starts_from_each_games_screens(tmp_path, tiny):
     train_gan(GanConfig(iterations=0, template=2, **tiny), _two_games(), tmp_path / "two")
     saved = load_checkpoint(tmp_path / "two")
     assert saved["config"]["template"] == 2
+    assert saved["generator"]["template"].shape == (4, 3, 32, 32)  # label-major
+    assert saved["version"] == 3
     drawn = ((torch.tanh(saved["generator"]["template"]) + 1) * 127.5).round()
-    assert drawn.shape == (2, 2, 3, 32, 32)
+    drawn = drawn.reshape(2, 2, 3, 32, 32)
     assert (drawn[0] == 0).all()  # black has one kind of screen: both templates black
     colours = sorted(tuple(drawn[1, k, :, 0, 0].tolist()) for k in range(2))
     assert colours == [(100.0, 100.0, 100.0), (112.0, 0.0, 92.0)]
@@ -162,7 +164,7 @@ def test_training_starts_from_each_games_screens(tmp_path, tiny):
     train_gan(GanConfig(iterations=0, template=1, conditional=False, **tiny), _two_games(),
               tmp_path / "pooled")
     pooled = load_checkpoint(tmp_path / "pooled")["generator"]["template"]
-    assert pooled.shape == (1, 1, 3, 32, 32)
+    assert pooled.shape == (1, 3, 32, 32)
 
 
 def test_template_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny):
@@ -206,5 +208,44 @@ def test_template_lr_zero_keeps_the_data_medians(tmp_path, atari32, tiny):
     assert not torch.equal(fixed["generator"]["template_choice.weight"],
                            start["template_choice.weight"])
     assert fixed["config"]["template_lr"] == 0.0
-    with pytest.raises(ValueError, match="template_lr must be a finite multiple"):
-        GanConfig(template_lr=-1.0).resolved((3, 64, 64))
+    for bad, message in [(dict(template=2, template_lr=-1.0), "finite multiple"),
+                         (dict(template_lr=0.5), "acts only on templates")]:
+        with pytest.raises(ValueError, match=message) as excinfo:
+            GanConfig(**bad).resolved((3, 64, 64))
+        assert "\n" not in str(excinfo.value)
+
+
+def test_templates_with_channels_last_and_bf16(tmp_path, atari32, tiny):
+    train_gan(GanConfig(iterations=2, template=2, channels_last=True, bf16=True, **tiny),
+              atari32, tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["generator"]["template"].shape == (4, 3, 32, 32)
+    assert torch.isfinite(saved["generator"]["template"]).all()
+
+
+def test_templates_on_vector_observations_with_the_mlp(tmp_path, tiny):
+    rng = np.random.default_rng(0)
+    states = np.concatenate([rng.normal(0, 0.1, (60, 4)), rng.normal(3, 0.1, (60, 4))])
+    source = ArrayFrameSource(states.astype(np.float32))
+    train_gan(GanConfig(iterations=0, arch="mlp", template=2, **tiny), source, tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["generator"]["template"].shape == (2, 4)
+    # the two kinds of state, in the trainer's [-1, 1] scaling, one per template
+    drawn = torch.tanh(saved["generator"]["template"]) * saved["scale"]["half_range"] \
+        + saved["scale"]["center"]
+    assert sorted(round(float(t.mean())) for t in drawn) == [0, 3]
+
+
+def test_a_run_saved_before_templates_resumes_without_them(tmp_path, atari32, tiny):
+    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    old = torch.load(path, weights_only=False)
+    for key in ("template", "template_lr"):
+        del old["config"][key]
+    old["version"] = 2
+    torch.save(old, path)
+    summary = train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path, resume=True)
+    assert summary.iterations == 2
+    saved = load_checkpoint(tmp_path)
+    assert saved["config"]["template"] == 0 and "template" not in saved["generator"]
+    assert saved["version"] == 2
