@@ -167,13 +167,14 @@ class GanConfig:
     """weight gamma of the R1 penalty (Mescheder et al. 2018), ``gamma / 2 * |grad_x D(x)|^2``
     on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off"""
     template: int | None = None
-    """number of learned output templates per label (0: none): G adds a softmax mix of its
-    label's templates (picked by a linear layer on its input) to its last layer's output before
-    the tanh, so that its convolutions draw only what differs from the game's usual screens.
-    They start as the per-pixel medians of this many k-means clusters of each label's frames
-    (from one draw of 4,096 frames shared by all labels; a live-env source steps that many
-    times more at the start), so a static background starts out right up to the output of G's
-    freshly initialised last layer. 0: G draws every pixel itself (the tutorial)"""
+    """number of learned output templates per label (0: none): G adds one of its label's
+    templates (picked per latent by a linear layer on its input; straight-through softmax
+    gradient) to its last layer's output before the tanh, so that its convolutions draw only
+    what differs from the game's usual screens. They start as the per-pixel medians of this
+    many k-means clusters of each label's frames (from one draw of 4,096 frames shared by all
+    labels; a live-env source steps that many times more at the start), so a static
+    background starts out right up to the output of G's freshly initialised last layer.
+    0: G draws every pixel itself (the tutorial)"""
     template_lr: float = 1.0
     """the templates' learning rate as a multiple of ``lr_g`` (0: they stay the data's
     medians; only the choice among them and the rest of G learn)"""

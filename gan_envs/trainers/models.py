@@ -16,7 +16,8 @@ discriminator layer in spectral normalisation and drops its BatchNorm, as SNGAN 
 Output templates (``template=K >= 1``): the generator adds a learned image to its last layer's
 output before the tanh, so that its convolutions draw only what differs from that image. Each
 label (the one label of an unconditional generator) has ``K`` templates; with ``K >= 2`` a
-linear layer on the generator's input picks a softmax mix of them per latent. The trainer
+linear layer on the generator's input picks one of them per latent (the argmax; its gradient
+is the softmax's, straight-through). The trainer
 initialises them from each game's screens (:func:`template_frames`: per-pixel medians of K
 clusters), so the static background of a random-agent Atari dataset starts out right up to
 the small output of G's freshly initialised last layer, where the plain generator has to learn
@@ -138,7 +139,7 @@ TEMPLATE_CLAMP = 0.999
 """|x| limit of a template initialised from frames: tanh's inverse stays finite; the pixel
 then sits (1 - 0.999) * 127.5 = 0.13 from 0 or 255, which rounds to them"""
 TEMPLATE_SHARPNESS = 4.0
-"""factor on the template-choice logits: at initialisation most latents lean to one template"""
+"""factor on the template-choice logits (their softmax gives the straight-through gradient)"""
 
 
 def _add_template(module: nn.Module, templates: int, shape: tuple[int, ...], in_dim: int
@@ -180,7 +181,11 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
     if module.template_choice is None:
         bias = own[:, 0]
     else:
-        weights = torch.softmax(TEMPLATE_SHARPNESS * module.template_choice(g_input).float(), 1)
+        # one template per latent, never a blend of two screens; the gradient is the
+        # softmax's (straight-through)
+        soft = torch.softmax(TEMPLATE_SHARPNESS * module.template_choice(g_input).float(), 1)
+        hard = F.one_hot(soft.argmax(dim=1), module.templates).to(soft.dtype)
+        weights = hard + soft - soft.detach()
         bias = torch.einsum("nk,nk...->n...", weights.to(own.dtype), own)
     return torch.tanh(pre + bias.reshape(pre.shape).to(pre.dtype))
 
@@ -191,9 +196,8 @@ def init_template(generator: nn.Module, frames: torch.Tensor) -> None:
 
     ``frames``: ``(num_classes or 1, templates, *frame_shape)`` in the generator's output
     range [-1, 1], e.g. the per-pixel median frames of each game's clusters of screens,
-    clamped to ±``TEMPLATE_CLAMP`` first. They stay trainable parameters. With one template
-    per label a zero residual (G's last layer at zero) then draws the label's frame; with
-    several, the softmax mix of their ``atanh`` values that the choice layer gives.
+    clamped to ±``TEMPLATE_CLAMP`` first. They stay trainable parameters. A zero residual
+    (G's last layer at zero) then draws the label's frame that the choice layer picks.
 
     Example:
         >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, template=1)
