@@ -14,7 +14,9 @@ from gan_envs.datasets import RolloutReader, RolloutWriter
 
 def test_reader_sees_committed_episodes_while_a_writer_appends(tmp_path):
     path = tmp_path / "live.h5"
-    child = start_child(path, "--episodes", "12", "--delay", "0.05")
+    # a writer slow enough to be seen growing on a loaded machine (with 0.05 s between
+    # episodes the test failed once while two training runs held both cores)
+    child = start_child(path, "--episodes", "12", "--delay", "0.2")
     try:
         assert child.stdout.readline().strip() == "started"
         assert child.stdout.readline().startswith("committed 0")
