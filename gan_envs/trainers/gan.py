@@ -70,7 +70,7 @@ _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9
                      template=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
-             conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=0.0,
+             conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=1.0,
              template=0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
@@ -165,7 +165,9 @@ class GanConfig:
     recipe); the fast recipe packs 2"""
     r1: float | None = None
     """weight gamma of the R1 penalty (Mescheder et al. 2018), ``gamma / 2 * |grad_x D(x)|^2``
-    on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off"""
+    on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off (the
+    tutorial recipe); the fast recipe uses 1 (session 6: steadier checkpoints and 3-5x the
+    recall over three seeds)"""
     template: int | None = None
     """number of learned output templates per label (0: none): G adds one of its label's
     templates (picked per latent by a linear layer on its input; straight-through softmax
