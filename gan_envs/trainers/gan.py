@@ -166,8 +166,8 @@ class GanConfig:
     r1: float | None = None
     """weight gamma of the R1 penalty (Mescheder et al. 2018), ``gamma / 2 * |grad_x D(x)|^2``
     on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off (the
-    tutorial recipe); the fast recipe uses 1 (session 6: steadier checkpoints and 3-5x the
-    recall over three seeds)"""
+    tutorial recipe); the fast recipe uses 1 (session 6: steadier checkpoints and more
+    recall per seed, 4-8x, over three seeds)"""
     template: int | None = None
     """number of learned output templates per label (0: none): G adds one of its label's
     templates (picked per latent by a linear layer on its input; straight-through softmax
