@@ -173,10 +173,10 @@ class GanConfig:
     templates (picked per latent by a linear layer on its input; straight-through softmax
     gradient) to its last layer's output before the tanh, so that its convolutions draw only
     what differs from the game's usual screens. They start as the per-pixel medians of this
-    many k-means clusters of each label's frames (from one draw of 4,096 frames shared by all
-    labels; a live-env source steps that many times more at the start), so a static
-    background starts out right up to the output of G's freshly initialised last layer.
-    0: G draws every pixel itself (the tutorial)"""
+    many k-means clusters of each label's frames (from the start's probe draw of 4,096
+    frames, which the diversity term's scale shares), so a static background starts out
+    right up to the output of G's freshly initialised last layer. 0: G draws every pixel
+    itself (the tutorial)"""
     template_lr: float = 1.0
     """the templates' learning rate as a multiple of ``lr_g`` (0: they stay the data's
     medians; only the choice among them and the rest of G learn)"""
@@ -375,6 +375,20 @@ def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor,
     return per_pair[keep].mean() if bool(keep.any()) else per_pair.sum() * 0.0
 
 
+def _template_start(frames: torch.Tensor, labels: np.ndarray | None, num_classes: int,
+                    templates: int, seed: int, env_ids: list[str]) -> torch.Tensor:
+    """Each label's ``templates`` typical frames ``(num_classes or 1, templates, ...)``."""
+    if not num_classes:
+        return template_frames(frames, templates, seed=seed)[None]
+    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+    if missing:
+        raise ValueError(f"no frames of {[env_ids[k] for k in missing]} in a draw of 4,096 "
+                         "frames to initialise the templates: rebalance the dataset or pass "
+                         "template=0 (--template 0)")
+    return torch.stack([template_frames(frames[torch.from_numpy(labels == k)], templates,
+                                        seed=seed) for k in range(num_classes)])
+
+
 def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
     """``|grad_x D(x)|^2`` per D input (a pack of ``pack`` frames), averaged over the inputs.
 
@@ -569,12 +583,10 @@ def train_gan(
         generator.to(memory_format=memory_format)
         discriminator.to(memory_format=memory_format)
     ema = copy.deepcopy(generator).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    templates = [p for n, p in generator.named_parameters() if n == "template"]
-    rest = [p for n, p in generator.named_parameters() if n != "template"]
-    opt_g = torch.optim.Adam([{"params": rest}] + ([{"params": templates,
-                                                     "lr": cfg.lr_g * cfg.template_lr}]
-                                                   if templates else []),
-                             lr=cfg.lr_g, betas=cfg.betas)
+    g_groups = [{"params": [p for n, p in generator.named_parameters() if n != "template"]}]
+    if cfg.template:  # the templates learn at their own rate
+        g_groups.append({"params": [generator.template], "lr": cfg.lr_g * cfg.template_lr})
+    opt_g = torch.optim.Adam(g_groups, lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     noise = torch.Generator().manual_seed(cfg.seed)  # latents and augmentations
     data_rng = np.random.default_rng(cfg.seed)  # which real frames
@@ -607,42 +619,31 @@ def train_gan(
     draw_labelled = getattr(source, "sample_batch_with_env", None) \
         or getattr(source, "sample_frames_with_env", None)
 
-    # the diversity term's per-label scale, from a draw of its own (the data stream is unchanged)
-    # (measured once; a resumed run uses the saved scale, even if the dataset grew meanwhile)
-    pair_scale = torch.ones(1)
-    if cfg.diversity and (saved is None or saved.get("pair_scale") is None):
+    # what is measured on the data at the start, from one probe draw of its own (the data
+    # stream is unchanged): the diversity term's per-label scale and the templates' start
+    # (measured once; a resumed run uses the saved ones, even if the dataset grew meanwhile)
+    needs_scale = cfg.diversity and (saved is None or saved.get("pair_scale") is None)
+    needs_templates = cfg.template and saved is None
+    probe, probe_labels = None, None
+    if needs_scale or needs_templates:
         probe_rng = np.random.default_rng(cfg.seed + 3)
         if num_classes:
             probe, probe_labels = draw_labelled(4096, probe_rng)
             probe_labels = np.asarray(probe_labels)
         else:
-            probe, probe_labels = source.sample_frames(4096, probe_rng), None
-        pair_scale = _real_pair_distances(np.asarray(probe), probe_labels, num_classes,
-                                          to_input)
-        del probe
+            probe = source.sample_frames(4096, probe_rng)
+        probe = np.asarray(probe)
+    pair_scale = torch.ones(1)
+    if needs_scale:
+        pair_scale = _real_pair_distances(probe, probe_labels, num_classes, to_input)
     elif cfg.diversity:
         pair_scale = saved["pair_scale"]
-
-    if cfg.template and saved is None:  # each label's typical screens, from a draw of its own
-        template_rng = np.random.default_rng(cfg.seed + 4)
-        if num_classes:
-            drawn, drawn_labels = draw_labelled(4096, template_rng)
-            drawn, drawn_labels = to_input(np.asarray(drawn)), np.asarray(drawn_labels)
-            missing = sorted(set(range(num_classes)) - set(drawn_labels.tolist()))
-            if missing:
-                raise ValueError(f"no frames of {[env_ids[k] for k in missing]} in a draw of "
-                                 "4,096 frames to initialise the templates: rebalance the "
-                                 "dataset or pass template=0 (--template 0)")
-            medians = torch.stack([template_frames(drawn[torch.from_numpy(drawn_labels == k)],
-                                                   cfg.template, seed=cfg.seed)
-                                   for k in range(num_classes)])
-        else:
-            drawn = to_input(np.asarray(source.sample_frames(4096, template_rng)))
-            medians = template_frames(drawn, cfg.template, seed=cfg.seed)[None]
-        del drawn
-        init_template(generator, medians)
+    if needs_templates:
+        init_template(generator, _template_start(to_input(probe), probe_labels, num_classes,
+                                                 cfg.template, cfg.seed, env_ids))
         if ema is not None:
             ema.load_state_dict(generator.state_dict())
+    del probe
 
     start = 0
     if saved is not None:

@@ -253,3 +253,15 @@ def test_a_run_saved_before_templates_resumes_without_them(tmp_path, atari32, ti
     saved = load_checkpoint(tmp_path)
     assert saved["config"]["template"] == 0 and "template" not in saved["generator"]
     assert saved["version"] == 2
+
+
+def test_templates_start_from_the_data_without_the_diversity_term(tmp_path, tiny):
+    # the probe draw is shared with the diversity term's scale; templates alone still draw it
+    train_gan(GanConfig(iterations=0, template=2, diversity=0.0, **tiny), _two_games(),
+              tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["pair_scale"] is None
+    drawn = ((torch.tanh(saved["generator"]["template"]) + 1) * 127.5).round()
+    colours = sorted(tuple(drawn.reshape(2, 2, 3, 32, 32)[1, k, :, 0, 0].tolist())
+                     for k in range(2))
+    assert colours == [(100.0, 100.0, 100.0), (112.0, 0.0, 92.0)]
