@@ -155,7 +155,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
         diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
-        template_lr=args.template_lr,
+        template_lr=args.template_lr, modes=args.modes,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -443,6 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "default: the recipe's)")
     p.add_argument("--template-lr", type=float, default=1.0, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed)")
+    p.add_argument("--modes", type=int, metavar="K",
+                   help="split each game into K modes (k-means clusters of its screens, e.g. "
+                        "AirRaid's two backgrounds) and condition G and D on them (0: off; "
+                        "default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

@@ -108,6 +108,22 @@ def test_template_option_trains_and_samples(dataset: Path, tmp_path: Path):
     assert cv2.imread(str(out)) is not None
 
 
+def test_modes_option_trains_and_samples(dataset: Path, tmp_path: Path, capsys):
+    run = tmp_path / "modes"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
+                 "--modes", "2", "--template", "1", *TINY]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["modes"], saved["template"]) == (2, 1)
+    out = tmp_path / "grid.png"
+    assert main(["sample", str(run), "--out", str(out), "--n", "4", "--env", "Pong"]) == 0
+    assert cv2.imread(str(out)) is not None
+    capsys.readouterr()
+    assert main(["train", "gan", str(dataset), "--out", str(tmp_path / "bad"),
+                 "--iterations", "1", "--modes", "1", *TINY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "modes must be 0" in err[0]
+
+
 def test_bad_inputs_are_one_line(dataset: Path, tmp_path: Path, capsys):
     cartpole = tmp_path / "cartpole.h5"
     collect(CollectConfig(["CartPole-v1"], cartpole, steps=50, num_envs=1))

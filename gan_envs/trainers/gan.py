@@ -42,7 +42,15 @@ from torch import nn
 from gan_envs.images import make_grid, save_png, write_video
 
 from .data import FrameSource, env_labels, is_image_shape
-from .models import build_models, check_arch, init_template, pack_frames, template_frames
+from .models import (
+    build_models,
+    check_arch,
+    init_template,
+    pack_frames,
+    pick_modes,
+    set_mode_shares,
+    template_frames,
+)
 
 __all__ = [
     "RECIPES",
@@ -56,22 +64,23 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
-_CHECKPOINT_VERSION = 3  # 2: conditional runs (label_probs); 3: output templates (written only
-# by runs with template >= 1, the others still write 2); older files still load
+_CHECKPOINT_VERSION = 4  # 2: conditional runs (label_probs); 3: output templates (written only
+# by runs with template >= 1); 4: modes (mode_centres; only runs with modes >= 2); the others
+# still write 2, and older files still load
 
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                       template=0)
+                       template=0, modes=0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                     template=0)
+                     template=0, modes=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=1.0,
-             template=0)
+             template=0, modes=0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -180,6 +189,13 @@ class GanConfig:
     template_lr: float = 1.0
     """the templates' learning rate as a multiple of ``lr_g`` (0: they stay the data's
     medians; only the choice among them and the rest of G learn)"""
+    modes: int | None = None
+    """split each game (all frames, when unconditional) into this many modes, the k-means
+    clusters of its frames in the start's probe draw (AirRaid: its purple and its grey screens),
+    and condition G and D on the (game, mode) pair: a real frame's mode is its nearest cluster
+    median, a generated frame's is drawn in the data's shares (from the latent's first number
+    when G is given only the game, as in sampling). With ``template=1`` each mode has its own
+    template, started at its cluster's median. 0: off"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -228,6 +244,12 @@ class GanConfig:
             raise ValueError(f"template must be 0 (off) or a number of templates per label, "
                              f"got {self.template}: pass template=0 (--template 0) to train "
                              "without")
+        if self.modes == 1 or self.modes < 0:
+            raise ValueError(f"modes must be 0 (off) or >= 2 modes per game, got {self.modes}: "
+                             "pass modes=0 (--modes 0) to train without")
+        if self.modes and self.template > 1:
+            raise ValueError(f"with modes each mode has one template, got template="
+                             f"{self.template}: pass template=1 (--template 1) or template=0")
         if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
             raise ValueError(f"template_lr must be a finite multiple >= 0, got "
                              f"{self.template_lr}: pass e.g. 1.0 (--template-lr 1)")
@@ -389,6 +411,22 @@ def _template_start(frames: torch.Tensor, labels: np.ndarray | None, num_classes
                                         seed=seed) for k in range(num_classes)])
 
 
+def _nearest_modes(x: torch.Tensor, labels: torch.Tensor | None, centres: torch.Tensor
+                   ) -> torch.Tensor:
+    """Each frame's mode: the index of its label's nearest centre (squared distance).
+
+    ``centres``: ``(num_classes or 1, modes, ...)`` in the model's input scale.
+
+    Example:
+        >>> centres = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
+        >>> _nearest_modes(torch.tensor([[0.9, 0.8], [0.1, 0.0]]), None, centres).tolist()
+        [1, 0]
+    """
+    own = centres[labels.reshape(-1).long()] if labels is not None \
+        else centres[:1].expand(len(x), *centres.shape[1:])
+    return (x.detach().float().flatten(1)[:, None] - own.flatten(2)).square().sum(2).argmin(1)
+
+
 def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
     """``|grad_x D(x)|^2`` per D input (a pack of ``pack`` frames), averaged over the inputs.
 
@@ -465,7 +503,7 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     # runs saved before these fields existed were unconditional float32 runs without mbstd
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
-                             **saved,
+                             "modes": 0, **saved,
                              "betas": tuple(saved["betas"])})
     asked = dataclasses.asdict(config)
     defaults = dataclasses.asdict(GanConfig())
@@ -577,7 +615,7 @@ def train_gan(
         generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
                                                 num_classes, cfg.mbstd_group, cfg.d_width,
-                                                cfg.pack, cfg.template)
+                                                cfg.pack, cfg.template, cfg.modes)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)
@@ -623,7 +661,7 @@ def train_gan(
     # stream is unchanged): the diversity term's per-label scale and the templates' start
     # (measured once; a resumed run uses the saved ones, even if the dataset grew meanwhile)
     needs_scale = cfg.diversity and (saved is None or saved.get("pair_scale") is None)
-    needs_templates = cfg.template and saved is None
+    needs_templates = (cfg.template or cfg.modes) and saved is None
     probe, probe_labels = None, None
     if needs_scale or needs_templates:
         probe_rng = np.random.default_rng(cfg.seed + 3)
@@ -638,12 +676,30 @@ def train_gan(
         pair_scale = _real_pair_distances(probe, probe_labels, num_classes, to_input)
     elif cfg.diversity:
         pair_scale = saved["pair_scale"]
-    if needs_templates:
+    mode_centres = torch.zeros(0)  # (num_classes or 1, modes, *frame_shape), input scale
+    if needs_templates and cfg.modes:  # the clusters give the modes and their templates
+        mode_centres = _template_start(to_input(probe), probe_labels, num_classes, cfg.modes,
+                                       cfg.seed, env_ids)
+        probe_modes = _nearest_modes(to_input(probe), None if probe_labels is None
+                                     else torch.from_numpy(probe_labels), mode_centres)
+        groups = torch.zeros(len(probe_modes), dtype=torch.long) if probe_labels is None \
+            else torch.from_numpy(probe_labels).long()
+        shares = torch.zeros(mode_centres.shape[:2], dtype=torch.float64)
+        shares.index_put_((groups, probe_modes), torch.ones(len(groups), dtype=torch.float64),
+                          accumulate=True)
+        set_mode_shares(generator, shares)
+        if cfg.template:
+            init_template(generator, mode_centres.reshape(-1, 1, *mode_centres.shape[2:]))
+    elif needs_templates:
         init_template(generator, _template_start(to_input(probe), probe_labels, num_classes,
                                                  cfg.template, cfg.seed, env_ids))
-        if ema is not None:
-            ema.load_state_dict(generator.state_dict())
+    if needs_templates and ema is not None:
+        ema.load_state_dict(generator.state_dict())
     del probe
+    if cfg.modes and saved is not None:
+        mode_centres = saved["mode_centres"]
+    if cfg.diversity and cfg.modes:  # the pair scale per (game, mode): the game's
+        pair_scale = pair_scale.repeat_interleave(cfg.modes)
 
     start = 0
     if saved is not None:
@@ -665,7 +721,8 @@ def train_gan(
     def save_checkpoint(iteration: int) -> Path:
         nonlocal saved_at
         _atomic_save({
-            "format": _CHECKPOINT_FORMAT, "version": _CHECKPOINT_VERSION if cfg.template else 2,
+            "format": _CHECKPOINT_FORMAT,
+            "version": 4 if cfg.modes else 3 if cfg.template else 2,
             "iteration": iteration, "config": dataclasses.asdict(cfg),
             "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
@@ -676,7 +733,8 @@ def train_gan(
             "label_probs": label_probs if num_classes else None,
             "fixed_labels": fixed_labels if num_classes else None,
             "scale": {"center": center, "half_range": half_range},
-            "pair_scale": pair_scale if cfg.diversity else None,
+            "pair_scale": (pair_scale[::max(cfg.modes, 1)] if cfg.diversity else None),
+            "mode_centres": mode_centres if cfg.modes else None,
         }, ckpt_path)
         saved_at = iteration
         return ckpt_path
@@ -714,6 +772,56 @@ def train_gan(
             packed = packed.contiguous(memory_format=memory_format)
         return discriminator(packed, *(y[::cfg.pack] for y in x_labels))
 
+    def draw_batch() -> tuple[Any, ...]:
+        """Real frames and their labels, latents and the fakes' labels for one iteration.
+
+        Returns ``(real, y_real, z, y_fake, m_fake, labels, labels_real)``: ``y_*`` are game
+        labels (None when unconditional), ``m_fake`` the fakes' modes (None without modes),
+        and ``labels`` / ``labels_real`` what D is given (the game, or ``game * modes +
+        mode``; empty for a plain unconditional run).
+        """
+        y_real = y_fake = m_fake = None
+        if num_classes:  # real labels from the data; fake ones in the data's proportions
+            # (with packs: the real batch's own labels, so both sides pack alike)
+            frames, y_real = draw_labelled(cfg.batch_size, data_rng)
+            real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real)).long()
+        else:
+            real = to_input(source.sample_frames(cfg.batch_size, data_rng))
+        z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
+        m_real = _nearest_modes(real, y_real, mode_centres) if cfg.modes else None
+        # what packs are sorted by: the game, or the (game, mode) pair
+        key = None if not (num_classes or cfg.modes) else \
+            (y_real if y_real is not None else 0) * max(cfg.modes, 1) \
+            + (m_real if m_real is not None else 0)
+        if cfg.pack > 1:  # packs of one label, in random order within it (a live-env batch
+            # holds successive steps), fakes with the same labels
+            shuffle = torch.from_numpy(data_rng.permutation(cfg.batch_size))
+            order = shuffle if key is None else shuffle[torch.argsort(key[shuffle], stable=True)]
+            real = real[order]
+            y_real = None if y_real is None else y_real[order]
+            m_real = None if m_real is None else m_real[order]
+            y_fake = None if y_real is None else y_real.clone()
+            m_fake = None if m_real is None else m_real.clone()
+        else:
+            if num_classes:
+                y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
+                                           generator=noise)
+            if cfg.modes:  # in the data's shares within each game (G's own rule)
+                m_fake, z = pick_modes(z, generator.mode_cdf, y_fake)
+            if cfg.diversity:  # pairs (i, i + half) share a label
+                half = cfg.batch_size // 2
+                for y in (y_fake, m_fake):
+                    if y is not None:
+                        y[half:2 * half] = y[:half]
+        if cfg.modes:
+            games_real = 0 if y_real is None else y_real * cfg.modes
+            games_fake = 0 if y_fake is None else y_fake * cfg.modes
+            return (real, y_real, z, y_fake, m_fake, (games_fake + m_fake,),
+                    (games_real + m_real,))
+        if num_classes:
+            return real, y_real, z, y_fake, None, (y_fake,), (y_real,)
+        return real, None, z, None, None, (), ()
+
     # ---- the loop
     names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ()) \
         + (("r1",) if cfg.r1 else ())
@@ -725,33 +833,10 @@ def train_gan(
         with _SigintToFlag() as sigint, log_path.open("a") as log:
             for iteration in range(start + 1, cfg.iterations + 1):
                 in_step = True  # until G, D and EMA have all been updated
-                if num_classes:  # real labels from the data; fake ones in the data's proportions
-                    # (with packs: the real batch's own labels, so both sides pack alike)
-                    frames, y_real = draw_labelled(cfg.batch_size, data_rng)
-                    real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real)).long()
-                    z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
-                    if cfg.pack > 1:  # packs of one game, in random order within the game (a
-                        # live-env batch holds successive steps), fakes with the same labels
-                        shuffle = torch.from_numpy(data_rng.permutation(cfg.batch_size))
-                        order = shuffle[torch.argsort(y_real[shuffle], stable=True)]
-                        real, y_real = real[order], y_real[order]
-                        y_fake = y_real.clone()
-                    else:
-                        y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
-                                                   generator=noise)
-                    if cfg.diversity and cfg.pack == 1:  # pairs (i, i + half) share a label
-                        half = cfg.batch_size // 2
-                        y_fake[half:2 * half] = y_fake[:half]
-                    labels: tuple[torch.Tensor, ...] = (y_fake,)
-                    labels_real: tuple[torch.Tensor, ...] = (y_real,)
-                else:
-                    real = to_input(source.sample_frames(cfg.batch_size, data_rng))
-                    if cfg.pack > 1:  # a live-env batch holds successive steps: mix them
-                        real = real[torch.from_numpy(data_rng.permutation(cfg.batch_size))]
-                    z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
-                    labels = labels_real = ()
+                real, y_real, z, y_fake, m_fake, labels, labels_real = draw_batch()
                 with autocast:
-                    fake = generator(z, *labels)
+                    fake = generator(z, y_fake, m_fake) if cfg.modes \
+                        else generator(z, *labels)
 
                 # discriminator step: real -> 1, fake -> 0 (G's graph kept for its own step)
                 discriminator.requires_grad_(True)
@@ -780,7 +865,7 @@ def train_gan(
                 loss_g = _loss_g(cfg.loss, logits_g.float())
                 if cfg.diversity:
                     penalty = _diversity_penalty(fake.float(), pair_scale,
-                                                 labels[0] if num_classes else None, cfg.pack)
+                                                 labels[0] if labels else None, cfg.pack)
                     (loss_g + cfg.diversity * penalty).backward()
                 else:
                     loss_g.backward()

@@ -27,6 +27,17 @@ template pixel sits where tanh is flat (slope 0.002 at ±0.999), so a sprite dra
 little gradient. ``template=0`` builds the networks exactly as before (old checkpoints
 load).
 
+Modes (``modes=K >= 2``): each label (the one label of an unconditional generator) is split
+into K modes, the k-means clusters of its frames (AirRaid's two background colours, say), and G
+and D are conditioned on the (label, mode) pair: G embeds ``label * K + mode``, and the
+discriminator is built for ``labels * K`` classes. A caller that gives only the label (sampling,
+evaluation) lets G pick the mode from its latent: ``z[:, 0]``'s normal CDF falls into one of
+the label's mode shares (``mode_cdf``, a buffer the trainer sets from the data), and is then
+stretched back to a standard normal within that share (:func:`pick_modes`), so the modes come
+in the data's proportions and every latent the network sees is still N(0, 1). With modes each
+(label, mode) has at most one template, chosen by the mode. ``modes=0`` builds the networks
+exactly as before.
+
 Class-conditional variants (``num_classes >= 2``, the dataset's env label): the generator gets a
 learned label embedding of ``LABEL_EMBED_DIM`` numbers concatenated to its latent vector, the
 discriminator a projection term (Miyato & Koyama, 2018): ``D(x, y) = head(h) + <embed(y),
@@ -65,6 +76,8 @@ __all__ = [
     "build_generator",
     "init_template",
     "template_frames",
+    "pick_modes",
+    "set_mode_shares",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "MLPGenerator",
@@ -123,16 +136,92 @@ def _sn(layer: nn.Module, spectral_norm: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
 
 
-def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | None
-                     ) -> torch.Tensor:
-    """``z`` flattened, with the label embedding appended for a conditional generator."""
+def _add_label_embedding(module: nn.Module, num_classes: int, modes: int) -> int:
+    """Set ``num_classes``, ``modes`` (and the ``mode_cdf`` buffer) and the label embedding of a
+    generator; return the embedding's width (0 for a plain unconditional generator)."""
+    module.num_classes, module.modes = int(num_classes), int(modes)
+    if module.modes == 1 or module.modes < 0:
+        raise ValueError(f"modes must be 0 (off) or >= 2 modes per label, got {modes}: pass "
+                         "modes=0 (--modes 0) to train without")
+    if module.modes:  # cumulative mode shares per label; uniform until set_mode_shares
+        shares = torch.full((max(module.num_classes, 1), module.modes), 1.0 / module.modes)
+        module.register_buffer("mode_cdf", shares.cumsum(dim=1))
+    embedded = max(module.num_classes, 1) * module.modes if module.modes else module.num_classes
+    if not embedded:
+        return 0
+    module.embed = nn.Embedding(embedded, LABEL_EMBED_DIM)
+    return LABEL_EMBED_DIM
+
+
+@torch.no_grad()
+def set_mode_shares(generator: nn.Module, shares: torch.Tensor) -> None:
+    """Set the share of each mode within each label, ``(num_classes or 1, modes)`` (rows are
+    normalised), from which a generator called without modes picks them (:func:`pick_modes`).
+
+    Example:
+        >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, modes=2)
+        >>> set_mode_shares(g, torch.tensor([[3.0, 1.0]]))
+        >>> g.mode_cdf.tolist()
+        [[0.75, 1.0]]
+    """
+    if not getattr(generator, "modes", 0):
+        raise ValueError("this generator has no modes: build it with modes >= 2")
+    shares = torch.as_tensor(shares, dtype=torch.float64)
+    if tuple(shares.shape) != tuple(generator.mode_cdf.shape) or not bool((shares >= 0).all()) \
+            or not bool((shares.sum(dim=1) > 0).all()):
+        raise ValueError(f"mode shares must be {tuple(generator.mode_cdf.shape)} non-negative "
+                         f"numbers with a positive sum per row, got shape {tuple(shares.shape)}")
+    cdf = (shares / shares.sum(dim=1, keepdim=True)).cumsum(dim=1)
+    cdf[:, -1] = 1.0
+    generator.mode_cdf.copy_(cdf.to(generator.mode_cdf.dtype))
+
+
+def pick_modes(z: torch.Tensor, mode_cdf: torch.Tensor, labels: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each latent's mode, from its first number, and the latents with that number re-drawn.
+
+    ``u = Phi(z[:, 0])`` falls into one of the label's mode shares (``mode_cdf``: cumulative
+    shares, one row per label); ``u`` is then stretched over that share back to (0, 1) and
+    ``z[:, 0] = Phi^-1(u)``, so the modes follow the shares and the new ``z[:, 0]`` is again a
+    standard normal, independent of the mode. Deterministic: a latent keeps its mode.
+
+    Example:
+        >>> modes, z = pick_modes(torch.tensor([[-1.0], [0.5]]), torch.tensor([[0.5, 1.0]]))
+        >>> modes.tolist(), [round(v, 3) for v in z[:, 0].tolist()]
+        ([0, 1], [-0.475, -0.298])
+    """
+    normal = torch.distributions.Normal(0.0, 1.0)
+    flat = z.reshape(z.shape[0], -1)
+    u = normal.cdf(flat[:, 0].double())
+    rows = mode_cdf.double()[labels.reshape(-1).long()] if labels is not None \
+        else mode_cdf.double()[:1].expand(len(u), -1)
+    modes = (u[:, None] > rows[:, :-1]).sum(dim=1)
+    upper = rows.gather(1, modes[:, None])[:, 0]
+    lower = torch.where(modes > 0, rows.gather(1, (modes - 1).clamp_min(0)[:, None])[:, 0], 0.0)
+    stretched = ((u - lower) / (upper - lower).clamp_min(1e-12)).clamp(1e-7, 1 - 1e-7)
+    redrawn = flat.clone()
+    redrawn[:, 0] = normal.icdf(stretched).to(flat.dtype)
+    return modes, redrawn.reshape(z.shape)
+
+
+def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
+                     modes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``z`` flattened, with the label embedding appended for a conditional generator, and the
+    index each latent's template is looked up with (its label, or ``label * K + mode``)."""
     z = z.reshape(z.shape[0], module.latent_dim)
-    if module.num_classes == 0:
-        return z
-    if labels is None:
+    if module.num_classes and labels is None:
         raise ValueError(f"this generator is conditional on {module.num_classes} classes: "
                          "pass labels (one class index per latent)")
-    return torch.cat([z, module.embed(labels.reshape(-1).long()).to(z.dtype)], dim=1)
+    labels = None if labels is None else labels.reshape(-1).long()
+    if module.modes:
+        if modes is None:
+            modes, z = pick_modes(z, module.mode_cdf, labels)
+        labels = modes.reshape(-1).long() + (0 if labels is None else labels * module.modes)
+    elif modes is not None:
+        raise ValueError("this generator has no modes: build it with modes >= 2 or pass none")
+    if labels is None:
+        return z, None
+    return torch.cat([z, module.embed(labels).to(z.dtype)], dim=1), labels
 
 
 TEMPLATE_CLAMP = 0.999
@@ -157,8 +246,11 @@ def _add_template(module: nn.Module, templates: int, shape: tuple[int, ...], in_
         module.register_parameter("template", None)
         module.template_choice = None
         return
-    module.template = nn.Parameter(torch.zeros(max(module.num_classes, 1) * module.templates,
-                                               *shape))
+    if module.modes and module.templates > 1:
+        raise ValueError(f"with modes each mode has one template, got template={templates}: "
+                         "pass template=1 (--template 1) or template=0")
+    labels = max(module.num_classes, 1) * max(module.modes, 1)
+    module.template = nn.Parameter(torch.zeros(labels * module.templates, *shape))
     # a latent's mix of its label's templates (softmax); one template needs no choice
     module.template_choice = nn.Linear(in_dim, module.templates) if templates > 1 else None
 
@@ -174,8 +266,8 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
     if module.template is None:
         return torch.tanh(pre)
     by_label = _templates_by_label(module)
-    if module.num_classes:
-        own = by_label[labels.reshape(-1).long()]  # (N, K, *shape)
+    if labels is not None:  # the label, or label * modes + mode
+        own = by_label[labels]  # (N, K, *shape)
     else:
         own = by_label.expand(pre.shape[0], *by_label.shape[1:])
     if module.template_choice is None:
@@ -365,19 +457,17 @@ class DCGANGenerator(nn.Module):
     """Transposed-convolution generator: latent ``(N, latent_dim)`` -> images ``(N, C, S, S)``.
 
     With ``num_classes >= 2`` it also takes ``labels`` ``(N,)`` (class indices), embedded and
-    concatenated to the latent.
+    concatenated to the latent. With ``modes >= 2`` it may also take ``modes`` ``(N,)``; without
+    them each latent picks its own (:func:`pick_modes`).
     """
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0, template: int = 0) -> None:
+                 num_classes: int = 0, template: int = 0, modes: int = 0) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         widths = _dcgan_widths(size, width)
-        self.num_classes = int(num_classes)
-        extra = LABEL_EMBED_DIM if self.num_classes else 0
-        if self.num_classes:
-            self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
+        extra = _add_label_embedding(self, num_classes, modes)
         layers: list[nn.Module] = [
             nn.ConvTranspose2d(latent_dim + extra, widths[0], 4, 1, 0),
             nn.BatchNorm2d(widths[0]),
@@ -391,10 +481,11 @@ class DCGANGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         _add_template(self, template, (channels, size, size), latent_dim + extra)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = _generator_input(self, z, labels)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                modes: torch.Tensor | None = None) -> torch.Tensor:
+        x, index = _generator_input(self, z, labels, modes)
         return _generator_output(self, self.net(x.reshape(x.shape[0], x.shape[1], 1, 1)), x,
-                                 labels)
+                                 index)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -441,14 +532,11 @@ class MLPGenerator(nn.Module):
     """The tutorials' MLP generator: latent -> 256 -> 512 -> 1024 -> prod(frame_shape), tanh."""
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0, template: int = 0) -> None:
+                 num_classes: int = 0, template: int = 0, modes: int = 0) -> None:
         super().__init__()
         check_arch("mlp", frame_shape)
         self.frame_shape = tuple(int(s) for s in frame_shape)
-        self.num_classes = int(num_classes)
-        extra = LABEL_EMBED_DIM if self.num_classes else 0
-        if self.num_classes:
-            self.embed = nn.Embedding(self.num_classes, LABEL_EMBED_DIM)
+        extra = _add_label_embedding(self, num_classes, modes)
         widths = [latent_dim + extra, width // 2, width, width * 2]
         layers: list[nn.Module] = []
         for w_in, w_out in pairwise(widths):
@@ -458,9 +546,10 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
         _add_template(self, template, (math.prod(self.frame_shape),), latent_dim + extra)
 
-    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        x = _generator_input(self, z, labels)
-        return _generator_output(self, self.net(x), x, labels).reshape(-1, *self.frame_shape)
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
+                modes: torch.Tensor | None = None) -> torch.Tensor:
+        x, index = _generator_input(self, z, labels, modes)
+        return _generator_output(self, self.net(x), x, index).reshape(-1, *self.frame_shape)
 
 
 class MLPDiscriminator(nn.Module):
@@ -502,6 +591,7 @@ def build_models(
     d_width: int | None = None,
     pack: int = 1,
     template: int = 0,
+    modes: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -513,7 +603,9 @@ def build_models(
     ``d_width`` gives D a width of its own (None: ``width``). ``pack >= 2`` builds a PacGAN
     discriminator: it takes ``pack`` frames stacked along the first (channel) axis, one logit
     per pack (see :func:`pack_frames`). ``template=K`` gives the generator K learned output
-    templates per label (see :func:`init_template`; 0: none).
+    templates per label (see :func:`init_template`; 0: none). ``modes=K >= 2`` splits each
+    label into K modes: G takes them (or picks them, :func:`pick_modes`), D is built for
+    ``max(num_classes, 1) * K`` classes (``label * K + mode``).
 
     Example:
         >>> import torch
@@ -528,8 +620,11 @@ def build_models(
         raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
-    generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template)
+    generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,
+                                modes)
     d_width = width if d_width is None else d_width
+    if modes:  # D tells the (label, mode) pairs apart
+        num_classes = max(num_classes, 1) * modes
     if arch == "dcgan":
         slope = 0.0 if relu_slope is None else relu_slope
         return generator, DCGANDiscriminator(frame_shape, spectral_norm, slope, d_width,
@@ -560,10 +655,10 @@ def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-    num_classes: int = 0, template: int = 0,
+    num_classes: int = 0, template: int = 0, modes: int = 0,
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
     if arch == "dcgan":
-        return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template)
-    return MLPGenerator(frame_shape, latent_dim, width, num_classes, template)
+        return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes)
+    return MLPGenerator(frame_shape, latent_dim, width, num_classes, template, modes)

@@ -44,3 +44,22 @@ def tiny_run(tmp_path_factory, atari32):
     torch.set_num_threads(1)
     train_gan(GanConfig(iterations=4, sample_every=2, **TINY), atari32, run_dir)
     return run_dir
+
+
+@pytest.fixture
+def two_games():
+    """``two_games(grey)``: 80 labelled 32x32 frames. Game 0: 40 black ones with a white spot;
+    game 1: ``grey`` grey-100 ones and ``40 - grey`` purple (112, 0, 92) ones, a dark spot."""
+
+    def make(grey: int = 20, seed: int = 0) -> ArrayFrameSource:
+        rng = np.random.default_rng(seed)
+        env = np.repeat([0, 1], 40)
+        colour = np.zeros((80, 3), np.uint8)
+        colour[40:40 + grey], colour[40 + grey:] = (100, 100, 100), (112, 0, 92)
+        frames = np.broadcast_to(colour[:, :, None, None], (80, 3, 32, 32)).copy()
+        spots = rng.integers(0, 32, (80, 2))
+        frames[np.arange(80), :, spots[:, 0], spots[:, 1]] = \
+            np.where(env == 0, 255, 20)[:, None]
+        return ArrayFrameSource(frames, env, ["black", "grey-or-purple"])
+
+    return make

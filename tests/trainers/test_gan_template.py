@@ -140,20 +140,9 @@ def test_init_template_refuses_the_wrong_shape_or_a_plain_generator():
         init_template(plain, torch.zeros(1, 1, 3, 32, 32))
 
 
-def _two_games(seed: int = 0) -> ArrayFrameSource:
-    """Game 0: black with a white spot; game 1: grey 100 or purple (112, 0, 92), a dark spot."""
-    rng = np.random.default_rng(seed)
-    env = np.repeat([0, 1], 40)
-    colour = np.zeros((80, 3), np.uint8)
-    colour[40:60], colour[60:] = (100, 100, 100), (112, 0, 92)
-    frames = np.broadcast_to(colour[:, :, None, None], (80, 3, 32, 32)).copy()
-    spots = rng.integers(0, 32, (80, 2))
-    frames[np.arange(80), :, spots[:, 0], spots[:, 1]] = np.where(env == 0, 255, 20)[:, None]
-    return ArrayFrameSource(frames, env, ["black", "grey-or-purple"])
 
-
-def test_training_starts_from_each_games_screens(tmp_path, tiny):
-    train_gan(GanConfig(iterations=0, template=2, **tiny), _two_games(), tmp_path / "two")
+def test_training_starts_from_each_games_screens(tmp_path, tiny, two_games):
+    train_gan(GanConfig(iterations=0, template=2, **tiny), two_games(), tmp_path / "two")
     saved = load_checkpoint(tmp_path / "two")
     assert saved["config"]["template"] == 2
     assert saved["generator"]["template"].shape == (4, 3, 32, 32)  # label-major
@@ -165,7 +154,7 @@ def test_training_starts_from_each_games_screens(tmp_path, tiny):
     assert colours == [(100.0, 100.0, 100.0), (112.0, 0.0, 92.0)]
     assert (drawn[1] == drawn[1, :, :, :1, :1]).all()  # the spots are not in the templates
     assert torch.equal(saved["generator_ema"]["template"], saved["generator"]["template"])
-    train_gan(GanConfig(iterations=0, template=1, conditional=False, **tiny), _two_games(),
+    train_gan(GanConfig(iterations=0, template=1, conditional=False, **tiny), two_games(),
               tmp_path / "pooled")
     pooled = load_checkpoint(tmp_path / "pooled")["generator"]["template"]
     assert pooled.shape == (1, 3, 32, 32)
@@ -255,9 +244,9 @@ def test_a_run_saved_before_templates_resumes_without_them(tmp_path, atari32, ti
     assert saved["version"] == 2
 
 
-def test_templates_start_from_the_data_without_the_diversity_term(tmp_path, tiny):
+def test_templates_start_from_the_data_without_the_diversity_term(tmp_path, tiny, two_games):
     # the probe draw is shared with the diversity term's scale; templates alone still draw it
-    train_gan(GanConfig(iterations=0, template=2, diversity=0.0, **tiny), _two_games(),
+    train_gan(GanConfig(iterations=0, template=2, diversity=0.0, **tiny), two_games(),
               tmp_path)
     saved = load_checkpoint(tmp_path)
     assert saved["pair_scale"] is None

@@ -1,0 +1,147 @@
+"""Modes (``modes=K``): each game split into K clusters of screens, G and D conditioned on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gan_envs.trainers.gan import GanConfig, _nearest_modes, load_checkpoint, train_gan
+from gan_envs.trainers.models import build_models, pick_modes, set_mode_shares
+from gan_envs.trainers.sampling import load_generator
+
+
+@settings(max_examples=50, deadline=None)
+@given(shares=st.lists(st.lists(st.integers(0, 5), min_size=3, max_size=3)
+                       .filter(lambda row: sum(row) > 0), min_size=1, max_size=3),
+       z0=st.lists(st.floats(-6, 6, allow_nan=False), min_size=1, max_size=8),
+       seed=st.integers(0, 100))
+def test_pick_modes_follows_the_shares_and_keeps_the_rest(shares, z0, seed):
+    g, _ = build_models("mlp", (4,), latent_dim=3, width=8, num_classes=len(shares) * (
+        len(shares) > 1), modes=3)
+    set_mode_shares(g, torch.tensor(shares, dtype=torch.float64))
+    z = torch.randn(len(z0), 3, generator=torch.Generator().manual_seed(seed))
+    z[:, 0] = torch.tensor(z0)
+    labels = torch.arange(len(z0)) % len(shares) if len(shares) > 1 else None
+    modes, redrawn = pick_modes(z, g.mode_cdf, labels)
+    u = torch.distributions.Normal(0.0, 1.0).cdf(z[:, 0].double())
+    cdf = g.mode_cdf.double()[labels if labels is not None else torch.zeros(len(z0)).long()]
+    for i, m in enumerate(modes.tolist()):
+        assert shares[int(labels[i]) if labels is not None else 0][m] > 0  # never a 0 share
+        upper = float(cdf[i, m])
+        lower = float(cdf[i, m - 1]) if m else 0.0
+        assert lower - 1e-9 <= float(u[i]) <= upper + 1e-9
+    assert torch.isfinite(redrawn).all()
+    assert torch.equal(redrawn[:, 1:], z[:, 1:])  # only the first number is re-drawn
+    again, _ = pick_modes(z, g.mode_cdf, labels)
+    assert torch.equal(modes, again)  # deterministic
+
+
+def test_picked_modes_come_in_the_shares_and_the_latent_stays_normal():
+    cdf = torch.tensor([[0.25, 1.0], [0.9, 1.0]])
+    z = torch.randn(40_000, 5, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(40_000) % 2
+    modes, redrawn = pick_modes(z, cdf, labels)
+    assert abs(float((modes[labels == 0] == 0).float().mean()) - 0.25) < 0.01
+    assert abs(float((modes[labels == 1] == 0).float().mean()) - 0.9) < 0.01
+    for m in (0, 1):  # within a mode, the re-drawn number is again N(0, 1)
+        first = redrawn[(labels == 0) & (modes == m), 0]
+        assert abs(float(first.mean())) < 0.05 and abs(float(first.std()) - 1) < 0.05
+
+
+@pytest.mark.parametrize("arch, shape", [("dcgan", (3, 32, 32)), ("mlp", (5,))])
+@pytest.mark.parametrize("num_classes", [0, 3])
+def test_a_generator_with_modes_embeds_label_times_modes(arch, shape, num_classes):
+    g, d = build_models(arch, shape, latent_dim=8, width=16, num_classes=num_classes, modes=2,
+                        template=1)
+    assert g.embed.num_embeddings == max(num_classes, 1) * 2
+    assert d.embed.num_embeddings == max(num_classes, 1) * 2
+    assert g.template.shape[0] == max(num_classes, 1) * 2
+    g.eval()
+    labels = torch.tensor([0, 1, 1, 0]) if num_classes else None
+    z = torch.randn(4, 8)
+    modes, redrawn = pick_modes(z, g.mode_cdf, labels)
+    # without modes, G picks them from z exactly as pick_modes does
+    assert torch.equal(g(z, labels), g(redrawn, labels, modes))
+    other = g(redrawn, labels, 1 - modes)
+    assert not torch.equal(other, g(redrawn, labels, modes))
+
+
+def test_bad_modes_are_one_line_errors():
+    for bad, message in [(dict(modes=1), "modes must be 0"), (dict(modes=-2), "modes must be 0"),
+                         (dict(modes=2, template=2), "one template")]:
+        with pytest.raises(ValueError, match=message) as excinfo:
+            GanConfig(**bad).resolved((3, 64, 64))
+        assert "\n" not in str(excinfo.value)
+    with pytest.raises(ValueError, match="modes must be 0"):
+        build_models("dcgan", (3, 32, 32), latent_dim=8, width=16, modes=1)
+    plain, _ = build_models("dcgan", (3, 32, 32), latent_dim=8, width=16)
+    with pytest.raises(ValueError, match="no modes"):
+        set_mode_shares(plain, torch.ones(1, 2))
+    with pytest.raises(ValueError, match="no modes"):
+        plain(torch.zeros(1, 8), None, torch.zeros(1))
+    g, _ = build_models("dcgan", (3, 32, 32), latent_dim=8, width=16, modes=2)
+    for shares in (torch.ones(2, 2), torch.tensor([[0.0, 0.0]]), torch.tensor([[-1.0, 2.0]])):
+        with pytest.raises(ValueError, match="mode shares"):
+            set_mode_shares(g, shares)
+
+
+def test_nearest_modes_looks_only_at_the_frames_own_label():
+    centres = torch.tensor([[[0.0], [1.0]], [[5.0], [9.0]]])
+    x = torch.tensor([[0.9], [0.9], [7.5]])
+    assert _nearest_modes(x, torch.tensor([0, 1, 1]), centres).tolist() == [1, 0, 1]
+
+
+def test_training_finds_each_games_modes_and_their_shares(tmp_path, tiny, two_games):
+    train_gan(GanConfig(iterations=0, modes=2, template=1, template_lr=0.0, **tiny),
+              two_games(30), tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["version"] == 4 and saved["config"]["modes"] == 2
+    centres = ((saved["mode_centres"] + 1) * 127.5).round()  # (games, modes, 3, 32, 32)
+    assert centres.shape == (2, 2, 3, 32, 32)
+    assert [tuple(c[:, 0, 0].tolist()) for c in centres[1]] == [(100.0, 100.0, 100.0),
+                                                                (112.0, 0.0, 92.0)]
+    # game 1 is 3 grey : 1 purple in the probe draw's nearest-centre counts
+    cdf = saved["generator"]["mode_cdf"]
+    assert abs(float(cdf[1, 0]) - 0.75) < 0.05 and float(cdf[1, 1]) == 1.0
+    assert torch.equal(saved["generator_ema"]["mode_cdf"], cdf)
+    # each (game, mode) template is its cluster's median, in the same order
+    drawn = ((torch.tanh(saved["generator"]["template"]) + 1) * 127.5).round()
+    assert torch.equal(drawn[2:], centres[1].clamp(0.13, 254.87).round())
+
+
+def test_a_mode_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny):
+    for name, extra in [("packs", dict(pack=2)), ("pairs", dict(pack=1, diversity=1.0))]:
+        config = dict(modes=2, template=1, **extra, **tiny)
+        straight, split = tmp_path / f"{name}-straight", tmp_path / f"{name}-split"
+        train_gan(GanConfig(iterations=4, **config), atari32, straight)
+        train_gan(GanConfig(iterations=2, **config), atari32, split)
+        train_gan(GanConfig(iterations=4, **config), atari32, split, resume=True)
+        a, b = load_checkpoint(straight), load_checkpoint(split)
+        for net in ("generator", "discriminator", "generator_ema"):
+            for k, v in a[net].items():
+                assert torch.equal(v, b[net][k]), f"{name} {net}.{k}"
+        assert torch.equal(a["pair_scale"], b["pair_scale"]) if extra.get("diversity") else True
+    run = load_generator(tmp_path / "packs-split")
+    images = run.generate(torch.randn(6, tiny["latent_dim"]), labels=torch.tensor([0, 1] * 3))
+    assert images.shape == (6, 3, 32, 32) and images.dtype == np.uint8
+
+
+def test_an_unconditional_run_with_modes(tmp_path, atari32, tiny):
+    train_gan(GanConfig(iterations=2, modes=2, conditional=False, **tiny), atari32, tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["mode_centres"].shape == (1, 2, 3, 32, 32)
+    assert saved["discriminator"]["embed.parametrizations.weight.original"].shape[0] == 2
+    images = load_generator(tmp_path).generate(torch.randn(3, tiny["latent_dim"]))
+    assert images.shape == (3, 3, 32, 32)
+
+
+def test_modes_are_off_by_default_and_cannot_change_on_resume(tmp_path, atari32, tiny):
+    assert GanConfig().resolved((3, 64, 64)).modes == 0
+    assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).modes == 0
+    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
+    assert load_checkpoint(tmp_path)["version"] == 2
+    with pytest.raises(ValueError, match="other modes"):
+        train_gan(GanConfig(iterations=2, modes=2, **tiny), atari32, tmp_path, resume=True)
