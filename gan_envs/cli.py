@@ -441,8 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K learned output templates per game (started at the medians of K "
                         "clusters of its screens) that G draws its differences from (0: off; "
                         "default: the recipe's)")
-    p.add_argument("--template-lr", type=float, default=1.0, metavar="X",
-                   help="the templates' learning rate as a multiple of G's (0: fixed)")
+    p.add_argument("--template-lr", type=float, metavar="X",
+                   help="the templates' learning rate as a multiple of G's (0: fixed; "
+                        "default: the recipe's)")
     p.add_argument("--modes", type=int, metavar="K",
                    help="split each game into K modes (k-means clusters of its screens, e.g. "
                         "AirRaid's two backgrounds) and condition G and D on them (0: off; "

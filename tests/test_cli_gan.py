@@ -101,7 +101,7 @@ def test_conditional_options_and_sample_one_env(dataset: Path, tmp_path: Path, c
 def test_template_option_trains_and_samples(dataset: Path, tmp_path: Path):
     run = tmp_path / "template"
     assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
-                 "--template", "2", *TINY]) == 0
+                 "--template", "2", "--modes", "0", *TINY]) == 0
     assert json.loads((run / "config.json").read_text())["template"] == 2
     out = tmp_path / "grid.png"
     assert main(["sample", str(run), "--out", str(out), "--n", "4", "--env", "Pong"]) == 0

@@ -14,9 +14,10 @@
 
 Two recipes fill in the hyperparameters left as None: ``tutorial`` (the book's Atari GAN: BCE,
 Adam 1e-4, betas (0.5, 0.999), batch 16) and ``fast`` (hinge loss, spectral norm, generator EMA,
-DiffAugment, TTUR, a minibatch-std feature in D, PacGAN packs of two frames in D, and
-class-conditional G and D on the env label when the source labels two or more envs). The same
-seed gives the same run, also across ``resume=True``.
+TTUR, a minibatch-std feature in D, PacGAN packs of two frames in D, a lazy R1 penalty,
+class-conditional G and D on the env label when the source labels two or more envs, and for
+images two modes per game with one fixed output template each). The same seed gives the same
+run, also across ``resume=True``.
 """
 
 from __future__ import annotations
@@ -72,15 +73,15 @@ _CHECKPOINT_VERSION = 4  # 2: conditional runs (label_probs); 3: output template
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                       template=0, modes=0)
+                       template=0, modes=0, template_lr=1.0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                     template=0, modes=0)
+                     template=0, modes=0, template_lr=1.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=1.0,
-             template=0, modes=0)
+             template=1, modes=2, template_lr=0.0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -184,18 +185,22 @@ class GanConfig:
     what differs from the game's usual screens. They start as the per-pixel medians of this
     many k-means clusters of each label's frames (from the start's probe draw of 4,096
     frames, which the diversity term's scale shares), so a static background starts out
-    right up to the output of G's freshly initialised last layer. 0: G draws every pixel
-    itself (the tutorial)"""
-    template_lr: float = 1.0
+    right up to the output of G's freshly initialised last layer. With ``modes`` at most 1
+    (one template per mode, no choice layer). 0: G draws every pixel itself (the tutorial);
+    the fast recipe uses 1 on images (with ``modes=2`` and ``template_lr=0``)"""
+    template_lr: float | None = None
     """the templates' learning rate as a multiple of ``lr_g`` (0: they stay the data's
-    medians; only the choice among them and the rest of G learn)"""
+    medians; only the choice among them and the rest of G learn). None: the recipe's (fast: 0,
+    tutorial: 1)"""
     modes: int | None = None
     """split each game (all frames, when unconditional) into this many modes, the k-means
     clusters of its frames in the start's probe draw (AirRaid: its purple and its grey screens),
     and condition G and D on the (game, mode) pair: a real frame's mode is its nearest cluster
     median, a generated frame's is drawn in the data's shares (from the latent's first number
     when G is given only the game, as in sampling). With ``template=1`` each mode has its own
-    template, started at its cluster's median. 0: off"""
+    template, started at its cluster's median. 0: off (the tutorial recipe, and vector
+    frames); the fast recipe uses 2 on images (session 7: final distances 7-12x the floor over
+    three seeds, against 29-87x without)"""
 
     def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
@@ -215,7 +220,12 @@ class GanConfig:
                                  f"(this source has {num_envs}): train on a multi-game dataset "
                                  "or pass conditional=False")
             preset["conditional"] = False
+        if not is_image_shape(frame_shape):  # screens' modes and templates: images only
+            preset.update(modes=0, template=0)
         filled = {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in preset}
+        if self.template_lr not in (None, preset["template_lr"]) and not filled["template"]:
+            raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
+                             "template >= 1 (--template K) too, or leave template_lr unset")
         cfg = dataclasses.replace(self, **filled)
         cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
         cfg._check(frame_shape)
@@ -249,13 +259,11 @@ class GanConfig:
                              "pass modes=0 (--modes 0) to train without")
         if self.modes and self.template > 1:
             raise ValueError(f"with modes each mode has one template, got template="
-                             f"{self.template}: pass template=1 (--template 1) or template=0")
+                             f"{self.template}: pass template=1 (--template 1), or modes=0 "
+                             "(--modes 0) for K templates per game chosen by G")
         if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
             raise ValueError(f"template_lr must be a finite multiple >= 0, got "
                              f"{self.template_lr}: pass e.g. 1.0 (--template-lr 1)")
-        if self.template_lr != 1.0 and not self.template:
-            raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
-                             "template >= 1 (--template K) too, or leave template_lr at 1")
         if not (self.r1 >= 0.0 and math.isfinite(self.r1)):
             raise ValueError(f"r1 must be a finite weight >= 0, got {self.r1}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
@@ -505,6 +513,8 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
                              "modes": 0, **saved,
                              "betas": tuple(saved["betas"])})
+    if not saved_cfg.template:  # the rate of no templates (session 6 saved 1.0 with none)
+        saved_cfg.template_lr = None
     asked = dataclasses.asdict(config)
     defaults = dataclasses.asdict(GanConfig())
     clash = [k for k, v in asked.items() if k not in _RESUMABLE_CHANGES and v is not None

@@ -138,10 +138,19 @@ def test_an_unconditional_run_with_modes(tmp_path, atari32, tiny):
     assert images.shape == (3, 3, 32, 32)
 
 
-def test_modes_are_off_by_default_and_cannot_change_on_resume(tmp_path, atari32, tiny):
-    assert GanConfig().resolved((3, 64, 64)).modes == 0
-    assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).modes == 0
-    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
+def test_the_fast_recipe_uses_modes_on_images_only_and_they_cannot_change_on_resume(
+        tmp_path, atari32, tiny):
+    fast = GanConfig().resolved((3, 64, 64))
+    assert (fast.modes, fast.template, fast.template_lr) == (2, 1, 0.0)
+    vectors = GanConfig(arch="mlp").resolved((4,))
+    assert (vectors.modes, vectors.template) == (0, 0)
+    tutorial = GanConfig(recipe="tutorial").resolved((3, 64, 64))
+    assert (tutorial.modes, tutorial.template) == (0, 0)
+    train_gan(GanConfig(iterations=1, modes=0, template=0, **tiny), atari32, tmp_path)
     assert load_checkpoint(tmp_path)["version"] == 2
     with pytest.raises(ValueError, match="other modes"):
         train_gan(GanConfig(iterations=2, modes=2, **tiny), atari32, tmp_path, resume=True)
+    # a plain resume keeps the run's own settings, not the recipe's new ones
+    assert train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path,
+                     resume=True).iterations == 2
+    assert load_checkpoint(tmp_path)["config"]["modes"] == 0

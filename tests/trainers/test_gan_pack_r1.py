@@ -96,7 +96,8 @@ class _Recording(torch.nn.Module):
         return self.inner(x, labels)
 
 
-def test_every_pack_holds_one_game_with_its_label(tmp_path, tiny, monkeypatch):
+@pytest.mark.parametrize("modes", [0, 2])
+def test_every_pack_holds_one_game_with_its_label(tmp_path, tiny, monkeypatch, modes):
     # frames whose every pixel is 40 * (game + 1): a pack's frames tell their game
     env = np.repeat(np.arange(3), 20)
     frames = np.broadcast_to((40 * (env + 1)).astype(np.uint8)[:, None, None, None],
@@ -105,7 +106,8 @@ def test_every_pack_holds_one_game_with_its_label(tmp_path, tiny, monkeypatch):
     build = gan_module.build_models
     monkeypatch.setattr(gan_module, "build_models",
                         lambda *a, **k: (lambda g, d: (g, _Recording(d, calls)))(*build(*a, **k)))
-    train_gan(GanConfig(iterations=3, pack=2, diversity=0.0, **{**tiny, "batch_size": 12}),
+    train_gan(GanConfig(iterations=3, pack=2, diversity=0.0, modes=modes,
+                        **{**tiny, "batch_size": 12}),
               ArrayFrameSource(frames, env, ["a", "b", "c"]), tmp_path)
     assert len(calls) == 9  # per iteration: real, fake (D step), fake (G step)
     for step in range(3):
@@ -113,6 +115,7 @@ def test_every_pack_holds_one_game_with_its_label(tmp_path, tiny, monkeypatch):
         assert real.shape == (6, 6, 32, 32) and fake.shape == (6, 6, 32, 32)
         games = ((real[:, ::3, 0, 0] + 1) * 127.5 / 40).round().long() - 1  # (packs, 2 frames)
         assert torch.equal(y_fake, y_real) and torch.equal(y_g, y_real)
+        y_real = y_real // max(modes, 1)  # with modes D gets game * modes + mode
         assert torch.equal(games[:, 0], y_real)  # a pack's label is its first frame's game
         assert (games[:, 1] == y_real).sum() >= 6 - 2  # at most 2 packs straddle 3 games
         assert torch.equal(y_real, y_real.sort().values)

@@ -142,7 +142,8 @@ def test_init_template_refuses_the_wrong_shape_or_a_plain_generator():
 
 
 def test_training_starts_from_each_games_screens(tmp_path, tiny, two_games):
-    train_gan(GanConfig(iterations=0, template=2, **tiny), two_games(), tmp_path / "two")
+    train_gan(GanConfig(iterations=0, template=2, modes=0, **tiny), two_games(),
+              tmp_path / "two")
     saved = load_checkpoint(tmp_path / "two")
     assert saved["config"]["template"] == 2
     assert saved["generator"]["template"].shape == (4, 3, 32, 32)  # label-major
@@ -154,14 +155,14 @@ def test_training_starts_from_each_games_screens(tmp_path, tiny, two_games):
     assert colours == [(100.0, 100.0, 100.0), (112.0, 0.0, 92.0)]
     assert (drawn[1] == drawn[1, :, :, :1, :1]).all()  # the spots are not in the templates
     assert torch.equal(saved["generator_ema"]["template"], saved["generator"]["template"])
-    train_gan(GanConfig(iterations=0, template=1, conditional=False, **tiny), two_games(),
-              tmp_path / "pooled")
+    train_gan(GanConfig(iterations=0, template=1, modes=0, conditional=False, **tiny),
+              two_games(), tmp_path / "pooled")
     pooled = load_checkpoint(tmp_path / "pooled")["generator"]["template"]
     assert pooled.shape == (1, 3, 32, 32)
 
 
 def test_template_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny):
-    config = dict(template=2, **tiny)
+    config = dict(template=2, modes=0, template_lr=1.0, **tiny)
     train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "straight")
     train_gan(GanConfig(iterations=2, **config), atari32, tmp_path / "split")
     train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "split", resume=True)
@@ -179,19 +180,23 @@ def test_template_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny
     assert images.shape == (4, 3, 32, 32) and images.dtype == np.uint8
 
 
-def test_recipes_leave_templates_off_and_bad_counts_are_one_line(tmp_path, atari32, tiny):
-    assert GanConfig().resolved((3, 64, 64)).template == 0
+def test_recipe_templates_and_bad_counts_are_one_line(tmp_path, atari32, tiny):
+    assert GanConfig().resolved((3, 64, 64)).template == 1  # one per mode, since session 7
     assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).template == 0
     with pytest.raises(ValueError, match="template must be 0") as excinfo:
         GanConfig(template=-1).resolved((3, 64, 64))
     assert "\n" not in str(excinfo.value)
-    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
+    with pytest.raises(ValueError, match="--modes 0") as excinfo:  # K >= 2 needs no modes
+        GanConfig(template=2).resolved((3, 64, 64))
+    assert "\n" not in str(excinfo.value)
+    train_gan(GanConfig(iterations=1, template=0, modes=0, **tiny), atari32, tmp_path)
     with pytest.raises(ValueError, match="other template"):
-        train_gan(GanConfig(iterations=2, template=2, **tiny), atari32, tmp_path, resume=True)
+        train_gan(GanConfig(iterations=2, template=2, modes=0, **tiny), atari32, tmp_path,
+                  resume=True)
 
 
 def test_template_lr_zero_keeps_the_data_medians(tmp_path, atari32, tiny):
-    config = dict(template=2, **tiny)
+    config = dict(template=2, modes=0, **tiny)
     train_gan(GanConfig(iterations=0, **config), atari32, tmp_path / "start")
     train_gan(GanConfig(iterations=3, template_lr=0.0, **config), atari32, tmp_path / "fixed")
     start = load_checkpoint(tmp_path / "start")["generator"]
@@ -201,16 +206,16 @@ def test_template_lr_zero_keeps_the_data_medians(tmp_path, atari32, tiny):
     assert not torch.equal(fixed["generator"]["template_choice.weight"],
                            start["template_choice.weight"])
     assert fixed["config"]["template_lr"] == 0.0
-    for bad, message in [(dict(template=2, template_lr=-1.0), "finite multiple"),
-                         (dict(template_lr=0.5), "acts only on templates")]:
+    for bad, message in [(dict(template=2, modes=0, template_lr=-1.0), "finite multiple"),
+                         (dict(template=0, template_lr=0.5), "acts only on templates")]:
         with pytest.raises(ValueError, match=message) as excinfo:
             GanConfig(**bad).resolved((3, 64, 64))
         assert "\n" not in str(excinfo.value)
 
 
 def test_templates_with_channels_last_and_bf16(tmp_path, atari32, tiny):
-    train_gan(GanConfig(iterations=2, template=2, channels_last=True, bf16=True, **tiny),
-              atari32, tmp_path)
+    train_gan(GanConfig(iterations=2, template=2, modes=0, channels_last=True, bf16=True,
+                        **tiny), atari32, tmp_path)
     saved = load_checkpoint(tmp_path)
     assert saved["generator"]["template"].shape == (4, 3, 32, 32)
     assert torch.isfinite(saved["generator"]["template"]).all()
@@ -220,7 +225,7 @@ def test_templates_on_vector_observations_with_the_mlp(tmp_path, tiny):
     rng = np.random.default_rng(0)
     states = np.concatenate([rng.normal(0, 0.1, (60, 4)), rng.normal(3, 0.1, (60, 4))])
     source = ArrayFrameSource(states.astype(np.float32))
-    train_gan(GanConfig(iterations=0, arch="mlp", template=2, **tiny), source, tmp_path)
+    train_gan(GanConfig(iterations=0, arch="mlp", template=2, modes=0, **tiny), source, tmp_path)
     saved = load_checkpoint(tmp_path)
     assert saved["generator"]["template"].shape == (2, 4)
     # the two kinds of state, in the trainer's [-1, 1] scaling, one per template
@@ -230,10 +235,10 @@ def test_templates_on_vector_observations_with_the_mlp(tmp_path, tiny):
 
 
 def test_a_run_saved_before_templates_resumes_without_them(tmp_path, atari32, tiny):
-    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
+    train_gan(GanConfig(iterations=1, template=0, modes=0, **tiny), atari32, tmp_path)
     path = tmp_path / "checkpoint.pt"
     old = torch.load(path, weights_only=False)
-    for key in ("template", "template_lr"):
+    for key in ("template", "template_lr", "modes"):
         del old["config"][key]
     old["version"] = 2
     torch.save(old, path)
@@ -246,7 +251,7 @@ def test_a_run_saved_before_templates_resumes_without_them(tmp_path, atari32, ti
 
 def test_templates_start_from_the_data_without_the_diversity_term(tmp_path, tiny, two_games):
     # the probe draw is shared with the diversity term's scale; templates alone still draw it
-    train_gan(GanConfig(iterations=0, template=2, diversity=0.0, **tiny), two_games(),
+    train_gan(GanConfig(iterations=0, template=2, modes=0, diversity=0.0, **tiny), two_games(),
               tmp_path)
     saved = load_checkpoint(tmp_path)
     assert saved["pair_scale"] is None
