@@ -406,17 +406,22 @@ def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor,
 
 
 def _template_start(frames: torch.Tensor, labels: np.ndarray | None, num_classes: int,
-                    templates: int, seed: int, env_ids: list[str]) -> torch.Tensor:
-    """Each label's ``templates`` typical frames ``(num_classes or 1, templates, ...)``."""
+                    templates: int, seed: int) -> torch.Tensor:
+    """Each label's ``templates`` typical frames ``(num_classes or 1, templates, ...)``.
+
+    A label with no frames in ``frames`` (a game the draw missed) gets the whole draw's."""
     if not num_classes:
         return template_frames(frames, templates, seed=seed)[None]
-    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
-    if missing:
-        raise ValueError(f"no frames of {[env_ids[k] for k in missing]} in a draw of 4,096 "
-                         "frames to initialise the templates: rebalance the dataset or pass "
-                         "template=0 (--template 0)")
-    return torch.stack([template_frames(frames[torch.from_numpy(labels == k)], templates,
-                                        seed=seed) for k in range(num_classes)])
+    pooled = None
+    per_label = []
+    for k in range(num_classes):
+        own = torch.from_numpy(labels == k)
+        if bool(own.any()):
+            per_label.append(template_frames(frames[own], templates, seed=seed))
+        else:
+            pooled = template_frames(frames, templates, seed=seed) if pooled is None else pooled
+            per_label.append(pooled)
+    return torch.stack(per_label)
 
 
 def _nearest_modes(x: torch.Tensor, labels: torch.Tensor | None, centres: torch.Tensor
@@ -430,9 +435,13 @@ def _nearest_modes(x: torch.Tensor, labels: torch.Tensor | None, centres: torch.
         >>> _nearest_modes(torch.tensor([[0.9, 0.8], [0.1, 0.0]]), None, centres).tolist()
         [1, 0]
     """
-    own = centres[labels.reshape(-1).long()] if labels is not None \
-        else centres[:1].expand(len(x), *centres.shape[1:])
-    return (x.detach().float().flatten(1)[:, None] - own.flatten(2)).square().sum(2).argmin(1)
+    modes = []
+    for first in range(0, len(x), 256):  # in blocks: (block, modes, pixels) stays small
+        block = x[first:first + 256].detach().float().flatten(1)
+        own = centres[labels.reshape(-1)[first:first + 256].long()] if labels is not None \
+            else centres[:1].expand(len(block), *centres.shape[1:])
+        modes.append((block[:, None] - own.flatten(2)).square().sum(2).argmin(1))
+    return torch.cat(modes) if modes else torch.zeros(0, dtype=torch.long)
 
 
 def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
@@ -687,25 +696,27 @@ def train_gan(
     elif cfg.diversity:
         pair_scale = saved["pair_scale"]
     mode_centres = torch.zeros(0)  # (num_classes or 1, modes, *frame_shape), input scale
+    probe_input = to_input(probe) if needs_templates else None
     if needs_templates and cfg.modes:  # the clusters give the modes and their templates
-        mode_centres = _template_start(to_input(probe), probe_labels, num_classes, cfg.modes,
-                                       cfg.seed, env_ids)
-        probe_modes = _nearest_modes(to_input(probe), None if probe_labels is None
-                                     else torch.from_numpy(probe_labels), mode_centres)
-        groups = torch.zeros(len(probe_modes), dtype=torch.long) if probe_labels is None \
+        mode_centres = _template_start(probe_input, probe_labels, num_classes, cfg.modes,
+                                       cfg.seed)
+        groups = torch.zeros(len(probe_input), dtype=torch.long) if probe_labels is None \
             else torch.from_numpy(probe_labels).long()
+        probe_modes = _nearest_modes(probe_input, groups if probe_labels is not None else None,
+                                     mode_centres)
         shares = torch.zeros(mode_centres.shape[:2], dtype=torch.float64)
         shares.index_put_((groups, probe_modes), torch.ones(len(groups), dtype=torch.float64),
                           accumulate=True)
+        shares[shares.sum(dim=1) == 0] = 1.0  # a game the draw missed: equal shares
         set_mode_shares(generator, shares)
         if cfg.template:
             init_template(generator, mode_centres.reshape(-1, 1, *mode_centres.shape[2:]))
     elif needs_templates:
-        init_template(generator, _template_start(to_input(probe), probe_labels, num_classes,
-                                                 cfg.template, cfg.seed, env_ids))
+        init_template(generator, _template_start(probe_input, probe_labels, num_classes,
+                                                 cfg.template, cfg.seed))
     if needs_templates and ema is not None:
         ema.load_state_dict(generator.state_dict())
-    del probe
+    del probe, probe_input
     if cfg.modes and saved is not None:
         mode_centres = saved["mode_centres"]
     if cfg.diversity and cfg.modes:  # the pair scale per (game, mode): the game's

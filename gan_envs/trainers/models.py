@@ -170,7 +170,7 @@ def set_mode_shares(generator: nn.Module, shares: torch.Tensor) -> None:
     if tuple(shares.shape) != tuple(generator.mode_cdf.shape) or not bool((shares >= 0).all()) \
             or not bool((shares.sum(dim=1) > 0).all()):
         raise ValueError(f"mode shares must be {tuple(generator.mode_cdf.shape)} non-negative "
-                         f"numbers with a positive sum per row, got shape {tuple(shares.shape)}")
+                         f"numbers with a positive sum per row, got {shares.tolist()}")
     cdf = (shares / shares.sum(dim=1, keepdim=True)).cumsum(dim=1)
     cdf[:, -1] = 1.0
     generator.mode_cdf.copy_(cdf.to(generator.mode_cdf.dtype))
@@ -212,7 +212,8 @@ def _generator_input(module: nn.Module, z: torch.Tensor, labels: torch.Tensor | 
     if module.num_classes and labels is None:
         raise ValueError(f"this generator is conditional on {module.num_classes} classes: "
                          "pass labels (one class index per latent)")
-    labels = None if labels is None else labels.reshape(-1).long()
+    # a generator without classes ignores labels (as it always has)
+    labels = None if labels is None or not module.num_classes else labels.reshape(-1).long()
     if module.modes:
         if modes is None:
             modes, z = pick_modes(z, module.mode_cdf, labels)

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gan_envs.trainers.data import ArrayFrameSource
 from gan_envs.trainers.gan import GanConfig, _nearest_modes, load_checkpoint, train_gan
 from gan_envs.trainers.models import build_models, pick_modes, set_mode_shares
 from gan_envs.trainers.sampling import load_generator
@@ -154,3 +155,17 @@ def test_the_fast_recipe_uses_modes_on_images_only_and_they_cannot_change_on_res
     assert train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path,
                      resume=True).iterations == 2
     assert load_checkpoint(tmp_path)["config"]["modes"] == 0
+
+
+def test_a_game_the_probe_draw_missed_gets_the_whole_draws_modes(tmp_path, tiny, two_games):
+    # three labelled games, frames of two: the third trains with the pooled clusters
+    games = two_games(30)
+    source = ArrayFrameSource(games.frames, games.env_index,
+                              ["black", "grey-or-purple", "none"])
+    train_gan(GanConfig(iterations=1, **tiny), source, tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["mode_centres"].shape[:2] == (3, 2)
+    assert saved["generator"]["mode_cdf"][2].tolist() == [0.5, 1.0]  # equal shares
+    images = load_generator(tmp_path).generate(torch.randn(2, tiny["latent_dim"]),
+                                               labels=torch.tensor([2, 2]))
+    assert images.shape == (2, 3, 32, 32)
