@@ -702,8 +702,7 @@ def train_gan(
                                        cfg.seed)
         groups = torch.zeros(len(probe_input), dtype=torch.long) if probe_labels is None \
             else torch.from_numpy(probe_labels).long()
-        probe_modes = _nearest_modes(probe_input, groups if probe_labels is not None else None,
-                                     mode_centres)
+        probe_modes = _nearest_modes(probe_input, groups, mode_centres)  # one row unlabelled
         shares = torch.zeros(mode_centres.shape[:2], dtype=torch.float64)
         shares.index_put_((groups, probe_modes), torch.ones(len(groups), dtype=torch.float64),
                           accumulate=True)
@@ -796,7 +795,7 @@ def train_gan(
     def draw_batch() -> tuple[Any, ...]:
         """Real frames and their labels, latents and the fakes' labels for one iteration.
 
-        Returns ``(real, y_real, z, y_fake, m_fake, labels, labels_real)``: ``y_*`` are game
+        Returns ``(real, z, y_fake, m_fake, labels, labels_real)``: ``y_fake`` holds game
         labels (None when unconditional), ``m_fake`` the fakes' modes (None without modes),
         and ``labels`` / ``labels_real`` what D is given (the game, or ``game * modes +
         mode``; empty for a plain unconditional run).
@@ -837,11 +836,10 @@ def train_gan(
         if cfg.modes:
             games_real = 0 if y_real is None else y_real * cfg.modes
             games_fake = 0 if y_fake is None else y_fake * cfg.modes
-            return (real, y_real, z, y_fake, m_fake, (games_fake + m_fake,),
-                    (games_real + m_real,))
+            return real, z, y_fake, m_fake, (games_fake + m_fake,), (games_real + m_real,)
         if num_classes:
-            return real, y_real, z, y_fake, None, (y_fake,), (y_real,)
-        return real, None, z, None, None, (), ()
+            return real, z, y_fake, None, (y_fake,), (y_real,)
+        return real, z, None, None, (), ()
 
     # ---- the loop
     names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ()) \
@@ -854,7 +852,7 @@ def train_gan(
         with _SigintToFlag() as sigint, log_path.open("a") as log:
             for iteration in range(start + 1, cfg.iterations + 1):
                 in_step = True  # until G, D and EMA have all been updated
-                real, y_real, z, y_fake, m_fake, labels, labels_real = draw_batch()
+                real, z, y_fake, m_fake, labels, labels_real = draw_batch()
                 with autocast:
                     fake = generator(z, y_fake, m_fake) if cfg.modes \
                         else generator(z, *labels)
