@@ -165,7 +165,8 @@ class GanConfig:
     """weight of a diversity term in G's loss (DSGAN-style, capped by the data): the batch's
     latents come in pairs with the same label, and a pair whose two frames differ less than
     two random real frames of that label do (mean absolute difference, measured on the data at
-    the start) is penalised by ``1 - difference / real difference``. 0 turns it off"""
+    the start; per (game, mode) with ``modes``) is penalised by ``1 - difference / real
+    difference``. 0 turns it off"""
     pack: int | None = None
     """frames per discriminator input (PacGAN, Lin et al. 2018): D judges packs of this many
     frames stacked along the channels, so a generator that draws the same frame twice is told
@@ -691,9 +692,9 @@ def train_gan(
             probe = source.sample_frames(4096, probe_rng)
         probe = np.asarray(probe)
     pair_scale = torch.ones(1)
-    if needs_scale:
+    if needs_scale and not (needs_templates and cfg.modes):  # with modes: per mode, below
         pair_scale = _real_pair_distances(probe, probe_labels, num_classes, to_input)
-    elif cfg.diversity:
+    elif cfg.diversity and not needs_scale:
         pair_scale = saved["pair_scale"]
     mode_centres = torch.zeros(0)  # (num_classes or 1, modes, *frame_shape), input scale
     probe_input = to_input(probe) if needs_templates else None
@@ -708,6 +709,10 @@ def train_gan(
                           accumulate=True)
         shares[shares.sum(dim=1) == 0] = 1.0  # a game the draw missed: equal shares
         set_mode_shares(generator, shares)
+        if needs_scale:  # one scale per (game, mode): a game's modes differ more than
+            # frames within one mode do (AirRaid: 0.20 across its two screens, 0.04-0.05 within)
+            pair_scale = _real_pair_distances(probe, (groups * cfg.modes + probe_modes).numpy(),
+                                              len(shares) * cfg.modes, to_input)
         if cfg.template:
             init_template(generator, mode_centres.reshape(-1, 1, *mode_centres.shape[2:]))
     elif needs_templates:
@@ -718,7 +723,8 @@ def train_gan(
     del probe, probe_input
     if cfg.modes and saved is not None:
         mode_centres = saved["mode_centres"]
-    if cfg.diversity and cfg.modes:  # the pair scale per (game, mode): the game's
+    if cfg.diversity and cfg.modes and len(pair_scale) == len(mode_centres):
+        # a checkpoint of session 7 saved one scale per game: each of its modes uses it
         pair_scale = pair_scale.repeat_interleave(cfg.modes)
 
     start = 0
@@ -753,7 +759,7 @@ def train_gan(
             "label_probs": label_probs if num_classes else None,
             "fixed_labels": fixed_labels if num_classes else None,
             "scale": {"center": center, "half_range": half_range},
-            "pair_scale": (pair_scale[::max(cfg.modes, 1)] if cfg.diversity else None),
+            "pair_scale": pair_scale if cfg.diversity else None,
             "mode_centres": mode_centres if cfg.modes else None,
         }, ckpt_path)
         saved_at = iteration

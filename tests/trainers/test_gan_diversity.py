@@ -65,8 +65,9 @@ def test_diversity_trains_logs_and_resumes_exactly(tmp_path, atari32, tiny, cond
     train_gan(GanConfig(iterations=2, **config), atari32, tmp_path / "b")
     train_gan(GanConfig(iterations=3, **config), atari32, tmp_path / "b", resume=True)
     a, b = load_checkpoint(tmp_path / "a"), load_checkpoint(tmp_path / "b")
+    # one scale per label: per (game, mode) with the recipe's modes
     assert torch.equal(a["pair_scale"], b["pair_scale"]) and len(a["pair_scale"]) == (
-        2 if conditional else 1)
+        2 if conditional else 1) * max(a["config"]["modes"], 1)
     for key in a["generator"]:
         assert torch.equal(a["generator"][key], b["generator"][key]), key
 

@@ -9,7 +9,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gan_envs.trainers.data import ArrayFrameSource
-from gan_envs.trainers.gan import GanConfig, _nearest_modes, load_checkpoint, train_gan
+from gan_envs.trainers.gan import (
+    GanConfig,
+    _nearest_modes,
+    _real_pair_distances,
+    load_checkpoint,
+    train_gan,
+)
 from gan_envs.trainers.models import build_models, pick_modes, set_mode_shares
 from gan_envs.trainers.sampling import load_generator
 
@@ -169,3 +175,26 @@ def test_a_game_the_probe_draw_missed_gets_the_whole_draws_modes(tmp_path, tiny,
     images = load_generator(tmp_path).generate(torch.randn(2, tiny["latent_dim"]),
                                                labels=torch.tensor([2, 2]))
     assert images.shape == (2, 3, 32, 32)
+
+
+def test_the_diversity_scale_is_measured_per_game_and_mode(tmp_path, tiny, two_games):
+    # game 1's grey and purple screens differ far more than two frames of one colour do
+    # (a spot apart): a per-game scale would ask same-mode pairs for a colour change
+    games = two_games(30)
+    train_gan(GanConfig(iterations=1, diversity=1.0, pack=1, **tiny), games, tmp_path)
+    scale = load_checkpoint(tmp_path)["pair_scale"]
+    per_game = _real_pair_distances(games.frames, games.env_index, 2,
+                                    lambda f: torch.from_numpy(f).float() / 127.5 - 1)
+    assert scale.shape == (4,)
+    assert float(scale[2:].max()) < float(per_game[1]) / 10
+
+
+def test_a_checkpoint_with_one_diversity_scale_per_game_resumes(tmp_path, atari32, tiny):
+    # session 7's checkpoints saved the scale per game: each mode of a game resumes with it
+    train_gan(GanConfig(iterations=1, diversity=1.0, pack=1, **tiny), atari32, tmp_path)
+    saved = load_checkpoint(tmp_path)
+    per_game = torch.tensor([0.01, 0.02])
+    torch.save({**saved, "pair_scale": per_game}, tmp_path / "checkpoint.pt")
+    train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path, resume=True)
+    assert torch.equal(load_checkpoint(tmp_path)["pair_scale"],
+                       per_game.repeat_interleave(2))
