@@ -79,7 +79,7 @@ _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
                      template=0, modes=0, template_lr=1.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
-             spectral_norm=True, ema_decay=0.995, diffaugment="", d_relu_slope=0.2,
+             spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=1.0,
              template=1, modes=2, template_lr=0.0)
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
