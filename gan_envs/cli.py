@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_ema_choice(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=True,
                    help="use the run's EMA generator when it kept one (--no-ema: the raw "
-                        "generator; with the fast recipe it scores higher, see docs/gan.md)")
+                        "generator; with the fast recipe its distance is higher, see docs/gan.md)")
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

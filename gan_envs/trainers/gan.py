@@ -710,9 +710,14 @@ def train_gan(
         shares[shares.sum(dim=1) == 0] = 1.0  # a game the draw missed: equal shares
         set_mode_shares(generator, shares)
         if needs_scale:  # one scale per (game, mode): a game's modes differ more than
-            # frames within one mode do (AirRaid: 0.20 across its two screens, 0.04-0.05 within)
-            pair_scale = _real_pair_distances(probe, (groups * cfg.modes + probe_modes).numpy(),
-                                              len(shares) * cfg.modes, to_input)
+            # frames within one mode do (AirRaid: 0.20 across its two screens, 0.04-0.05 within);
+            # a (game, mode) with fewer than two frames in the draw takes its game's scale
+            keys = groups * cfg.modes + probe_modes
+            per_game = _real_pair_distances(probe, groups.numpy(), len(shares), to_input)
+            pair_scale = torch.where(
+                torch.bincount(keys, minlength=shares.numel()) >= 2,
+                _real_pair_distances(probe, keys.numpy(), shares.numel(), to_input),
+                per_game.repeat_interleave(cfg.modes))
         if cfg.template:
             init_template(generator, mode_centres.reshape(-1, 1, *mode_centres.shape[2:]))
     elif needs_templates:

@@ -198,3 +198,15 @@ def test_a_checkpoint_with_one_diversity_scale_per_game_resumes(tmp_path, atari3
     train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path, resume=True)
     assert torch.equal(load_checkpoint(tmp_path)["pair_scale"],
                        per_game.repeat_interleave(2))
+
+
+def test_a_mode_without_frames_takes_its_games_diversity_scale(tmp_path, tiny):
+    # game 0's frames are all alike, so its second mode gets none: its scale is game 0's
+    # (~0), not the whole draw's (black against grey and white frames)
+    frames = np.zeros((80, 3, 32, 32), np.uint8)
+    frames[40:60], frames[60:] = 100, 200
+    source = ArrayFrameSource(frames, np.repeat([0, 1], 40), ["flat", "two-screens"])
+    train_gan(GanConfig(iterations=1, diversity=1.0, pack=1, **tiny), source, tmp_path)
+    saved = load_checkpoint(tmp_path)
+    assert saved["generator"]["mode_cdf"][0].tolist() == [1.0, 1.0]  # mode 1: no frames
+    assert saved["pair_scale"].tolist() == pytest.approx([1e-6] * 4)
