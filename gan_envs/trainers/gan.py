@@ -355,13 +355,15 @@ def _loss_g(loss: str, fake: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def _real_pair_distances(frames: np.ndarray, labels: np.ndarray | None, num_classes: int,
-                         to_input: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
+                         to_input: Callable[[np.ndarray], torch.Tensor],
+                         fallback: torch.Tensor | None = None) -> torch.Tensor:
     """Mean absolute difference of same-label frame pairs of a random draw, per label.
 
     The scale that :func:`_diversity_penalty` asks of generated pairs (index 0 when unlabelled).
     Frame ``i`` of a label pairs with frame ``i + n // 2``; pairs are scored in blocks, so memory
     stays small for large frames. A label with fewer than two frames in the draw (a rare game,
-    or one the file holds no episode of) gets the scale of the whole draw.
+    or one the file holds no episode of) gets ``fallback[label]``, or without one the scale of
+    the whole draw.
     """
 
     def spread(group: np.ndarray) -> torch.Tensor:
@@ -378,8 +380,10 @@ def _real_pair_distances(frames: np.ndarray, labels: np.ndarray | None, num_clas
     if labels is None:
         return spread(frames).clamp_min(1e-6).reshape(1)
     groups = [frames[labels == k] for k in range(num_classes)]
-    pooled = spread(frames) if any(len(g) < 2 for g in groups) else None  # only when needed
-    return torch.stack([spread(g) if len(g) >= 2 else pooled for g in groups]).clamp_min(1e-6)
+    if fallback is None and any(len(g) < 2 for g in groups):  # only when needed
+        fallback = spread(frames).expand(num_classes)
+    return torch.stack([spread(g) if len(g) >= 2 else fallback[k]
+                        for k, g in enumerate(groups)]).clamp_min(1e-6)
 
 
 def _diversity_penalty(fake: torch.Tensor, scale: torch.Tensor,
@@ -712,12 +716,10 @@ def train_gan(
         if needs_scale:  # one scale per (game, mode): a game's modes differ more than
             # frames within one mode do (AirRaid: 0.20 across its two screens, 0.04-0.05 within);
             # a (game, mode) with fewer than two frames in the draw takes its game's scale
-            keys = groups * cfg.modes + probe_modes
             per_game = _real_pair_distances(probe, groups.numpy(), len(shares), to_input)
-            pair_scale = torch.where(
-                torch.bincount(keys, minlength=shares.numel()) >= 2,
-                _real_pair_distances(probe, keys.numpy(), shares.numel(), to_input),
-                per_game.repeat_interleave(cfg.modes))
+            pair_scale = _real_pair_distances(probe, (groups * cfg.modes + probe_modes).numpy(),
+                                              shares.numel(), to_input,
+                                              fallback=per_game.repeat_interleave(cfg.modes))
         if cfg.template:
             init_template(generator, mode_centres.reshape(-1, 1, *mode_centres.shape[2:]))
     elif needs_templates:
