@@ -155,7 +155,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
         diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
-        template_lr=args.template_lr, modes=args.modes,
+        template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -448,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split each game into K modes (k-means clusters of its screens, e.g. "
                         "AirRaid's two backgrounds) and condition G and D on them (0: off; "
                         "default: the recipe's)")
+    p.add_argument("--g-head", choices=["transpose", "pixelshuffle"],
+                   help="the DCGAN generator's last layer: the book's transposed convolution "
+                        "or a 3x3 convolution and a pixel shuffle (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

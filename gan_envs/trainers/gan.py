@@ -46,6 +46,7 @@ from .data import FrameSource, env_labels, is_image_shape
 from .models import (
     build_models,
     check_arch,
+    check_head,
     init_template,
     pack_frames,
     pick_modes,
@@ -73,15 +74,15 @@ _CHECKPOINT_VERSION = 4  # 2: conditional runs (label_probs); 3: output template
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                       template=0, modes=0, template_lr=1.0)
+                       template=0, modes=0, template_lr=1.0, g_head="transpose")
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                     template=0, modes=0, template_lr=1.0)
+                     template=0, modes=0, template_lr=1.0, g_head="transpose")
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=1.0, pack=2, r1=1.0,
-             template=1, modes=2, template_lr=0.0)
+             template=1, modes=2, template_lr=0.0, g_head="transpose")
 RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
@@ -133,6 +134,10 @@ class GanConfig:
     """DCGAN's widest stage, MLP's middle layer (the tutorials' 512; other layers scale with it)"""
     d_width: int | None = None
     """the discriminator's ``width`` when it should differ from the generator's (None: same)"""
+    g_head: str | None = None
+    """the DCGAN generator's last layer: 'transpose' (the book's 4x4 stride-2 transposed
+    convolution) or 'pixelshuffle' (a 3x3 convolution to 4x the channels and a pixel shuffle,
+    started as a nearest-neighbour upsampling). None: the recipe's"""
     seed: int = 0
     """seed of weights, latents, augmentations and data draws: same seed, same run"""
     sample_every: int = 500
@@ -240,6 +245,10 @@ class GanConfig:
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+        check_head(self.g_head)
+        if self.g_head != "transpose" and self.arch != "dcgan":
+            raise ValueError(f"g_head={self.g_head!r} is a DCGAN layer, and arch is "
+                             f"{self.arch!r}: pass arch='dcgan' (--arch dcgan) or leave g_head")
         if self.d_width is not None and self.d_width < 2:
             raise ValueError(f"d_width must be >= 2 (or None: the same as width), got "
                              f"{self.d_width}")
@@ -525,7 +534,7 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     # runs saved before these fields existed were unconditional float32 runs without mbstd
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
-                             "modes": 0, **saved,
+                             "modes": 0, "g_head": "transpose", **saved,
                              "betas": tuple(saved["betas"])})
     if not saved_cfg.template:  # the rate of no templates (session 6 saved 1.0 with none)
         saved_cfg.template_lr = None
@@ -639,7 +648,8 @@ def train_gan(
         generator, discriminator = build_models(cfg.arch, frame_shape, cfg.latent_dim,
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
                                                 num_classes, cfg.mbstd_group, cfg.d_width,
-                                                cfg.pack, cfg.template, cfg.modes)
+                                                cfg.pack, cfg.template, cfg.modes,
+                                                cfg.g_head)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)

@@ -71,6 +71,8 @@ __all__ = [
     "ARCHS",
     "DCGAN_SIZES",
     "check_arch",
+    "check_head",
+    "G_HEADS",
     "build_models",
     "pack_frames",
     "build_generator",
@@ -88,6 +90,9 @@ __all__ = [
 
 ARCHS = ("dcgan", "mlp")
 DCGAN_SIZES = (32, 64, 128)
+G_HEADS = ("transpose", "pixelshuffle")
+"""the DCGAN generator's last layer: the book's transposed convolution, or a 3x3 convolution
+and a pixel shuffle (:func:`_pixel_shuffle_head`)"""
 LABEL_EMBED_DIM = 32
 """size of the conditional generator's label embedding (concatenated to the latent vector)"""
 
@@ -122,10 +127,40 @@ def check_arch(arch: str, frame_shape: Sequence[int]) -> None:
         )
 
 
+def check_head(head: str) -> None:
+    """Raise a one-line ValueError unless ``head`` is one of :data:`G_HEADS`.
+
+    Example:
+        >>> check_head("pixelshuffle")
+        >>> check_head("upsample")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown g_head 'upsample'; choose one of transpose, pixelshuffle
+    """
+    if head not in G_HEADS:
+        raise ValueError(f"unknown g_head {head!r}; choose one of {', '.join(G_HEADS)}")
+
+
 def _dcgan_widths(size: int, width: int) -> list[int]:
     """Channels of the generator's stages, widest first: 512, 256, ... (log2(size) - 2 stages)."""
     stages = int(math.log2(size)) - 2
     return [max(width >> i, 1) for i in range(stages)]
+
+
+def _pixel_shuffle_head(channels_in: int, channels: int) -> nn.Module:
+    """Double the resolution: a 3x3 convolution to ``4 * channels``, then a pixel shuffle.
+
+    Each output pixel sees the 3x3 neighbourhood of its input position through weights of its
+    own (one set per position in the 2x2 block), where the book's 4x4 stride-2 transposed
+    convolution gives it 2x2 positions whose weights overlap from pixel to pixel. Initialised
+    ICNR-style (Aitken et al. 2017): the four positions of a block start with the same
+    weights, so the first output is a nearest-neighbour upsampling, free of checkerboard.
+    """
+    conv = nn.Conv2d(channels_in, 4 * channels, 3, 1, 1)
+    with torch.no_grad():  # output channel c * 4 + i is position i of channel c
+        conv.weight.copy_(conv.weight[::4].repeat_interleave(4, dim=0))
+        conv.bias.copy_(conv.bias[::4].repeat_interleave(4))
+    return nn.Sequential(conv, nn.PixelShuffle(2))
 
 
 def _d_act(slope: float) -> nn.Module:
@@ -459,13 +494,16 @@ class DCGANGenerator(nn.Module):
 
     With ``num_classes >= 2`` it also takes ``labels`` ``(N,)`` (class indices), embedded and
     concatenated to the latent. With ``modes >= 2`` it may also take ``modes`` ``(N,)``; without
-    them each latent picks its own (:func:`pick_modes`).
+    them each latent picks its own (:func:`pick_modes`). ``head`` is the last layer (one of
+    :data:`G_HEADS`).
     """
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-                 num_classes: int = 0, template: int = 0, modes: int = 0) -> None:
+                 num_classes: int = 0, template: int = 0, modes: int = 0,
+                 head: str = "transpose") -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
+        check_head(head)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         widths = _dcgan_widths(size, width)
         extra = _add_label_embedding(self, num_classes, modes)
@@ -477,7 +515,8 @@ class DCGANGenerator(nn.Module):
         for w_in, w_out in pairwise(widths):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out),
                        nn.ReLU(inplace=True)]
-        layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))  # tanh in forward
+        layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1) if head == "transpose"
+                      else _pixel_shuffle_head(widths[-1], channels))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
         _add_template(self, template, (channels, size, size), latent_dim + extra)
@@ -593,6 +632,7 @@ def build_models(
     pack: int = 1,
     template: int = 0,
     modes: int = 0,
+    g_head: str = "transpose",
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -606,7 +646,8 @@ def build_models(
     per pack (see :func:`pack_frames`). ``template=K`` gives the generator K learned output
     templates per label (see :func:`init_template`; 0: none). ``modes=K >= 2`` splits each
     label into K modes: G takes them (or picks them, :func:`pick_modes`), D is built for
-    ``max(num_classes, 1) * K`` classes (``label * K + mode``).
+    ``max(num_classes, 1) * K`` classes (``label * K + mode``). ``g_head`` is the DCGAN
+    generator's last layer (:data:`G_HEADS`; the MLP has none to choose).
 
     Example:
         >>> import torch
@@ -622,7 +663,7 @@ def build_models(
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,
-                                modes)
+                                modes, g_head)
     d_width = width if d_width is None else d_width
     if modes:  # D tells the (label, mode) pairs apart
         num_classes = max(num_classes, 1) * modes
@@ -656,10 +697,12 @@ def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
 
 def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
-    num_classes: int = 0, template: int = 0, modes: int = 0,
+    num_classes: int = 0, template: int = 0, modes: int = 0, g_head: str = "transpose",
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
+    check_head(g_head)
     if arch == "dcgan":
-        return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes)
+        return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes,
+                              g_head)
     return MLPGenerator(frame_shape, latent_dim, width, num_classes, template, modes)
