@@ -93,3 +93,12 @@ def test_bad_diversity_settings_are_refused():
     with pytest.raises(ValueError, match="batch_size >= 2"):
         GanConfig(diversity=1.0, batch_size=1).resolved((3, 32, 32))
     assert GanConfig(recipe="tutorial").resolved((3, 32, 32)).diversity == 0.0
+
+
+def test_the_fast_recipe_uses_the_term_on_vectors_only():
+    # session 9: with modes and templates on images the runs scored lower without it
+    assert GanConfig().resolved((3, 64, 64)).diversity == 0.0
+    assert GanConfig(arch="mlp").resolved((3, 32, 32)).diversity == 0.0
+    assert GanConfig(arch="mlp").resolved((4,)).diversity == 1.0
+    assert GanConfig(recipe="tutorial", arch="mlp").resolved((4,)).diversity == 0.0
+    assert GanConfig(diversity=0.5).resolved((3, 64, 64)).diversity == 0.5
