@@ -254,10 +254,7 @@ class GanConfig:
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
             if getattr(self, name) < minimum:
                 raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
-        check_head(self.g_head)
-        if self.g_head != "transpose" and self.arch != "dcgan":
-            raise ValueError(f"g_head={self.g_head!r} is a DCGAN layer, and arch is "
-                             f"{self.arch!r}: pass arch='dcgan' (--arch dcgan) or leave g_head")
+        check_head(self.g_head, self.arch)
         if self.d_width is not None and self.d_width < 2:
             raise ValueError(f"d_width must be >= 2 (or None: the same as width), got "
                              f"{self.d_width}")

@@ -127,8 +127,9 @@ def check_arch(arch: str, frame_shape: Sequence[int]) -> None:
         )
 
 
-def check_head(head: str) -> None:
-    """Raise a one-line ValueError unless ``head`` is one of :data:`G_HEADS`.
+def check_head(head: str, arch: str = "dcgan") -> None:
+    """Raise a one-line ValueError unless ``head`` is one of :data:`G_HEADS` that ``arch`` has
+    (the MLP has only the default, ``'transpose'``, which it ignores).
 
     Example:
         >>> check_head("pixelshuffle")
@@ -139,6 +140,9 @@ def check_head(head: str) -> None:
     """
     if head not in G_HEADS:
         raise ValueError(f"unknown g_head {head!r}; choose one of {', '.join(G_HEADS)}")
+    if head != "transpose" and arch != "dcgan":
+        raise ValueError(f"g_head={head!r} is a DCGAN layer, and arch is {arch!r}: pass "
+                         "arch='dcgan' (--arch dcgan) or leave g_head")
 
 
 def _dcgan_widths(size: int, width: int) -> list[int]:
@@ -701,7 +705,7 @@ def build_generator(
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
-    check_head(g_head)
+    check_head(g_head, arch)
     if arch == "dcgan":
         return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes,
                               g_head)

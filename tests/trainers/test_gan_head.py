@@ -19,7 +19,7 @@ from gan_envs.trainers.sampling import load_generator
 
 
 @pytest.mark.parametrize("size", [32, 64, 128])
-def test_a_pixel_shuffle_head_makes_the_same_frames_from_the_same_stages(size):
+def test_a_pixel_shuffle_head_keeps_the_books_other_stages(size):
     g, _ = build_models("dcgan", (3, size, size), latent_dim=8, width=16, g_head="pixelshuffle")
     book, _ = build_models("dcgan", (3, size, size), latent_dim=8, width=16)
     head = g.net[-1]
@@ -96,6 +96,8 @@ def test_bad_heads_are_one_line_errors(tmp_path, capsys):
         GanConfig(arch="mlp", g_head="pixelshuffle").resolved((4,))
     with pytest.raises(ValueError, match="unknown g_head"):
         build_models("dcgan", (3, 32, 32), g_head="bilinear")
+    with pytest.raises(ValueError, match="is a DCGAN layer"):  # the library refuses it too
+        build_models("mlp", (4,), g_head="pixelshuffle")
     with pytest.raises(SystemExit):
         main(["train", "gan", str(tmp_path / "x.h5"), "--out", str(tmp_path / "run"),
               "--g-head", "bilinear"])
