@@ -6,6 +6,9 @@ finished iteration, then resumes once with ``iterations=<reached>`` to write the
 Writes ``drive.json`` (iterations, wall and CPU seconds, config) into the run directory. Score
 the run afterwards with ``gan-envs evaluate RUN_DIR DATA.h5 --n 1000 --seed S``.
 
+``--config '{"iterations": N, ...}'`` also stops at iteration N when the budget lasts that long
+(a schedule such as ``lr_decay`` needs to know the end).
+
 ``--snapshot-every K`` also copies the checkpoint every K iterations from iteration
 ``--snapshot-after`` (default 10,000) on into ``RUN_DIR.snapshots/iter_NNNNNN/``, each a run
 directory that ``gan-envs evaluate`` scores. One final checkpoint is a single draw from a
@@ -50,6 +53,7 @@ def main() -> None:
     if args.snapshot_every and args.snapshot_every % config["checkpoint_every"]:
         parser.error(f"--snapshot-every must be a multiple of checkpoint_every "
                      f"({config['checkpoint_every']})")
+    cap = config.pop("iterations", 10_000_000)  # a run with a schedule (lr_decay) names its end
     budget = args.cpu_minutes * 60
     reached = 0
     cpu0, wall0 = time.process_time(), time.time()
@@ -69,13 +73,13 @@ def main() -> None:
             raise KeyboardInterrupt  # the trainer checkpoints the last finished iteration
 
     try:
-        train_gan(GanConfig(iterations=10_000_000, **config), source, args.run_dir,
-                  progress=progress)
+        train_gan(GanConfig(iterations=cap, **config), source, args.run_dir, progress=progress)
     except KeyboardInterrupt:
         pass
     cpu, wall = time.process_time() - cpu0, time.time() - wall0
     train_gan(GanConfig(iterations=reached, **config), source, args.run_dir, resume=True)
-    report = {"iterations": reached, "wall_s": wall, "cpu_s": cpu, "config": config}
+    report = {"iterations": reached, "wall_s": wall, "cpu_s": cpu,
+              "config": {**config, "iterations": cap}}
     with open(f"{args.run_dir}/drive.json", "w") as out:
         json.dump(report, out, indent=2)
     print(f"{args.run_dir}: {reached} iterations, {wall / 60:.2f} wall-min, {cpu / 60:.2f} CPU-min")

@@ -156,6 +156,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
         diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
         template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
+        lr_decay=args.lr_decay,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K learned output templates per game (started at the medians of K "
                         "clusters of its screens) that G draws its differences from (0: off; "
                         "default: the recipe's)")
+    p.add_argument("--lr-decay", type=float, metavar="F",
+                   help="let both learning rates fall linearly to 0 over the last fraction F of "
+                        "the iterations (0: constant; default: the recipe's)")
     p.add_argument("--template-lr", type=float, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed; "
                         "default: the recipe's)")

@@ -61,6 +61,7 @@ __all__ = [
     "train_gan",
     "load_checkpoint",
     "diff_augment",
+    "lr_factor",
     "CHECKPOINT_NAME",
 ]
 
@@ -74,15 +75,18 @@ _CHECKPOINT_VERSION = 4  # 2: conditional runs (label_probs); 3: output template
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                       template=0, modes=0, template_lr=1.0, g_head="transpose")
+                       template=0, modes=0, template_lr=1.0, g_head="transpose",
+                       lr_decay=0.0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
-                     template=0, modes=0, template_lr=1.0, g_head="transpose")
+                     template=0, modes=0, template_lr=1.0, g_head="transpose",
+                     lr_decay=0.0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=0.0, pack=2, r1=1.0,
-             template=1, modes=2, template_lr=0.0, g_head="transpose")
+             template=1, modes=2, template_lr=0.0, g_head="transpose",
+             lr_decay=0.0)
 # What a recipe changes for vector frames, which have no screens to split into modes or
 # templates. The diversity term left `fast` for images in session 9 (with modes and templates
 # it raised the distance on three seeds); vectors, without either, keep it.
@@ -145,6 +149,10 @@ class GanConfig:
     """the DCGAN generator's last layer: 'transpose' (the book's 4x4 stride-2 transposed
     convolution) or 'pixelshuffle' (a 3x3 convolution to 4x the channels and a pixel shuffle,
     started as a nearest-neighbour upsampling). None: the recipe's"""
+    lr_decay: float | None = None
+    """the last fraction of ``iterations`` over which both learning rates (the templates' too)
+    fall linearly to zero (0: constant rates, as in the tutorials). The schedule follows
+    ``iterations``: resuming with more iterations moves the decay. None: the recipe's"""
     seed: int = 0
     """seed of weights, latents, augmentations and data draws: same seed, same run"""
     sample_every: int = 500
@@ -286,6 +294,10 @@ class GanConfig:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.lr_decay <= 1.0:
+            raise ValueError(f"lr_decay must be a fraction of the iterations in [0, 1], got "
+                             f"{self.lr_decay}: pass e.g. 0.25 (--lr-decay 0.25), or 0 for "
+                             "constant learning rates")
         policies = [p for p in self.diffaugment.split(",") if p]
         unknown = set(policies) - {"color", "translation"}
         if unknown:
@@ -474,6 +486,20 @@ def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
     return pack_frames(grad.float(), pack).square().flatten(1).sum(1).mean()
 
 
+def lr_factor(iteration: int, iterations: int, decay: float) -> float:
+    """The learning rates' multiplier at ``iteration`` (1-based) of ``iterations``: 1, then
+    falling linearly over the last ``decay`` fraction so that the last step still moves.
+
+    Example:
+        >>> [round(lr_factor(t, 8, 0.5), 3) for t in range(1, 9)]
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.75, 0.5, 0.25]
+    """
+    span = decay * iterations
+    if span <= 0:
+        return 1.0
+    return min(1.0, (iterations - iteration + 1) / span)
+
+
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
         p_ema.lerp_(p, 1.0 - decay)
@@ -540,7 +566,8 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     # runs saved before these fields existed were unconditional float32 runs without mbstd
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
-                             "modes": 0, "g_head": "transpose", **saved,
+                             "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
+                             **saved,
                              "betas": tuple(saved["betas"])})
     if not saved_cfg.template:  # the rate of no templates (session 6 saved 1.0 with none)
         saved_cfg.template_lr = None
@@ -871,6 +898,8 @@ def train_gan(
         return real, z, None, None, (), ()
 
     # ---- the loop
+    # the rates before any decay (a resumed optimiser holds the decayed ones)
+    base_lrs = [cfg.lr_g] + [cfg.lr_g * cfg.template_lr] * bool(cfg.template) + [cfg.lr_d]
     names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ()) \
         + (("r1",) if cfg.r1 else ())
     window: dict[str, list[float]] = {k: [] for k in names}
@@ -881,6 +910,11 @@ def train_gan(
         with _SigintToFlag() as sigint, log_path.open("a") as log:
             for iteration in range(start + 1, cfg.iterations + 1):
                 in_step = True  # until G, D and EMA have all been updated
+                if cfg.lr_decay:
+                    factor = lr_factor(iteration, cfg.iterations, cfg.lr_decay)
+                    for group, lr in zip(opt_g.param_groups + opt_d.param_groups, base_lrs,
+                                         strict=True):
+                        group["lr"] = lr * factor
                 real, z, y_fake, m_fake, labels, labels_real = draw_batch()
                 with autocast:
                     fake = generator(z, y_fake, m_fake) if cfg.modes \
