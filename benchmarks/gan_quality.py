@@ -9,6 +9,12 @@ the run afterwards with ``gan-envs evaluate RUN_DIR DATA.h5 --n 1000 --seed S``.
 ``--config '{"iterations": N, ...}'`` also stops at iteration N when the budget lasts that long
 (a schedule such as ``lr_decay`` needs to know the end).
 
+``--fork RUN_OR_SNAPSHOT`` continues a saved run directory (a snapshot, or a finished run) in
+RUN_DIR instead of starting afresh, the budget counting from there. The runs are deterministic
+for a seed, so a fork equals the run it was taken from as long as ``--config`` changes only what
+acts after the fork: ``iterations`` (beyond the fork) and ``lr_decay`` (a decay that starts after
+it); anything else given must equal the saved run's value.
+
 ``--snapshot-every K`` also copies the checkpoint every K iterations from iteration
 ``--snapshot-after`` (default 10,000) on into ``RUN_DIR.snapshots/iter_NNNNNN/``, each a run
 directory that ``gan-envs evaluate`` scores. One final checkpoint is a single draw from a
@@ -27,7 +33,35 @@ from pathlib import Path
 import torch
 
 from gan_envs.trainers.data import DatasetFrameSource
-from gan_envs.trainers.gan import GanConfig, train_gan
+from gan_envs.trainers.gan import GanConfig, load_checkpoint, lr_factor, train_gan
+
+FORK_CHANGES = {"lr_decay"}  # GanConfig fields a fork may change (besides iterations)
+
+
+def fork(saved_dir: Path, run_dir: Path, config: dict, cap: int) -> int:
+    """Copy the run in ``saved_dir`` to ``run_dir`` with ``config``'s schedule changes; return
+    its iteration. Raises ValueError for a change that would alter the iterations already run."""
+    ckpt = load_checkpoint(saved_dir)
+    saved, start = ckpt["config"], int(ckpt["iteration"])
+    if cap <= start:
+        raise ValueError(f"the fork is at iteration {start}: pass a larger iterations cap")
+    for key, value in config.items():
+        if key in FORK_CHANGES:
+            continue
+        if key not in ("sample_every", "checkpoint_every") and saved.get(key) != value:
+            raise ValueError(f"{key}={value!r} differs from the saved run's {saved.get(key)!r}: "
+                             f"a fork may change only iterations and {', '.join(FORK_CHANGES)}")
+    decay = float(config.get("lr_decay", saved.get("lr_decay") or 0.0))
+    if lr_factor(start, cap, decay) < 1.0:
+        raise ValueError(f"lr_decay={decay} over {cap} iterations starts before the fork's "
+                         f"iteration {start}: fork from an earlier snapshot")
+    changes = {k: v for k, v in config.items() if k in FORK_CHANGES}
+    ckpt["config"].update(changes)
+    run_dir.mkdir(parents=True)
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    saved_json = json.loads((saved_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**saved_json, **changes}, indent=2))
+    return start
 
 
 def main() -> None:
@@ -41,6 +75,8 @@ def main() -> None:
                         help="copy the checkpoint every K iterations (0: no snapshots)")
     parser.add_argument("--snapshot-after", type=int, default=10_000,
                         help="first iteration to snapshot")
+    parser.add_argument("--fork", metavar="RUN_OR_SNAPSHOT",
+                        help="continue this saved run directory in RUN_DIR (see the docstring)")
     args = parser.parse_args()
     run_dir = Path(args.run_dir).resolve()
     snapshots = run_dir.with_name(run_dir.name + ".snapshots")
@@ -54,6 +90,14 @@ def main() -> None:
         parser.error(f"--snapshot-every must be a multiple of checkpoint_every "
                      f"({config['checkpoint_every']})")
     cap = config.pop("iterations", 10_000_000)  # a run with a schedule (lr_decay) names its end
+    forked_at = None
+    if args.fork:
+        if run_dir.exists():
+            parser.error(f"{run_dir} already exists: a fork starts in a new RUN_DIR")
+        try:
+            forked_at = fork(Path(args.fork), run_dir, config, cap)
+        except (ValueError, FileNotFoundError) as error:
+            parser.error(str(error))
     budget = args.cpu_minutes * 60
     reached = 0
     cpu0, wall0 = time.process_time(), time.time()
@@ -73,13 +117,15 @@ def main() -> None:
             raise KeyboardInterrupt  # the trainer checkpoints the last finished iteration
 
     try:
-        train_gan(GanConfig(iterations=cap, **config), source, args.run_dir, progress=progress)
+        train_gan(GanConfig(iterations=cap, **config), source, args.run_dir, progress=progress,
+                  resume=forked_at is not None)
     except KeyboardInterrupt:
         pass
     cpu, wall = time.process_time() - cpu0, time.time() - wall0
     train_gan(GanConfig(iterations=reached, **config), source, args.run_dir, resume=True)
     report = {"iterations": reached, "wall_s": wall, "cpu_s": cpu,
-              "config": {**config, "iterations": cap}}
+              "config": {**config, "iterations": cap},
+              "fork": None if forked_at is None else {"from": args.fork, "iteration": forked_at}}
     with open(f"{args.run_dir}/drive.json", "w") as out:
         json.dump(report, out, indent=2)
     print(f"{args.run_dir}: {reached} iterations, {wall / 60:.2f} wall-min, {cpu / 60:.2f} CPU-min")
