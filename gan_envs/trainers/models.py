@@ -334,7 +334,7 @@ def init_template(generator: nn.Module, frames: torch.Tensor) -> None:
     Example:
         >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, template=1)
         >>> init_template(g, torch.full((1, 1, 3, 32, 32), 0.5))
-        >>> round(float(torch.tanh(g.template).mean()), 4)
+        >>> round(float(torch.tanh(g.template.detach()).mean()), 4)
         0.5
     """
     if generator.template is None:
