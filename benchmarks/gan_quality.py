@@ -33,34 +33,33 @@ from pathlib import Path
 import torch
 
 from gan_envs.trainers.data import DatasetFrameSource
-from gan_envs.trainers.gan import GanConfig, load_checkpoint, lr_factor, train_gan
+from gan_envs.trainers.gan import (
+    GanConfig,
+    _config_for_resume,
+    load_checkpoint,
+    lr_factor,
+    train_gan,
+)
 
-FORK_CHANGES = {"lr_decay"}  # GanConfig fields a fork may change (besides iterations)
+FORK_CHANGES = ("lr_decay",)  # GanConfig fields a fork may change (besides iterations)
 
 
 def fork(saved_dir: Path, run_dir: Path, config: dict, cap: int) -> int:
     """Copy the run in ``saved_dir`` to ``run_dir`` with ``config``'s schedule changes; return
     its iteration. Raises ValueError for a change that would alter the iterations already run."""
     ckpt = load_checkpoint(saved_dir)
-    saved, start = ckpt["config"], int(ckpt["iteration"])
+    start = int(ckpt["iteration"])
     if cap <= start:
         raise ValueError(f"the fork is at iteration {start}: pass a larger iterations cap")
-    for key, value in config.items():
-        if key in FORK_CHANGES:
-            continue
-        if key not in ("sample_every", "checkpoint_every") and saved.get(key) != value:
-            raise ValueError(f"{key}={value!r} differs from the saved run's {saved.get(key)!r}: "
-                             f"a fork may change only iterations and {', '.join(FORK_CHANGES)}")
-    decay = float(config.get("lr_decay", saved.get("lr_decay") or 0.0))
+    ckpt["config"].update({k: config[k] for k in FORK_CHANGES if k in config})
+    # the trainer's own rule for --resume refuses every other change
+    _config_for_resume(GanConfig(iterations=cap, **config), ckpt["config"], saved_dir)
+    decay = float(ckpt["config"].get("lr_decay") or 0.0)
     if lr_factor(start, cap, decay) < 1.0:
         raise ValueError(f"lr_decay={decay} over {cap} iterations starts before the fork's "
                          f"iteration {start}: fork from an earlier snapshot")
-    changes = {k: v for k, v in config.items() if k in FORK_CHANGES}
-    ckpt["config"].update(changes)
     run_dir.mkdir(parents=True)
-    torch.save(ckpt, run_dir / "checkpoint.pt")
-    saved_json = json.loads((saved_dir / "config.json").read_text())
-    (run_dir / "config.json").write_text(json.dumps({**saved_json, **changes}, indent=2))
+    torch.save(ckpt, run_dir / "checkpoint.pt")  # the trainer writes config.json on resuming
     return start
 
 
@@ -97,7 +96,7 @@ def main() -> None:
         try:
             forked_at = fork(Path(args.fork), run_dir, config, cap)
         except (ValueError, FileNotFoundError) as error:
-            parser.error(str(error))
+            parser.error(f"--fork: {error}")
     budget = args.cpu_minutes * 60
     reached = 0
     cpu0, wall0 = time.process_time(), time.time()

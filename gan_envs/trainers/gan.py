@@ -693,6 +693,8 @@ def train_gan(
         g_groups.append({"params": [generator.template], "lr": cfg.lr_g * cfg.template_lr})
     opt_g = torch.optim.Adam(g_groups, lr=cfg.lr_g, betas=cfg.betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    # every group's rate before any decay (a resumed optimiser holds the decayed ones)
+    base_lrs = [group["lr"] for group in opt_g.param_groups + opt_d.param_groups]
     noise = torch.Generator().manual_seed(cfg.seed)  # latents and augmentations
     data_rng = np.random.default_rng(cfg.seed)  # which real frames
     fixed_latent = torch.randn(cfg.n_samples, cfg.latent_dim,
@@ -898,8 +900,6 @@ def train_gan(
         return real, z, None, None, (), ()
 
     # ---- the loop
-    # the rates before any decay (a resumed optimiser holds the decayed ones)
-    base_lrs = [cfg.lr_g] + [cfg.lr_g * cfg.template_lr] * bool(cfg.template) + [cfg.lr_d]
     names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ()) \
         + (("r1",) if cfg.r1 else ())
     window: dict[str, list[float]] = {k: [] for k in names}
