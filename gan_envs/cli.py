@@ -157,6 +157,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
         template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
         lr_decay=args.lr_decay,
+        env_shares=None if args.env_shares is None else tuple(args.env_shares),
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -445,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, metavar="F",
                    help="let both learning rates fall linearly to 0 over the last fraction F of "
                         "the iterations (0: constant; default: the recipe's)")
+    p.add_argument("--env-shares", type=float, nargs="+", metavar="S",
+                   help="each env's share of the training batches, in the dataset's env order "
+                        "(e.g. 1 2 1; normalised); samples keep the data's mix (default: the "
+                        "data's proportions)")
     p.add_argument("--template-lr", type=float, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed; "
                         "default: the recipe's)")

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,12 @@ class GanConfig:
     """the last fraction of ``iterations`` over which both learning rates (the templates' too)
     fall linearly to zero (0: constant rates, as in the tutorials). The schedule follows
     ``iterations``: resuming with more iterations moves the decay. None: the recipe's"""
+    env_shares: tuple[float, ...] | None = None
+    """a conditional run's share of each env (in the source's ``env_ids`` order) in training
+    batches, real frames and fakes alike, e.g. ``(1, 2, 1)`` to give the second game half of
+    every batch (normalised; each > 0). None: the data's proportions. Each env's frames are
+    still drawn uniformly, and sampling, grids and evaluation keep the data's proportions:
+    G and D are conditional, so this moves training effort between games, not the mix"""
     seed: int = 0
     """seed of weights, latents, augmentations and data draws: same seed, same run"""
     sample_every: int = 500
@@ -251,6 +257,8 @@ class GanConfig:
                              "template >= 1 (--template K) too, or leave template_lr unset")
         cfg = dataclasses.replace(self, **filled)
         cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+        if cfg.env_shares is not None:
+            cfg.env_shares = _check_env_shares(cfg.env_shares, cfg.conditional, num_envs)
         cfg._check(frame_shape)
         return cfg
 
@@ -306,6 +314,24 @@ class GanConfig:
         if policies and not is_image_shape(frame_shape):
             raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
                              "pass diffaugment=''")
+
+
+def _check_env_shares(shares: Sequence[float], conditional: bool, num_envs: int | None
+                      ) -> tuple[float, ...]:
+    """``shares`` normalised to sum to 1, or a one-line error naming the fix."""
+    values = tuple(float(v) for v in shares)
+    if not conditional:
+        raise ValueError("env_shares needs a conditional run on frames labelled with at least "
+                         "two envs: pass conditional=True and a multi-game source, or leave "
+                         "env_shares unset")
+    if num_envs is not None and len(values) != num_envs:
+        raise ValueError(f"env_shares gives {len(values)} shares for a source with {num_envs} "
+                         f"envs: pass one share per env, in the source's env_ids order")
+    if not all(v > 0 and math.isfinite(v) for v in values):
+        raise ValueError(f"env_shares must be finite and > 0 (a game left out of training "
+                         f"would still be sampled), got {list(values)}")
+    total = sum(values)
+    return tuple(v / total for v in values)
 
 
 @dataclass
@@ -556,6 +582,25 @@ def _env_proportions(source: Any, num_classes: int, seed: int) -> np.ndarray:
     return counts / counts.sum()
 
 
+def _draw_in_shares(draw_labelled: Callable[[int, np.random.Generator], tuple[Any, Any]],
+                    n: int, rng: np.random.Generator, keep_prob: np.ndarray,
+                    proportions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` frames and labels from ``draw_labelled`` (uniform over the data, whose envs come
+    in ``proportions``), each drawn frame kept with ``keep_prob[label]``: the kept frames'
+    envs come in shares proportional to ``proportions * keep_prob``, and within an env every
+    frame is equally likely."""
+    kept_frames, kept_labels, have = [], [], 0
+    accepted = float((proportions * keep_prob).sum())  # expected share of a draw kept
+    while have < n:
+        frames, labels = draw_labelled(math.ceil(1.25 * (n - have) / accepted) + 1, rng)
+        labels = np.asarray(labels)
+        keep = rng.random(len(labels)) < keep_prob[labels]
+        kept_frames.append(np.asarray(frames)[keep])
+        kept_labels.append(labels[keep])
+        have += int(keep.sum())
+    return np.concatenate(kept_frames)[:n], np.concatenate(kept_labels)[:n]
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -569,9 +614,17 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
                              "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
                              **saved,
                              "betas": tuple(saved["betas"])})
+    if saved_cfg.env_shares is not None:
+        saved_cfg.env_shares = tuple(saved_cfg.env_shares)
     if not saved_cfg.template:  # the rate of no templates (session 6 saved 1.0 with none)
         saved_cfg.template_lr = None
     asked = dataclasses.asdict(config)
+    if asked["env_shares"] is not None and saved_cfg.env_shares is not None:  # as normalised
+        total = sum(float(v) for v in asked["env_shares"])
+        if total > 0 and all(math.isclose(float(a) / total, b) for a, b in
+                             zip(asked["env_shares"], saved_cfg.env_shares, strict=False)) \
+                and len(asked["env_shares"]) == len(saved_cfg.env_shares):
+            asked["env_shares"] = saved_cfg.env_shares
     defaults = dataclasses.asdict(GanConfig())
     clash = [k for k, v in asked.items() if k not in _RESUMABLE_CHANGES and v is not None
              and v != defaults[k] and v != dataclasses.asdict(saved_cfg)[k]
@@ -726,6 +779,13 @@ def train_gan(
     draw_labelled = getattr(source, "sample_batch_with_env", None) \
         or getattr(source, "sample_frames_with_env", None)
 
+    def draw_training_batch(n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` labelled real frames in the envs' training shares (see ``env_shares``)."""
+        if keep_prob is None:
+            frames, labels = draw_labelled(n, data_rng)
+            return frames, np.asarray(labels)
+        return _draw_in_shares(draw_labelled, n, data_rng, keep_prob, label_probs.numpy())
+
     # what is measured on the data at the start, from one probe draw of its own (the data
     # stream is unchanged): the diversity term's per-label scale and the templates' start
     # (measured once; a resumed run uses the saved ones, even if the dataset grew meanwhile)
@@ -794,6 +854,18 @@ def train_gan(
             label_probs, fixed_labels = saved["label_probs"], saved["fixed_labels"]
         start = int(saved["iteration"])
 
+    # what training batches hold of each env: the data's proportions, or cfg.env_shares (real
+    # frames drawn uniformly, each kept with a probability proportional to share / proportion)
+    train_probs, keep_prob = label_probs, None
+    if num_classes and cfg.env_shares is not None:
+        train_probs = torch.tensor(cfg.env_shares, dtype=torch.float64)
+        missing = [env_ids[i] for i in range(num_classes) if label_probs[i] <= 0]
+        if missing:
+            raise ValueError(f"env_shares asks for frames of {missing}, which the source has "
+                             "none of: collect some, or train on a source without them")
+        keep_prob = (train_probs / label_probs).numpy()
+        keep_prob /= keep_prob.max()
+
     saved_at = start if saved is not None else -1
 
     def save_checkpoint(iteration: int) -> Path:
@@ -861,8 +933,8 @@ def train_gan(
         y_real = y_fake = m_fake = None
         if num_classes:  # real labels from the data; fake ones in the data's proportions
             # (with packs: the real batch's own labels, so both sides pack alike)
-            frames, y_real = draw_labelled(cfg.batch_size, data_rng)
-            real, y_real = to_input(frames), torch.from_numpy(np.asarray(y_real)).long()
+            frames, y_real = draw_training_batch(cfg.batch_size)
+            real, y_real = to_input(frames), torch.from_numpy(y_real).long()
         else:
             real = to_input(source.sample_frames(cfg.batch_size, data_rng))
         z = torch.randn(cfg.batch_size, cfg.latent_dim, generator=noise)
@@ -882,7 +954,7 @@ def train_gan(
             m_fake = None if m_real is None else m_real.clone()
         else:
             if num_classes:
-                y_fake = torch.multinomial(label_probs, cfg.batch_size, replacement=True,
+                y_fake = torch.multinomial(train_probs, cfg.batch_size, replacement=True,
                                            generator=noise)
             if cfg.modes:  # in the data's shares within each game (G's own rule)
                 m_fake, z = pick_modes(z, generator.mode_cdf, y_fake)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
-from gan_envs.trainers.models import build_models
+from gan_envs.trainers.models import LatentProjection, build_models
 
 
 def _channels(net: nn.Module, kind: type) -> list[int]:
@@ -58,3 +60,39 @@ def test_discriminator_width_of_its_own(arch, shape):
     assert [p.shape for p in g.parameters()] == [p.shape for p in g_same.parameters()]
     assert sum(p.numel() for p in d.parameters()) > 4 * sum(p.numel() for p in d_same.parameters())
     assert d(g(torch.randn(2, 8))).shape == (2,)
+
+
+@settings(max_examples=30, deadline=None)
+@given(batch=st.integers(1, 5), c_in=st.integers(1, 9), c_out=st.integers(1, 9),
+       bias=st.booleans(), channels_last=st.booleans(), seed=st.integers(0, 2**16))
+def test_latent_projection_is_the_transposed_convolution(batch, c_in, c_out, bias,
+                                                         channels_last, seed):
+    """G's first layer as one matmul: the same outputs and gradients as the convolution."""
+    torch.manual_seed(seed)
+    layer = LatentProjection(c_in, c_out, 4, 1, 0, bias=bias)
+    if channels_last:
+        layer = layer.to(memory_format=torch.channels_last)
+    z = torch.randn(batch, c_in, 1, 1, requires_grad=True)
+    ours, conv = layer(z), nn.ConvTranspose2d.forward(layer, z)
+    assert ours.shape == conv.shape == (batch, c_out, 4, 4)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert ours.is_contiguous(memory_format=layout)  # the layout the next layer expects
+    torch.testing.assert_close(ours, conv, rtol=1e-5, atol=1e-5)
+    weights = [z, layer.weight] + ([layer.bias] if bias else [])
+    upstream = torch.randn_like(conv)
+    for g_ours, g_conv in zip(torch.autograd.grad(ours, weights, upstream),
+                              torch.autograd.grad(conv, weights, upstream), strict=True):
+        torch.testing.assert_close(g_ours, g_conv, rtol=1e-4, atol=1e-5)
+
+
+def test_latent_projection_keeps_the_checkpoint_layout():
+    """Runs saved with nn.ConvTranspose2d as G's first layer load and give the same frames."""
+    g, _ = build_models("dcgan", (3, 32, 32), latent_dim=8, width=16)
+    assert isinstance(g.net[0], LatentProjection)
+    old = nn.Sequential(nn.ConvTranspose2d(8, 16, 4, 1, 0))
+    old[0].load_state_dict(g.net[0].state_dict())  # same names and shapes
+    z = torch.randn(3, 8, 1, 1)
+    torch.testing.assert_close(g.net[0](z), old(z), rtol=1e-5, atol=1e-5)
+    larger = LatentProjection(8, 16, 4, 1, 0)  # a larger input falls back to the convolution
+    x = torch.randn(2, 8, 3, 3)
+    torch.testing.assert_close(larger(x), nn.ConvTranspose2d.forward(larger, x))
