@@ -158,6 +158,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
         lr_decay=args.lr_decay,
         env_shares=None if args.env_shares is None else tuple(args.env_shares),
+        template_mask=args.template_mask,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -450,6 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each env's share of the training batches, in the dataset's env order "
                         "(e.g. 1 2 1; normalised); samples keep the data's mix (default: the "
                         "data's proportions)")
+    p.add_argument("--template-mask", action=argparse.BooleanOptionalAction, default=None,
+                   help="a mask channel in G that blends its frames with their template, so "
+                        "flat backgrounds can stay exact (needs templates; default: the "
+                        "recipe's, off)")
     p.add_argument("--template-lr", type=float, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed; "
                         "default: the recipe's)")

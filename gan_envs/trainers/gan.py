@@ -76,17 +76,17 @@ _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
                        template=0, modes=0, template_lr=1.0, g_head="transpose",
-                       lr_decay=0.0)
+                       lr_decay=0.0, template_mask=False)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
                      template=0, modes=0, template_lr=1.0, g_head="transpose",
-                     lr_decay=0.0)
+                     lr_decay=0.0, template_mask=False)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=0.0, pack=2, r1=1.0,
              template=1, modes=2, template_lr=0.0, g_head="transpose",
-             lr_decay=0.0)
+             lr_decay=0.0, template_mask=False)
 # What a recipe changes for vector frames, which have no screens to split into modes or
 # templates. The diversity term left `fast` for images in session 9 (with modes and templates
 # it raised the distance on three seeds); vectors, without either, keep it.
@@ -153,6 +153,11 @@ class GanConfig:
     """the last fraction of ``iterations`` over which both learning rates (the templates' too)
     fall linearly to zero (0: constant rates, as in the tutorials). The schedule follows
     ``iterations``: resuming with more iterations moves the decay. None: the recipe's"""
+    template_mask: bool | None = None
+    """give the DCGAN generator one more output channel, a mask that blends its frame with
+    its template: ``t + sigmoid(a) * (G's frame - t)``, so that G can leave the template
+    exactly (flat backgrounds free of speckle) by pushing one logit low instead of holding
+    three channels at zero. Needs ``template >= 1``. None: the recipe's (both: False)"""
     env_shares: tuple[float, ...] | None = None
     """a conditional run's share of each env (in the source's ``env_ids`` order) in training
     batches, real frames and fakes alike, e.g. ``(1, 2, 1)`` to give the second game half of
@@ -293,6 +298,11 @@ class GanConfig:
             raise ValueError(f"with modes each mode has one template, got template="
                              f"{self.template}: pass template=1 (--template 1), or modes=0 "
                              "(--modes 0) for K templates per game chosen by G")
+        if self.template_mask and (self.arch != "dcgan" or not self.template):
+            raise ValueError(f"template_mask blends a DCGAN generator's frames with its "
+                             f"templates, got arch={self.arch!r}, template={self.template}: "
+                             "pass arch='dcgan' and template >= 1 (--template 1), or "
+                             "template_mask=False")
         if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
             raise ValueError(f"template_lr must be a finite multiple >= 0, got "
                              f"{self.template_lr}: pass e.g. 1.0 (--template-lr 1)")
@@ -612,6 +622,7 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
                              "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
+                             "template_mask": False,
                              **saved,
                              "betas": tuple(saved["betas"])})
     if saved_cfg.env_shares is not None:
@@ -735,7 +746,7 @@ def train_gan(
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
                                                 num_classes, cfg.mbstd_group, cfg.d_width,
                                                 cfg.pack, cfg.template, cfg.modes,
-                                                cfg.g_head)
+                                                cfg.g_head, cfg.template_mask)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)

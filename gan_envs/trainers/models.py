@@ -331,7 +331,13 @@ def _templates_by_label(module: nn.Module) -> torch.Tensor:
 
 def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tensor,
                       labels: torch.Tensor | None) -> torch.Tensor:
-    """``tanh(pre)``, with the latent's template added to ``pre`` first when there are some."""
+    """``tanh(pre)``, with the latent's template added to ``pre`` first when there are some.
+
+    With a template mask (``module.template_mask``) ``pre``'s last channel is the mask's
+    logit ``a``: the frame is ``t + sigmoid(a) * (tanh(pre + bias) - t)``, where ``t`` is the
+    template frame ``tanh(bias)``, so G leaves the template exactly where it saturates ``a``
+    low, whatever its other channels hold there.
+    """
     if module.template is None:
         return torch.tanh(pre)
     by_label = _templates_by_label(module)
@@ -348,6 +354,11 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
         hard = F.one_hot(soft.argmax(dim=1), module.templates).to(soft.dtype)
         weights = hard + soft - soft.detach()
         bias = torch.einsum("nk,nk...->n...", weights.to(own.dtype), own)
+    if getattr(module, "template_mask", False):
+        content, logit = pre[:, :-1], pre[:, -1:]
+        bias = bias.reshape(content.shape).to(pre.dtype)
+        base = torch.tanh(bias)
+        return base + torch.sigmoid(logit) * (torch.tanh(content + bias) - base)
     return torch.tanh(pre + bias.reshape(pre.shape).to(pre.dtype))
 
 
@@ -533,11 +544,16 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
                  num_classes: int = 0, template: int = 0, modes: int = 0,
-                 head: str = "transpose") -> None:
+                 head: str = "transpose", template_mask: bool = False) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         check_head(head)
+        if template_mask and not template:
+            raise ValueError("template_mask blends G's output with its template: pass "
+                             "template >= 1 (--template 1) too, or template_mask=False")
         channels, size = int(frame_shape[0]), int(frame_shape[1])
+        self.template_mask = bool(template_mask)
+        out = channels + 1 if template_mask else channels  # + the mask's logit
         widths = _dcgan_widths(size, width)
         extra = _add_label_embedding(self, num_classes, modes)
         layers: list[nn.Module] = [
@@ -548,8 +564,8 @@ class DCGANGenerator(nn.Module):
         for w_in, w_out in pairwise(widths):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out),
                        nn.ReLU(inplace=True)]
-        layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1) if head == "transpose"
-                      else _pixel_shuffle_head(widths[-1], channels))  # tanh in forward
+        layers.append(nn.ConvTranspose2d(widths[-1], out, 4, 2, 1) if head == "transpose"
+                      else _pixel_shuffle_head(widths[-1], out))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
         _add_template(self, template, (channels, size, size), latent_dim + extra)
@@ -666,6 +682,7 @@ def build_models(
     template: int = 0,
     modes: int = 0,
     g_head: str = "transpose",
+    template_mask: bool = False,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -680,7 +697,9 @@ def build_models(
     templates per label (see :func:`init_template`; 0: none). ``modes=K >= 2`` splits each
     label into K modes: G takes them (or picks them, :func:`pick_modes`), D is built for
     ``max(num_classes, 1) * K`` classes (``label * K + mode``). ``g_head`` is the DCGAN
-    generator's last layer (:data:`G_HEADS`; the MLP has none to choose).
+    generator's last layer (:data:`G_HEADS`; the MLP has none to choose). ``template_mask``
+    gives the DCGAN generator a mask channel that blends its frames with its templates (see
+    :func:`_generator_output`).
 
     Example:
         >>> import torch
@@ -696,7 +715,7 @@ def build_models(
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,
-                                modes, g_head)
+                                modes, g_head, template_mask)
     d_width = width if d_width is None else d_width
     if modes:  # D tells the (label, mode) pairs apart
         num_classes = max(num_classes, 1) * modes
@@ -731,11 +750,15 @@ def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
 def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
     num_classes: int = 0, template: int = 0, modes: int = 0, g_head: str = "transpose",
+    template_mask: bool = False,
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
     check_head(g_head, arch)
+    if template_mask and arch != "dcgan":
+        raise ValueError(f"template_mask needs arch='dcgan' (image frames), got arch={arch!r}: "
+                         "pass template_mask=False")
     if arch == "dcgan":
         return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes,
-                              g_head)
+                              g_head, template_mask)
     return MLPGenerator(frame_shape, latent_dim, width, num_classes, template, modes)
