@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from gan_runs import resume_as_saved_before
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,12 +34,7 @@ def test_recipes_keep_constant_rates_and_old_runs_resume_with_them(tmp_path, ata
     for recipe, arch, shape in (("fast", "dcgan", (3, 64, 64)), ("tutorial", "dcgan",
                                 (3, 64, 64)), ("fast", "mlp", (4,))):
         assert GanConfig(recipe=recipe, arch=arch).resolved(shape).lr_decay == 0.0
-    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
-    ckpt = load_checkpoint(tmp_path)
-    del ckpt["config"]["lr_decay"]  # a run saved before lr_decay existed
-    torch.save(ckpt, tmp_path / "checkpoint.pt")
-    assert train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path,
-                     resume=True).iterations == 2
+    resume_as_saved_before("lr_decay", tiny, atari32, tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["lr_decay"] == 0.0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from gan_runs import assert_resume_is_exact
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -163,13 +164,7 @@ def test_training_starts_from_each_games_screens(tmp_path, tiny, two_games):
 
 def test_template_run_trains_resumes_exactly_and_samples(tmp_path, atari32, tiny):
     config = dict(template=2, modes=0, template_lr=1.0, **tiny)
-    train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "straight")
-    train_gan(GanConfig(iterations=2, **config), atari32, tmp_path / "split")
-    train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "split", resume=True)
-    straight, split = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
-    for net in ("generator", "discriminator", "generator_ema"):
-        for k, v in straight[net].items():
-            assert torch.equal(v, split[net][k]), f"{net}.{k}"
+    straight = assert_resume_is_exact(config, atari32, tmp_path)
     train_gan(GanConfig(iterations=0, **config), atari32, tmp_path / "start")
     start = load_checkpoint(tmp_path / "start")["generator"]
     for name in ("template", "template_choice.weight"):  # both are trained

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from gan_runs import assert_resume_is_exact, resume_as_saved_before
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,13 +55,7 @@ def test_a_closed_mask_draws_the_template_whatever_the_frame(num_classes, values
 def test_a_masked_run_trains_the_mask_resumes_exactly_and_samples(tmp_path, atari32, tiny):
     config = dict(template_mask=True, log_every=1, **tiny)
     train_gan(GanConfig(iterations=0, **config), atari32, tmp_path / "start")
-    train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "straight")
-    train_gan(GanConfig(iterations=2, **config), atari32, tmp_path / "split")
-    train_gan(GanConfig(iterations=4, **config), atari32, tmp_path / "split", resume=True)
-    straight, split = load_checkpoint(tmp_path / "straight"), load_checkpoint(tmp_path / "split")
-    for net in ("generator", "discriminator", "generator_ema"):
-        for k, v in straight[net].items():
-            assert torch.equal(v, split[net][k]), f"{net}.{k}"
+    straight = assert_resume_is_exact(config, atari32, tmp_path)
     start = load_checkpoint(tmp_path / "start")["generator"]
     last = max(k for k in start if k.startswith("net.") and k.endswith(".bias"))
     assert start[last].shape == (4,)  # three colours and the mask
@@ -73,12 +68,7 @@ def test_a_masked_run_trains_the_mask_resumes_exactly_and_samples(tmp_path, atar
 def test_the_mask_is_off_by_default_and_old_runs_resume_without_it(tmp_path, atari32, tiny):
     assert GanConfig().resolved((3, 64, 64)).template_mask is False
     assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).template_mask is False
-    train_gan(GanConfig(iterations=1, **tiny), atari32, tmp_path)
-    ckpt = load_checkpoint(tmp_path)
-    del ckpt["config"]["template_mask"]  # as written before the option existed
-    torch.save(ckpt, tmp_path / "checkpoint.pt")
-    assert train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path,
-                     resume=True).iterations == 2
+    resume_as_saved_before("template_mask", tiny, atari32, tmp_path)
     with pytest.raises(ValueError, match="other template_mask"):
         train_gan(GanConfig(iterations=3, template_mask=True, **tiny), atari32, tmp_path,
                   resume=True)
