@@ -10,9 +10,9 @@ The tutorial: a re-implementation of *Deep RL Hands-On* ``Chapter03/03_atari_gan
 ``ALE/<Game>-v5`` envs (Breakout, AirRaid, Pong) with random actions, ``cv2.resize`` to 64x64 with
 the default (bilinear) interpolation, ``np.moveaxis`` to channels first, float32, frames with
 mean <= 0.01 dropped, batches of 16 scaled to [-1, 1]; the same G and D
-(``build_models("dcgan", ...)`` as the tutorial recipe configures them) with D's sigmoid and
-``nn.BCELoss``, Adam with the recipe's settings, one G forward shared by both steps, ``.item()``
-of both losses every iteration.
+(``build_models("dcgan", ...)`` as the tutorial recipe configures them, G's first layer back to
+``nn.ConvTranspose2d``) with D's sigmoid and ``nn.BCELoss``, Adam with the recipe's settings,
+one G forward shared by both steps, ``.item()`` of both losses every iteration.
 
 Variants: our trainer as is (float32, the tutorial's numerics), with ``GanConfig.channels_last``
 (same numerics, another memory layout), and with ``channels_last`` plus ``GanConfig.bf16``
@@ -109,6 +109,12 @@ class TutorialLoop:
         self.net_gener, net_discr = build_models(
             "dcgan", (3, IMAGE_SIZE, IMAGE_SIZE), LATENT, TUTORIAL["spectral_norm"],
             TUTORIAL["d_relu_slope"], WIDTH)
+        # G's first layer as the book writes it: nn.ConvTranspose2d's own forward (ours computes
+        # the same function as one matmul, LatentProjection)
+        first = self.net_gener.net[0]
+        book = nn.ConvTranspose2d(first.in_channels, first.out_channels, 4, 1, 0)
+        book.load_state_dict(first.state_dict())
+        self.net_gener.net[0] = book
         self.logits_discr = net_discr
         if compile_models:
             self.net_gener = torch.compile(self.net_gener)
