@@ -112,7 +112,8 @@ class TutorialLoop:
         # G's first layer as the book writes it: nn.ConvTranspose2d's own forward (ours computes
         # the same function as one matmul, LatentProjection)
         first = self.net_gener.net[0]
-        book = nn.ConvTranspose2d(first.in_channels, first.out_channels, 4, 1, 0)
+        book = torch.nn.utils.skip_init(nn.ConvTranspose2d, first.in_channels,
+                                        first.out_channels, 4, 1, 0)  # draws no random numbers
         book.load_state_dict(first.state_dict())
         self.net_gener.net[0] = book
         self.logits_discr = net_discr

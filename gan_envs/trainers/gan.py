@@ -67,9 +67,10 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
-_CHECKPOINT_VERSION = 4  # 2: conditional runs (label_probs); 3: output templates (written only
-# by runs with template >= 1); 4: modes (mode_centres; only runs with modes >= 2); the others
-# still write 2, and older files still load
+_CHECKPOINT_VERSION = 5  # 2: conditional runs (label_probs); 3: output templates (written only
+# by runs with template >= 1); 4: modes (mode_centres; only runs with modes >= 2); 5: a template
+# mask (G's extra output channel; only runs with template_mask); the others still write 2, and
+# older files still load
 
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
@@ -336,11 +337,14 @@ def _check_env_shares(shares: Sequence[float], conditional: bool, num_envs: int 
                          "env_shares unset")
     if num_envs is not None and len(values) != num_envs:
         raise ValueError(f"env_shares gives {len(values)} shares for a source with {num_envs} "
-                         f"envs: pass one share per env, in the source's env_ids order")
+                         f"envs: pass one share per env, in the order of the source's env_ids "
+                         f"(gan-envs info DATA.h5 lists them)")
     if not all(v > 0 and math.isfinite(v) for v in values):
         raise ValueError(f"env_shares must be finite and > 0 (a game left out of training "
                          f"would still be sampled), got {list(values)}")
     total = sum(values)
+    if abs(total - 1.0) < 1e-12:  # already normalised (a resumed run's): keep them exact
+        return values
     return tuple(v / total for v in values)
 
 
@@ -598,7 +602,8 @@ def _draw_in_shares(draw_labelled: Callable[[int, np.random.Generator], tuple[An
     """``n`` frames and labels from ``draw_labelled`` (uniform over the data, whose envs come
     in ``proportions``), each drawn frame kept with ``keep_prob[label]``: the kept frames'
     envs come in shares proportional to ``proportions * keep_prob``, and within an env every
-    frame is equally likely."""
+    frame is equally likely. It draws about ``n / sum(proportions * keep_prob)`` frames: 1.5n
+    for (1, 2, 1) on three equal games, more for shares far from a lopsided dataset's."""
     kept_frames, kept_labels, have = [], [], 0
     accepted = float((proportions * keep_prob).sum())  # expected share of a draw kept
     while have < n:
@@ -736,6 +741,14 @@ def train_gan(
                          f"source labels {env_ids}: resume on the same dataset")
     images = is_image_shape(frame_shape)
     policy = cfg.diffaugment
+    label_probs = torch.zeros(0)  # a conditional run's env proportions in the data
+    if num_classes and saved is None:
+        label_probs = torch.as_tensor(_env_proportions(source, num_classes, cfg.seed),
+                                      dtype=torch.float64)
+        missing = [env_ids[i] for i in range(num_classes) if label_probs[i] <= 0]
+        if missing and cfg.env_shares is not None:
+            raise ValueError(f"env_shares asks for frames of {missing}, which the source has "
+                             "none of: collect some, or train on a source without them")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
@@ -765,11 +778,7 @@ def train_gan(
                                generator=torch.Generator().manual_seed(cfg.seed + 1))
     # conditional runs: fake labels follow the data's env proportions; the grids show the envs
     # in equal blocks (first rows env 0, then env 1, ...)
-    label_probs = torch.zeros(0)
     fixed_labels = torch.arange(cfg.n_samples) * max(num_classes, 1) // cfg.n_samples
-    if num_classes and saved is None:
-        label_probs = torch.as_tensor(_env_proportions(source, num_classes, cfg.seed),
-                                      dtype=torch.float64)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)
 
     # ---- how frames become model inputs: uint8 images x / 127.5 - 1, vectors min-max to [-1, 1]
@@ -870,10 +879,6 @@ def train_gan(
     train_probs, keep_prob = label_probs, None
     if num_classes and cfg.env_shares is not None:
         train_probs = torch.tensor(cfg.env_shares, dtype=torch.float64)
-        missing = [env_ids[i] for i in range(num_classes) if label_probs[i] <= 0]
-        if missing:
-            raise ValueError(f"env_shares asks for frames of {missing}, which the source has "
-                             "none of: collect some, or train on a source without them")
         keep_prob = (train_probs / label_probs).numpy()
         keep_prob /= keep_prob.max()
 
@@ -883,7 +888,8 @@ def train_gan(
         nonlocal saved_at
         _atomic_save({
             "format": _CHECKPOINT_FORMAT,
-            "version": 4 if cfg.modes else 3 if cfg.template else 2,
+            "version": 5 if cfg.template_mask else 4 if cfg.modes else 3 if cfg.template
+            else 2,
             "iteration": iteration, "config": dataclasses.asdict(cfg),
             "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),

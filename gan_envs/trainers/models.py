@@ -173,8 +173,9 @@ class LatentProjection(nn.ConvTranspose2d):
     The same parameters (and checkpoints) as ``nn.ConvTranspose2d(in, out, 4, 1, 0)`` and the
     same function: on a 1x1 input each output pixel is ``z @ weight[:, :, i, j] + bias``, so
     the whole layer is ``z @ weight.reshape(in, out * 16)``. oneDNN's transposed convolution
-    takes ~3x longer for this (session 11: 3.1 against 1.1 ms forward and backward, batch 32,
-    228 -> 128 channels, 1 thread).
+    takes ~2.5x as long for this (6.8 against 2.7 ms forward and backward, batch 32, 228 -> 128
+    channels, 1 thread; docs/gan.md, *Session 11*). Other settings (padding, groups, a larger
+    input) fall back to the convolution.
 
     Example:
         >>> layer = LatentProjection(8, 4, 4, 1, 0)
@@ -184,7 +185,9 @@ class LatentProjection(nn.ConvTranspose2d):
     """
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
-        if x.shape[-2:] != (1, 1) or output_size is not None:
+        if (x.dim() != 4 or x.shape[-2:] != (1, 1) or output_size is not None
+                or self.padding != (0, 0) or self.output_padding != (0, 0)
+                or self.dilation != (1, 1) or self.groups != 1):
             return super().forward(x, output_size)
         out_channels, (kh, kw) = self.out_channels, self.kernel_size
         bias = (self.bias if self.bias is not None else self.weight.new_zeros(out_channels))

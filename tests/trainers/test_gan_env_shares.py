@@ -57,6 +57,38 @@ def test_a_run_trains_on_the_asked_shares_and_samples_the_datas(tmp_path, atari3
                                a["label_probs"].float())
 
 
+@pytest.mark.parametrize("pack", [1, 2])
+def test_training_batches_come_in_the_shares(pack, tmp_path, atari32, tiny, monkeypatch):
+    """Pong's share of D's real frames and of G's fakes is 3/4 (packs: fakes copy the real
+    labels; single frames: fakes drawn from the shares); the data is half Pong."""
+    import gan_envs.trainers.gan as gan
+
+    real, fake = [], []
+    draw = gan._draw_in_shares
+
+    def recording_draw(*args, **kwargs):
+        frames, labels = draw(*args, **kwargs)
+        real.append(labels)
+        return frames, labels
+
+    build = gan.build_models
+
+    def recording_build(*args, **kwargs):
+        generator, discriminator = build(*args, **kwargs)
+        generator.register_forward_pre_hook(
+            lambda module, inputs: fake.append(inputs[1].numpy().copy())
+            if len(inputs) > 1 and len(inputs[1]) == tiny["batch_size"] else None)
+        return generator, discriminator
+
+    monkeypatch.setattr(gan, "_draw_in_shares", recording_draw)
+    monkeypatch.setattr(gan, "build_models", recording_build)
+    train_gan(GanConfig(iterations=60, env_shares=(1, 3), pack=pack, sample_every=10**6,
+                        **tiny), atari32, tmp_path)
+    real_share, fake_share = (np.concatenate(x).mean() for x in (real, fake))
+    assert len(real) == len(fake) == 60
+    assert abs(real_share - 0.75) < 0.06 and abs(fake_share - 0.75) < 0.06  # 480 draws each
+
+
 def test_shares_change_the_run(tmp_path, atari32, tiny):
     """Not a no-op: other shares draw other batches, so the weights differ."""
     for name, shares in (("even", None), ("pong", (1, 3))):
