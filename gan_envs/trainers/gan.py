@@ -500,20 +500,23 @@ def _nearest_modes(x: torch.Tensor, labels: torch.Tensor | None, centres: torch.
                    ) -> torch.Tensor:
     """Each frame's mode: the index of its label's nearest centre (squared distance).
 
-    ``centres``: ``(num_classes or 1, modes, ...)`` in the model's input scale.
+    ``centres``: ``(num_classes or 1, modes, ...)`` in the model's input scale. Computed as
+    ``|c|^2 - 2 x.c`` (``|x|^2`` is the same for every centre of a frame) with one float64
+    matmul against all centres, then read at the frame's own label: ~30x cheaper than
+    subtracting every centre from every frame, which took ~9 % of a training step.
 
     Example:
         >>> centres = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
         >>> _nearest_modes(torch.tensor([[0.9, 0.8], [0.1, 0.0]]), None, centres).tolist()
         [1, 0]
     """
-    modes = []
-    for first in range(0, len(x), 256):  # in blocks: (block, modes, pixels) stays small
-        block = x[first:first + 256].detach().float().flatten(1)
-        own = centres[labels.reshape(-1)[first:first + 256].long()] if labels is not None \
-            else centres[:1].expand(len(block), *centres.shape[1:])
-        modes.append((block[:, None] - own.flatten(2)).square().sum(2).argmin(1))
-    return torch.cat(modes) if modes else torch.zeros(0, dtype=torch.long)
+    flat = centres.detach().reshape(centres.shape[0], centres.shape[1], -1).double()
+    frames = x.detach().reshape(len(x), -1).double()
+    rows = torch.zeros(len(x), dtype=torch.long) if labels is None \
+        else labels.reshape(-1).long()
+    dots = (frames @ flat.reshape(-1, flat.shape[2]).T).view(len(x), *flat.shape[:2])
+    distances = flat.square().sum(2)[rows] - 2 * dots[torch.arange(len(x)), rows]
+    return distances.argmin(1)
 
 
 def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
@@ -768,8 +771,11 @@ def train_gan(
     g_groups = [{"params": [p for n, p in generator.named_parameters() if n != "template"]}]
     if cfg.template:  # the templates learn at their own rate
         g_groups.append({"params": [generator.template], "lr": cfg.lr_g * cfg.template_lr})
-    opt_g = torch.optim.Adam(g_groups, lr=cfg.lr_g, betas=cfg.betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    # fused: one kernel for all of a group's parameters (~5x cheaper than the per-parameter
+    # loop PyTorch defaults to on the CPU, ~4 % of a width-128 step; same update rule)
+    opt_g = torch.optim.Adam(g_groups, lr=cfg.lr_g, betas=cfg.betas, fused=True)
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas,
+                             fused=True)
     # every group's rate before any decay (a resumed optimiser holds the decayed ones)
     base_lrs = [group["lr"] for group in opt_g.param_groups + opt_d.param_groups]
     noise = torch.Generator().manual_seed(cfg.seed)  # latents and augmentations
@@ -867,6 +873,8 @@ def train_gan(
             ema.load_state_dict(saved["generator_ema"])
         opt_g.load_state_dict(saved["opt_g"])
         opt_d.load_state_dict(saved["opt_d"])
+        for group in opt_g.param_groups + opt_d.param_groups:  # runs saved before fused Adam
+            group.update(fused=True, foreach=None)
         noise.set_state(saved["rng"]["torch"])
         data_rng.bit_generator.state = saved["rng"]["numpy"]
         fixed_latent = saved["fixed_latent"]

@@ -101,6 +101,25 @@ def test_nearest_modes_looks_only_at_the_frames_own_label():
     assert _nearest_modes(x, torch.tensor([0, 1, 1]), centres).tolist() == [1, 0, 1]
 
 
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), frames=st.integers(1, 40), labels=st.integers(1, 3),
+       modes=st.integers(2, 4), labelled=st.booleans())
+def test_nearest_modes_equals_the_direct_distance(seed, frames, labels, modes, labelled):
+    """The matmul form picks what subtracting every centre picks (frames in [-1, 1], as
+    images are), wherever the two nearest centres are not a rounding error apart."""
+    gen = torch.Generator().manual_seed(seed)
+    centres = torch.rand(labels, modes, 3, 8, 8, generator=gen) * 2 - 1
+    x = torch.rand(frames, 3, 8, 8, generator=gen) * 2 - 1
+    y = torch.randint(0, labels, (frames,), generator=gen) if labelled else None
+    own = centres[y] if y is not None else centres[:1].expand(frames, *centres.shape[1:])
+    direct = (x[:, None] - own).flatten(2).double().square().sum(2)  # (frames, modes)
+    top2 = direct.topk(2, dim=1, largest=False).values
+    clear = (top2[:, 1] - top2[:, 0]) > 1e-6
+    got = _nearest_modes(x, y, centres)
+    assert got.shape == (frames,) and got.dtype == torch.long
+    assert torch.equal(got[clear], direct.argmin(1)[clear])
+
+
 def test_training_finds_each_games_modes_and_their_shares(tmp_path, tiny, two_games):
     train_gan(GanConfig(iterations=0, modes=2, template=1, template_lr=0.0, **tiny),
               two_games(30), tmp_path)
