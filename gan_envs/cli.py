@@ -454,7 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template-mask", action=argparse.BooleanOptionalAction, default=None,
                    help="a mask channel in G that blends its frames with their template, so "
                         "flat backgrounds can stay exact (needs templates; default: the "
-                        "recipe's, off)")
+                        "recipe's: on in fast with DCGAN templates, --no-template-mask "
+                        "turns it off)")
     p.add_argument("--template-lr", type=float, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed; "
                         "default: the recipe's)")

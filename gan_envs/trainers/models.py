@@ -173,9 +173,9 @@ class LatentProjection(nn.ConvTranspose2d):
     The same parameters (and checkpoints) as ``nn.ConvTranspose2d(in, out, 4, 1, 0)`` and the
     same function: on a 1x1 input each output pixel is ``z @ weight[:, :, i, j] + bias``, so
     the whole layer is ``z @ weight.reshape(in, out * 16)``. oneDNN's transposed convolution
-    takes ~2.5x as long for this (6.8 against 2.7 ms forward and backward, batch 32, 228 -> 128
-    channels, 1 thread; docs/gan.md, *Session 11*). Other settings (padding, groups, a larger
-    input) fall back to the convolution.
+    takes ~2.2-2.5x as long for this (forward and backward, batch 32, 228 -> 128 channels, 1
+    thread: 6.8 against 2.7 ms in session 11, 4.8 against 2.2 ms in session 12). Other
+    settings (padding, groups, a larger input) fall back to the convolution.
 
     Example:
         >>> layer = LatentProjection(8, 4, 4, 1, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from gan_runs import assert_resume_is_exact, resume_as_saved_before
+from gan_runs import assert_resume_is_exact
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -66,10 +66,22 @@ def test_a_masked_run_trains_the_mask_resumes_exactly_and_samples(tmp_path, atar
     assert images.shape == (4, 3, 32, 32) and images.dtype == np.uint8
 
 
-def test_the_mask_is_off_by_default_and_old_runs_resume_without_it(tmp_path, atari32, tiny):
-    assert GanConfig().resolved((3, 64, 64)).template_mask is False
+def test_the_fast_recipe_masks_its_templates_and_old_runs_resume_without(tmp_path, atari32,
+                                                                         tiny):
+    assert GanConfig().resolved((3, 64, 64), num_envs=3).template_mask is True
     assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).template_mask is False
-    resume_as_saved_before("template_mask", tiny, atari32, tmp_path)
+    # where the recipe's templates are off or cannot be, so is its mask (no error)
+    for no_templates in (dict(template=0, modes=0), dict(arch="mlp")):
+        assert GanConfig(**no_templates).resolved((3, 64, 64)).template_mask is False
+    assert GanConfig(arch="mlp").resolved((4,)).template_mask is False  # vector frames
+    assert GanConfig(template_mask=False).resolved((3, 64, 64)).template_mask is False
+    # a run saved before the option (no mask, no field) resumes as it was, without a mask
+    train_gan(GanConfig(iterations=1, template_mask=False, **tiny), atari32, tmp_path)
+    ckpt = load_checkpoint(tmp_path)
+    del ckpt["config"]["template_mask"]
+    torch.save(ckpt, tmp_path / "checkpoint.pt")
+    assert train_gan(GanConfig(iterations=2, **tiny), atari32, tmp_path,
+                     resume=True).iterations == 2
     assert train_gan(GanConfig(iterations=3, template_mask=False, **tiny), atari32, tmp_path,
                      resume=True).iterations == 3  # asking for what it was is no change
     with pytest.raises(ValueError, match="other template_mask"):
