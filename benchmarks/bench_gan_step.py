@@ -1,9 +1,10 @@
 """Training speed of GAN settings side by side: iterations/s of ``train_gan`` per variant.
 
 Each variant is a set of ``GanConfig`` fields on top of the quality run's (the ``fast`` recipe at
-``--width``, default 128). The variants run interleaved in one process, ``--rounds`` times each,
-timing iterations ``--warmup`` to ``--warmup + --iters`` of a fresh run (the start's probe draw
-and k-means are not timed); the table gives the median iterations/s of each and its ratio to the
+``--width``, default 128). The variants run interleaved, round by round, ``--rounds`` times
+each, every measurement in a fresh process, timing iterations ``--warmup`` to
+``--warmup + --iters`` of a fresh run (the start's probe draw and k-means are not timed); the
+table gives the median iterations/s of each and its ratio to the
 first variant, the baseline, measured in the same rounds::
 
     python benchmarks/bench_gan_step.py --data DATA.h5 \\

@@ -26,10 +26,12 @@ def assert_resume_is_exact(config: dict[str, Any], source: Any, tmp_path: Path,
 
 
 def resume_as_saved_before(field: str, config: dict[str, Any], source: Any,
-                           run_dir: Path) -> None:
+                           run_dir: Path, old: Any = None) -> None:
     """Train one iteration, drop ``field`` from the saved config (as a run saved before the
-    option existed) and resume it to two iterations."""
-    train_gan(GanConfig(iterations=1, **config), source, run_dir)
+    option existed) and resume it to two iterations. ``old``: the value such runs had, where
+    it is not today's default (the run is trained with it)."""
+    before = config if old is None else {**config, field: old}
+    train_gan(GanConfig(iterations=1, **before), source, run_dir)
     ckpt = load_checkpoint(run_dir)
     del ckpt["config"][field]
     torch.save(ckpt, run_dir / "checkpoint.pt")
