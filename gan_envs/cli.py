@@ -158,7 +158,8 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
         lr_decay=args.lr_decay,
         env_shares=None if args.env_shares is None else tuple(args.env_shares),
-        template_mask=args.template_mask,
+        template_mask=args.template_mask, template_gate=args.template_gate,
+        template_mask_init=args.template_mask_init,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -456,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "flat backgrounds can stay exact (needs templates; default: the "
                         "recipe's: on in fast with DCGAN templates, --no-template-mask "
                         "turns it off)")
+    p.add_argument("--template-gate", type=float, default=0.0, metavar="G",
+                   help="a fixed blend of G's frames with their template, t + G * (frame - t), "
+                        "in place of the recipe's mask (needs templates; 0: off, the default)")
+    p.add_argument("--template-mask-init", type=float, default=0.0, metavar="A",
+                   help="the template mask's starting logit: it starts sigmoid(A) open "
+                        "(-2: about 0.12; 0, the default: about one half; needs the mask)")
     p.add_argument("--template-lr", type=float, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed; "
                         "default: the recipe's)")

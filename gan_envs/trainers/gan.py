@@ -47,6 +47,8 @@ from .models import (
     build_models,
     check_arch,
     check_head,
+    check_template_gate,
+    check_template_mask_init,
     init_template,
     pack_frames,
     pick_modes,
@@ -67,10 +69,11 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
-_CHECKPOINT_VERSION = 5  # 2: conditional runs (label_probs); 3: output templates (written only
+_CHECKPOINT_VERSION = 6  # 2: conditional runs (label_probs); 3: output templates (written only
 # by runs with template >= 1); 4: modes (mode_centres; only runs with modes >= 2); 5: a template
-# mask (G's extra output channel; only runs with template_mask); the others still write 2, and
-# older files still load
+# mask (G's extra output channel; only runs with template_mask); 6: a fixed template gate (only
+# runs with template_gate, which an older reader would sample without); the others still
+# write 2, and older files still load
 
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
@@ -162,6 +165,18 @@ class GanConfig:
     it has DCGAN templates, since session 12: lower distances at 15 of 15 checkpoints from
     10k to 18k iterations over three seeds, 6 of 6 against the same code without it;
     ``tutorial``: False)"""
+    template_gate: float = 0.0
+    """a fixed blend of G's frame with its template in place of the mask's learned one:
+    ``t + template_gate * (G's frame - t)`` at every pixel (0: off). The mask seldom closes
+    (docs/gan.md, *Output templates*), so what it changes may be this gate on G's deviation
+    from the template, which starts at one half; this option measures that. Needs
+    ``template >= 1`` and ``template_mask=False`` (the recipe's mask is dropped when this is
+    set and ``template_mask`` is left unset)"""
+    template_mask_init: float = 0.0
+    """the template mask's starting logit (the bias of its channel): the mask starts about
+    ``sigmoid(template_mask_init)`` open everywhere (-2: about 0.12, so G starts near its
+    templates and opens the mask where frames differ from them; 0, the default: the layer's
+    own initialisation, about one half). Needs the mask"""
     env_shares: tuple[float, ...] | None = None
     """a conditional run's share of each env (in the source's ``env_ids`` order) in training
     batches, real frames and fakes alike, e.g. ``(1, 2, 1)`` to give the second game half of
@@ -261,8 +276,10 @@ class GanConfig:
         if not is_image_shape(frame_shape):  # screens' modes and templates: images only
             preset.update(_VECTOR_RECIPES[self.recipe])
         filled = {k: preset[k] if getattr(self, k) is None else getattr(self, k) for k in preset}
-        if self.template_mask is None and (self.arch != "dcgan" or not filled["template"]):
-            filled["template_mask"] = False  # the recipe's mask goes with its DCGAN templates
+        if self.template_mask is None and (self.arch != "dcgan" or not filled["template"]
+                                           or self.template_gate):
+            filled["template_mask"] = False  # the recipe's mask goes with its DCGAN templates,
+            # and gives way to a fixed gate
         if self.template_lr not in (None, preset["template_lr"]) and not filled["template"]:
             raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
                              "template >= 1 (--template K) too, or leave template_lr unset")
@@ -309,6 +326,12 @@ class GanConfig:
                              f"templates, got arch={self.arch!r}, template={self.template}: "
                              "pass arch='dcgan' and template >= 1 (--template 1), or "
                              "template_mask=False")
+        if self.template_gate and self.arch != "dcgan":
+            raise ValueError(f"template_gate blends a DCGAN generator's frames with its "
+                             f"templates, got arch={self.arch!r}: pass arch='dcgan', or "
+                             "template_gate=0")
+        check_template_gate(self.template_gate, self.template, self.template_mask)
+        check_template_mask_init(self.template_mask_init, self.template_mask)
         if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
             raise ValueError(f"template_lr must be a finite multiple >= 0, got "
                              f"{self.template_lr}: pass e.g. 1.0 (--template-lr 1)")
@@ -636,7 +659,8 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
                              "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
-                             "template_mask": False,
+                             "template_mask": False, "template_gate": 0.0,
+                             "template_mask_init": 0.0,
                              **saved,
                              "betas": tuple(saved["betas"])})
     if saved_cfg.env_shares is not None:
@@ -768,7 +792,9 @@ def train_gan(
                                                 cfg.spectral_norm, cfg.d_relu_slope, cfg.width,
                                                 num_classes, cfg.mbstd_group, cfg.d_width,
                                                 cfg.pack, cfg.template, cfg.modes,
-                                                cfg.g_head, cfg.template_mask)
+                                                cfg.g_head, cfg.template_mask,
+                                                cfg.template_gate,
+                                                cfg.template_mask_init)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)
@@ -903,8 +929,8 @@ def train_gan(
         nonlocal saved_at
         _atomic_save({
             "format": _CHECKPOINT_FORMAT,
-            "version": 5 if cfg.template_mask else 4 if cfg.modes else 3 if cfg.template
-            else 2,
+            "version": 6 if cfg.template_gate else 5 if cfg.template_mask else 4 if cfg.modes
+            else 3 if cfg.template else 2,
             "iteration": iteration, "config": dataclasses.asdict(cfg),
             "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),

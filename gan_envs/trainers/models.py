@@ -72,6 +72,8 @@ __all__ = [
     "DCGAN_SIZES",
     "check_arch",
     "check_head",
+    "check_template_gate",
+    "check_template_mask_init",
     "G_HEADS",
     "build_models",
     "pack_frames",
@@ -327,6 +329,53 @@ def _add_template(module: nn.Module, templates: int, shape: tuple[int, ...], in_
     module.template_choice = nn.Linear(in_dim, module.templates) if templates > 1 else None
 
 
+def check_template_gate(gate: float, template: int, template_mask: bool) -> None:
+    """Raise ValueError unless ``gate`` is 0 (off) or a usable fixed template gate.
+
+    Example:
+        >>> check_template_gate(0.5, template=1, template_mask=False)
+        >>> check_template_gate(0.5, template=0, template_mask=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: template_gate=0.5 blends G's frames with their templates: pass template >= 1 ...
+    """
+    if not gate:
+        return
+    if not (0.0 < gate <= 1.0 and math.isfinite(gate)):
+        raise ValueError(f"template_gate must be 0 (off) or a fraction in (0, 1], got {gate}: "
+                         "pass e.g. 0.5 (--template-gate 0.5)")
+    if not template:
+        raise ValueError(f"template_gate={gate} blends G's frames with their templates: pass "
+                         "template >= 1 (--template 1) too, or template_gate=0")
+    if template_mask:
+        raise ValueError(f"template_gate={gate} is a fixed blend in place of the template "
+                         "mask's learned one: pass template_mask=False (--no-template-mask), "
+                         "or template_gate=0")
+
+
+def check_template_mask_init(template_mask_init: float, template_mask: bool) -> None:
+    """Raise ValueError unless ``template_mask_init`` is a usable start for the mask's logit.
+
+    The mask starts ``sigmoid(template_mask_init)`` open: -2 is about 0.12; 0 (the default)
+    leaves the layer's own initialisation, about one half.
+
+    Example:
+        >>> check_template_mask_init(-2.0, template_mask=True)
+        >>> check_template_mask_init(-2.0, template_mask=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: template_mask_init=-2.0 starts the template mask's logit: pass ...
+    """
+    if not math.isfinite(template_mask_init):
+        raise ValueError(f"template_mask_init must be a finite logit, got "
+                         f"{template_mask_init}: pass e.g. -2.0 "
+                         "(--template-mask-init -2)")
+    if template_mask_init and not template_mask:
+        raise ValueError(f"template_mask_init={template_mask_init} starts the template mask's "
+                         "logit: pass template_mask=True (--template-mask) too, or "
+                         "template_mask_init=0")
+
+
 def _templates_by_label(module: nn.Module) -> torch.Tensor:
     """The templates as ``(labels, templates, *shape)``."""
     return module.template.reshape(-1, module.templates, *module.template.shape[1:])
@@ -339,7 +388,9 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
     With a template mask (``module.template_mask``) ``pre``'s last channel is the mask's
     logit ``a``: the frame is ``t + sigmoid(a) * (tanh(pre + bias) - t)``, where ``t`` is the
     template frame ``tanh(bias)``, so G leaves the template exactly where it saturates ``a``
-    low, whatever its other channels hold there.
+    low, whatever its other channels hold there. With a fixed gate ``g``
+    (``module.template_gate`` > 0) the frame is ``t + g * (tanh(pre + bias) - t)``: the mask's
+    blend with ``sigmoid(a)`` held at ``g`` everywhere.
     """
     if module.template is None:
         return torch.tanh(pre)
@@ -362,7 +413,12 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
         bias = bias.reshape(content.shape).to(pre.dtype)
         base = torch.tanh(bias)
         return base + torch.sigmoid(logit) * (torch.tanh(content + bias) - base)
-    return torch.tanh(pre + bias.reshape(pre.shape).to(pre.dtype))
+    bias = bias.reshape(pre.shape).to(pre.dtype)
+    gate = getattr(module, "template_gate", 0.0)
+    if gate:
+        base = torch.tanh(bias)
+        return base + gate * (torch.tanh(pre + bias) - base)
+    return torch.tanh(pre + bias)
 
 
 @torch.no_grad()
@@ -547,15 +603,19 @@ class DCGANGenerator(nn.Module):
 
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
                  num_classes: int = 0, template: int = 0, modes: int = 0,
-                 head: str = "transpose", template_mask: bool = False) -> None:
+                 head: str = "transpose", template_mask: bool = False,
+                 template_gate: float = 0.0, template_mask_init: float = 0.0) -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         check_head(head)
         if template_mask and not template:
             raise ValueError("template_mask blends G's output with its template: pass "
                              "template >= 1 (--template 1) too, or template_mask=False")
+        check_template_gate(template_gate, template, template_mask)
+        check_template_mask_init(template_mask_init, template_mask)
         channels, size = int(frame_shape[0]), int(frame_shape[1])
         self.template_mask = bool(template_mask)
+        self.template_gate = float(template_gate)
         out = channels + 1 if template_mask else channels  # + the mask's logit
         widths = _dcgan_widths(size, width)
         extra = _add_label_embedding(self, num_classes, modes)
@@ -571,6 +631,10 @@ class DCGANGenerator(nn.Module):
                       else _pixel_shuffle_head(widths[-1], out))  # tanh in forward
         self.latent_dim = latent_dim
         self.net = nn.Sequential(*layers)
+        if template_mask_init:  # the mask logit's bias (the pixel-shuffle head: 4 positions')
+            head_conv = layers[-1] if head == "transpose" else layers[-1][0]
+            with torch.no_grad():
+                head_conv.bias[-(1 if head == "transpose" else 4):] = template_mask_init
         _add_template(self, template, (channels, size, size), latent_dim + extra)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
@@ -686,6 +750,8 @@ def build_models(
     modes: int = 0,
     g_head: str = "transpose",
     template_mask: bool = False,
+    template_gate: float = 0.0,
+    template_mask_init: float = 0.0,
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -701,8 +767,10 @@ def build_models(
     label into K modes: G takes them (or picks them, :func:`pick_modes`), D is built for
     ``max(num_classes, 1) * K`` classes (``label * K + mode``). ``g_head`` is the DCGAN
     generator's last layer (:data:`G_HEADS`; the MLP has none to choose). ``template_mask``
-    gives the DCGAN generator a mask channel that blends its frames with its templates (see
-    :func:`_generator_output`).
+    gives the DCGAN generator a mask channel that blends its frames with its templates, and
+    ``template_gate`` in (0, 1] a fixed blend instead (see :func:`_generator_output`);
+    ``template_mask_init`` is the mask logit's starting bias
+    (:func:`check_template_mask_init`).
 
     Example:
         >>> import torch
@@ -718,7 +786,8 @@ def build_models(
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,
-                                modes, g_head, template_mask)
+                                modes, g_head, template_mask, template_gate,
+                                template_mask_init)
     d_width = width if d_width is None else d_width
     if modes:  # D tells the (label, mode) pairs apart
         num_classes = max(num_classes, 1) * modes
@@ -753,7 +822,8 @@ def pack_frames(x: torch.Tensor, pack: int) -> torch.Tensor:
 def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
     num_classes: int = 0, template: int = 0, modes: int = 0, g_head: str = "transpose",
-    template_mask: bool = False,
+    template_mask: bool = False, template_gate: float = 0.0,
+    template_mask_init: float = 0.0,
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
@@ -761,7 +831,11 @@ def build_generator(
     if template_mask and arch != "dcgan":
         raise ValueError(f"template_mask needs arch='dcgan' (image frames), got arch={arch!r}: "
                          "pass template_mask=False")
+    if template_gate and arch != "dcgan":
+        raise ValueError(f"template_gate needs arch='dcgan' (image frames), got arch={arch!r}: "
+                         "pass template_gate=0")
     if arch == "dcgan":
         return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes,
-                              g_head, template_mask)
+                              g_head, template_mask, template_gate, template_mask_init)
+    check_template_mask_init(template_mask_init, template_mask)
     return MLPGenerator(frame_shape, latent_dim, width, num_classes, template, modes)

@@ -138,7 +138,8 @@ def load_generator(run_dir: str | os.PathLike[str], ema: bool = True) -> RunGene
     net = build_generator(cfg["arch"], frame_shape, cfg["latent_dim"], cfg["width"],
                           len(env_ids) if conditional else 0, int(cfg.get("template") or 0),
                           int(cfg.get("modes") or 0), cfg.get("g_head") or "transpose",
-                          bool(cfg.get("template_mask")))
+                          bool(cfg.get("template_mask")),
+                          float(cfg.get("template_gate") or 0.0))
     use_ema = ema and ckpt.get("generator_ema") is not None
     net.load_state_dict(ckpt["generator_ema"] if use_ema else ckpt["generator"])
     net.eval().requires_grad_(False)
