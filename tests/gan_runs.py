@@ -1,11 +1,12 @@
 """Helpers for GAN training tests (tests/ is on sys.path): exact resumes, runs saved before an
-option existed."""
+option existed, configurations refused before anything is written."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from gan_envs.trainers.gan import GanConfig, load_checkpoint, train_gan
@@ -37,3 +38,11 @@ def resume_as_saved_before(field: str, config: dict[str, Any], source: Any,
     torch.save(ckpt, run_dir / "checkpoint.pt")
     assert train_gan(GanConfig(iterations=2, **config), source, run_dir,
                      resume=True).iterations == 2
+
+
+def assert_refused(config: dict[str, Any], message: str, source: Any, run_dir: Path) -> None:
+    """Assert that training with ``config`` raises a ValueError matching ``message`` before
+    it writes a checkpoint."""
+    with pytest.raises(ValueError, match=message):
+        train_gan(GanConfig(iterations=1, **config), source, run_dir)
+    assert not (run_dir / "checkpoint.pt").exists()

@@ -408,17 +408,16 @@ def _generator_output(module: nn.Module, pre: torch.Tensor, g_input: torch.Tenso
         hard = F.one_hot(soft.argmax(dim=1), module.templates).to(soft.dtype)
         weights = hard + soft - soft.detach()
         bias = torch.einsum("nk,nk...->n...", weights.to(own.dtype), own)
-    if getattr(module, "template_mask", False):
-        content, logit = pre[:, :-1], pre[:, -1:]
-        bias = bias.reshape(content.shape).to(pre.dtype)
-        base = torch.tanh(bias)
-        return base + torch.sigmoid(logit) * (torch.tanh(content + bias) - base)
-    bias = bias.reshape(pre.shape).to(pre.dtype)
-    gate = getattr(module, "template_gate", 0.0)
-    if gate:
-        base = torch.tanh(bias)
-        return base + gate * (torch.tanh(pre + bias) - base)
-    return torch.tanh(pre + bias)
+    gate: torch.Tensor | float
+    if getattr(module, "template_mask", False):  # the last channel is the mask's logit
+        content, gate = pre[:, :-1], torch.sigmoid(pre[:, -1:])
+    else:
+        content, gate = pre, getattr(module, "template_gate", 0.0)
+    bias = bias.reshape(content.shape).to(pre.dtype)
+    if isinstance(gate, float) and not gate:
+        return torch.tanh(content + bias)
+    base = torch.tanh(bias)
+    return base + gate * (torch.tanh(content + bias) - base)
 
 
 @torch.no_grad()
