@@ -1,15 +1,27 @@
 """Helpers for GAN training tests (tests/ is on sys.path): exact resumes, runs saved before an
-option existed, configurations refused before anything is written."""
+option existed, configurations refused before anything is written, and the GAN benchmark
+scripts loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 
 from gan_envs.trainers.gan import GanConfig, load_checkpoint, train_gan
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` as a module (the folder is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def assert_resume_is_exact(config: dict[str, Any], source: Any, tmp_path: Path,

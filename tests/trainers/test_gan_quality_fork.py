@@ -3,23 +3,16 @@ that would alter the iterations already run is refused with a one-line error."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
+from gan_runs import load_benchmark
 
 from gan_envs.trainers.gan import GanConfig, load_checkpoint, train_gan
-
-_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gan_quality.py"
 
 
 @pytest.fixture(scope="module")
 def gan_quality():
-    spec = importlib.util.spec_from_file_location("gan_quality", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gan_quality")
 
 
 def test_a_fork_with_a_later_decay_equals_the_straight_run(tmp_path, atari32, tiny, gan_quality):
