@@ -46,11 +46,17 @@ def score_snapshots(source: FrameSource, snapshots: Sequence[Path], seed: int, n
     frames, env_index = source.sample_frames_with_env(classifier_frames, rng)
     net = train_feature_net(frames, env_index, len(env_ids), steps=classifier_steps, seed=seed)
     counts = _set_counts(source, env_ids, n)
+    if counts is None:
+        raise ValueError("checkpoint_selection needs a source that counts its frames per env "
+                         "(a rollout dataset or labelled arrays)")
     real, _ = _stratified_sets(source, env_ids, counts, np.random.default_rng([seed, 2]))
     reference = _embed(net, real[:n])["features"]
     scores = []
     for snapshot in snapshots:
         gen = load_generator(snapshot, ema=True)
+        if gen.frame_shape != tuple(source.frame_shape):
+            raise ValueError(f"{snapshot} makes frames {gen.frame_shape} but the data has "
+                             f"{tuple(source.frame_shape)}: score it against its own data")
         fake = gen.generate(make_latents(n, gen.latent_dim, 1000 + seed),
                             labels=gen.labels(n, 1000 + seed))
         scores.append(frechet_distance(reference, _embed(net, fake)["features"]))
@@ -98,6 +104,9 @@ def main() -> None:
                         help="divide evaluated distances by this (the median real-vs-real floor)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    missing = [str(s) for s in args.snapshots if not s.is_dir()]
+    if missing:
+        raise SystemExit(f"not a snapshot directory: {', '.join(missing)}")
     evaluated = {s: evaluated_fd(s) for s in args.snapshots}
     snapshots = [s for s in args.snapshots if evaluated[s] is not None]
     if not snapshots:

@@ -51,3 +51,13 @@ def test_unlabelled_frames_are_refused(tiny_run, selection):
     frames = np.zeros((64, 3, 32, 32), np.uint8)
     with pytest.raises(ValueError, match="labelled with at least two envs"):
         selection.score_snapshots(ArrayFrameSource(frames), [tiny_run], seed=7, n=20)
+
+
+def test_a_snapshot_of_other_frames_is_refused(tiny_run, selection):
+    labels = np.repeat([0, 1], 40)
+    frames = np.zeros((80, 3, 64, 64), np.uint8)
+    source = ArrayFrameSource(frames, labels, ["ALE/Breakout-v5", "ALE/Pong-v5"])
+    with pytest.raises(ValueError, match=r"makes frames \(3, 32, 32\) but the data has") as error:
+        selection.score_snapshots(source, [tiny_run], seed=7, n=20, classifier_steps=1,
+                                  classifier_frames=16)
+    assert "\n" not in str(error.value)
