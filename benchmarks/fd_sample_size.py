@@ -1,0 +1,160 @@
+"""How much of an evaluation's Fréchet distance is the sample, and what do rare frames do to it?
+
+Draws one large evaluation of a run exactly as ``gan-envs evaluate RUN DATA.h5 --n N --seed S``
+does (the same stratified real sets A and B, latents, labels and cached feature network), then
+re-scores random subsets of ``m`` frames of each set for every ``--sizes`` m: the median, least
+and largest generated distance (A against G) and real-vs-real floor (A against B) over
+``--repeats`` subsets. It repeats the table after dropping *far* frames: frames whose features
+lie more than ``--far`` times the median distance of set A's frames from A's mean (on the
+Breakout + AirRaid + Pong data: AirRaid's light-grey flash screens, 30 of its 20,038 frames,
+at 3.4x), and prints how many far frames each set holds, per game (docs/gan.md, *Session 16*).
+
+    python benchmarks/fd_sample_size.py RUN_DIR DATA.h5 --n 4000 --seed 0 \
+        --sizes 500 1000 2000 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gan_envs.trainers.data import DatasetFrameSource, FrameSource, env_labels
+from gan_envs.trainers.metrics import (
+    _embed,
+    _load_or_train,
+    _resolve_tasks,
+    _set_counts,
+    _stratified_sets,
+    frechet_distance,
+)
+from gan_envs.trainers.sampling import load_generator, make_latents, proportional_counts
+
+
+def draw_sets(run_dir: Path, source: FrameSource, n: int, seed: int,
+              classifier_steps: int = 600, classifier_frames: int = 4000) -> dict[str, Any]:
+    """The features of ``evaluate(run_dir, source, n, seed)``'s sets: ``a``, ``b`` (real),
+    ``fake`` (the EMA generator), each with its env labels (``a_env``, ...) and ``env_ids``."""
+    env_ids = env_labels(source)
+    counts = _set_counts(source, env_ids, n) if env_ids else None
+    if counts is None:
+        raise ValueError("fd_sample_size needs a source that labels its frames with two or "
+                         "more envs and counts them (a multi-game rollout dataset)")
+    gen = load_generator(run_dir, ema=True)
+    if gen.frame_shape != tuple(source.frame_shape):
+        raise ValueError(f"{run_dir} makes frames {gen.frame_shape} but the data has "
+                         f"{tuple(source.frame_shape)}: score it against its own data")
+    if not gen.conditional or gen.env_ids != env_ids:
+        raise ValueError(f"{run_dir} is not conditional on this data's envs {env_ids}: "
+                         "fd_sample_size compares game-labelled sets")
+    real, real_env = _stratified_sets(source, env_ids, counts, np.random.default_rng([seed, 2]))
+    fake_env = gen.labels(n, seed)
+    fake = gen.generate(make_latents(n, gen.latent_dim, seed), labels=fake_env)
+    net, _ = _load_or_train(Path(run_dir), source, env_ids, _resolve_tasks("auto", env_ids),
+                            classifier_steps, classifier_frames, 0)
+    return {"a": _embed(net, real[:n])["features"], "b": _embed(net, real[n:])["features"],
+            "fake": _embed(net, fake)["features"], "a_env": np.asarray(real_env[:n]),
+            "b_env": np.asarray(real_env[n:]), "fake_env": fake_env.numpy(),
+            "env_ids": env_ids}
+
+
+def far_frames(features: np.ndarray, reference: np.ndarray, factor: float) -> np.ndarray:
+    """True for rows of ``features`` farther from ``reference``'s mean than ``factor`` times the
+    median distance of ``reference``'s own rows.
+
+    Example:
+        >>> ref = np.random.default_rng(0).normal(size=(500, 4))
+        >>> far_frames(np.vstack([ref[:3], [[40.0, 0, 0, 0]]]), ref, 3.0).tolist()
+        [False, False, False, True]
+    """
+    centre = reference.mean(axis=0)
+    typical = float(np.median(np.linalg.norm(reference - centre, axis=1)))
+    return np.linalg.norm(features - centre, axis=1) > factor * typical
+
+
+def subset_distances(sets: dict[str, Any], size: int | None, repeats: int, seed: int,
+                     keep: dict[str, np.ndarray] | None = None) -> dict[str, list[float]]:
+    """Generated distance and floor over ``repeats`` random subsets of ``size`` frames of each
+    set (of the rows ``keep`` marks, when given), every subset in set A's game proportions
+    (as the evaluation's sets are); ``size=None``: the whole sets (their kept rows), once."""
+    pools = {k: np.flatnonzero(keep[k]) if keep else np.arange(len(sets[k]))
+             for k in ("a", "b", "fake")}
+    if size is None:
+        a = sets["a"][pools["a"]]
+        return {"fd": [frechet_distance(a, sets["fake"][pools["fake"]])],
+                "floor": [frechet_distance(a, sets["b"][pools["b"]])]}
+    smallest = min(len(p) for p in pools.values())
+    if size > smallest:
+        raise ValueError(f"subsets of {size} frames need sets that large, but one holds "
+                         f"{smallest}: pass --sizes up to {smallest} (or a larger --n)")
+    share = np.bincount(sets["a_env"], minlength=len(sets["env_ids"]))
+    counts = proportional_counts(share, size)
+    rng = np.random.default_rng([seed, 3])
+    out: dict[str, list[float]] = {"fd": [], "floor": []}
+    for _ in range(repeats):
+        pick = {}
+        for k, pool in pools.items():
+            envs = sets[f"{k}_env"][pool]
+            if np.any(np.bincount(envs, minlength=len(counts)) < counts):
+                raise ValueError(f"set {k} holds too few frames of some env for subsets of "
+                                 f"{size} frames: pass smaller --sizes (or a larger --n)")
+            pick[k] = np.concatenate([rng.permutation(pool[envs == e])[:c]
+                                      for e, c in enumerate(counts)])
+        a = sets["a"][pick["a"]]
+        out["fd"].append(frechet_distance(a, sets["fake"][pick["fake"]]))
+        out["floor"].append(frechet_distance(a, sets["b"][pick["b"]]))
+    return out
+
+
+def far_counts(sets: dict[str, Any], factor: float) -> dict[str, list[int]]:
+    """Far frames per set (``a``, ``b``, ``fake``), per env."""
+    counts = {}
+    for k in ("a", "b", "fake"):
+        far = far_frames(sets[k], sets["a"], factor)
+        counts[k] = np.bincount(sets[f"{k}_env"][far], minlength=len(sets["env_ids"])).tolist()
+    return counts
+
+
+def _spread(values: Sequence[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--n", type=int, default=4000, help="frames per set of the large draw")
+    parser.add_argument("--seed", type=int, default=0, help="the evaluation seed to mirror")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--far", type=float, default=2.0,
+                        help="far: farther from A's mean than this times A's median distance")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    source = DatasetFrameSource(args.data)
+    sets = draw_sets(args.run_dir, source, args.n, args.seed)
+    counts = far_counts(sets, args.far)
+    print(f"far frames per env {sets['env_ids']}: " +
+          ", ".join(f"{k} {v}" for k, v in counts.items()))
+    keep = {k: ~far_frames(sets[k], sets["a"], args.far) for k in ("a", "b", "fake")}
+    print("| frames per set | generated fd | real-vs-real floor | without far frames: fd "
+          "| floor |")
+    print("|---:|---|---|---|---|")
+    for size in [*args.sizes, None]:
+        rows = [subset_distances(sets, size, args.repeats, args.seed),
+                subset_distances(sets, size, args.repeats, args.seed, keep)]
+        label = f"{args.n} (all)" if size is None else str(size)
+        print(f"| {label} | {_spread(rows[0]['fd'])} | {_spread(rows[0]['floor'])} | "
+              f"{_spread(rows[1]['fd'])} | {_spread(rows[1]['floor'])} |")
+
+
+if __name__ == "__main__":
+    main()
