@@ -26,11 +26,13 @@ import torch
 
 from gan_envs.trainers.data import DatasetFrameSource, FrameSource, env_labels
 from gan_envs.trainers.metrics import (
+    FAR_FACTOR,
     _embed,
     _load_or_train,
     _resolve_tasks,
     _set_counts,
     _stratified_sets,
+    far_frames,
     frechet_distance,
 )
 from gan_envs.trainers.sampling import load_generator, make_latents, proportional_counts
@@ -61,20 +63,6 @@ def draw_sets(run_dir: Path, source: FrameSource, n: int, seed: int,
             "fake": _embed(net, fake)["features"], "a_env": np.asarray(real_env[:n]),
             "b_env": np.asarray(real_env[n:]), "fake_env": fake_env.numpy(),
             "env_ids": env_ids}
-
-
-def far_frames(features: np.ndarray, reference: np.ndarray, factor: float) -> np.ndarray:
-    """True for rows of ``features`` farther from ``reference``'s mean than ``factor`` times the
-    median distance of ``reference``'s own rows.
-
-    Example:
-        >>> ref = np.random.default_rng(0).normal(size=(500, 4))
-        >>> far_frames(np.vstack([ref[:3], [[40.0, 0, 0, 0]]]), ref, 3.0).tolist()
-        [False, False, False, True]
-    """
-    centre = reference.mean(axis=0)
-    typical = float(np.median(np.linalg.norm(reference - centre, axis=1)))
-    return np.linalg.norm(features - centre, axis=1) > factor * typical
 
 
 def subset_distances(sets: dict[str, Any], size: int | None, repeats: int, seed: int,
@@ -134,7 +122,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the evaluation seed to mirror")
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 1000, 2000])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--far", type=float, default=2.0,
+    parser.add_argument("--far", type=float, default=FAR_FACTOR,
                         help="far: farther from A's mean than this times A's median distance")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -199,6 +199,27 @@ def _embed(net: FeatureNet, frames: np.ndarray, batch: int = 256) -> dict[str, n
 
 
 # ---------------------------------------------------------------- distances
+FAR_FACTOR = 2.0
+"""A frame is *far* when its features lie beyond this many times the median distance of real
+set A's frames from A's mean (AirRaid's flash screens sit at ~3.4x, the 99.9th percentile of
+the data at ~1.1x; docs/gan.md, *Evaluate offline*)."""
+
+
+def far_frames(features: np.ndarray, reference: np.ndarray,
+               factor: float = FAR_FACTOR) -> np.ndarray:
+    """True for rows of ``features`` farther from ``reference``'s mean than ``factor`` times the
+    median distance of ``reference``'s own rows from it.
+
+    Example:
+        >>> ref = np.random.default_rng(0).normal(size=(500, 4))
+        >>> far_frames(np.vstack([ref[:3], [[40.0, 0, 0, 0]]]), ref).tolist()
+        [False, False, False, True]
+    """
+    centre = np.asarray(reference).mean(axis=0)
+    typical = float(np.median(np.linalg.norm(reference - centre, axis=1)))
+    return np.linalg.norm(np.asarray(features) - centre, axis=1) > factor * typical
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` ``(N, D)``.
 
@@ -468,6 +489,10 @@ def evaluate(
                                       ("real_vs_real", sets["b"], real_env[n:])]:
             report[key]["fd_per_game"] = _fd_per_game(
                 sets["a"]["features"], real_env[:n], other["features"], other_env, env_ids)
+    # a few frames far from the rest move a Frechet distance a lot (docs/gan.md)
+    report["far_frames"] = {"factor": FAR_FACTOR, **{
+        key: int(far_frames(sets[name]["features"], sets["a"]["features"]).sum())
+        for key, name in [("real_a", "a"), ("real_b", "b"), ("generated", "fake")]}}
     floor = report["real_vs_real"]["fd"]
     report["fd_over_floor"] = report["generated"]["fd"] / floor if floor > 0 else None
     return report
@@ -580,6 +605,13 @@ def report_table(report: dict[str, Any]) -> str:
         lines.append(f"{label:<12}" + "".join(cells))
     if report.get("fd_over_floor") is not None:
         lines.append(f"fd / floor: {report['fd_over_floor']:.2f}")
+    far = report.get("far_frames")
+    if far:
+        uneven = "; A and B differ, so this floor is unsteady: compare several --seed" \
+            if far["real_a"] != far["real_b"] else ""
+        lines.append(f"far frames (beyond {far['factor']:g}x A's median distance from its mean): "
+                     f"real A {far['real_a']}, real B {far['real_b']}, generated "
+                     f"{far['generated']}{uneven}")
     for key, title in columns:
         mix = report[key].get("game_mix")
         if mix:

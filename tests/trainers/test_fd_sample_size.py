@@ -20,13 +20,6 @@ def sizes():
     return load_benchmark("fd_sample_size")
 
 
-def test_far_frames_are_the_planted_ones(sizes):
-    reference = np.random.default_rng(0).normal(size=(400, 8))
-    frames = np.vstack([reference[:50], reference[:2] + 30.0])
-    assert np.flatnonzero(sizes.far_frames(frames, reference, 2.0)).tolist() == [50, 51]
-    assert not sizes.far_frames(reference, reference, 2.0).any()
-
-
 def test_the_whole_sets_score_as_the_evaluation_does(tmp_path, atari32, tiny_run, sizes):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

@@ -13,6 +13,7 @@ from gan_envs.trainers.metrics import (
     CORRUPTIONS,
     corrupt,
     evaluate,
+    far_frames,
     frechet_distance,
     kernel_inception_distance,
     precision_recall,
@@ -29,6 +30,23 @@ def test_frechet_distance_of_known_gaussians():
     # |mu1 - mu2|^2 + tr(S1 + S2 - 2 sqrt(S1 S2)) = 9 + 2 * (1 + 4 - 2 * 2) = 11
     assert frechet_distance(a, b) == pytest.approx(11.0, rel=0.03)
     assert frechet_distance(a[:, :1], a[:, :1]) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_far_frames_are_the_planted_ones():
+    reference = np.random.default_rng(0).normal(size=(400, 8))
+    frames = np.vstack([reference[:50], reference[:2] + 30.0])
+    assert np.flatnonzero(far_frames(frames, reference)).tolist() == [50, 51]
+    assert not far_frames(reference, reference).any()
+    assert far_frames(frames, reference, factor=100.0).sum() == 0
+
+
+def test_the_table_says_when_the_real_sets_hold_different_far_frames():
+    row = {"fd": 1.0, "kid": 0.0, "kid_std": 0.0, "precision": 1.0, "recall": 1.0}
+    report = {"generated": row, "real_vs_real": row, "noise": row,
+              "far_frames": {"factor": 2.0, "real_a": 0, "real_b": 1, "generated": 0}}
+    assert "real A 0, real B 1, generated 0; A and B differ" in report_table(report)
+    report["far_frames"]["real_b"] = 0
+    assert "differ" not in report_table(report)
 
 
 def test_kid_and_precision_recall_separate_sets():
@@ -61,6 +79,10 @@ def test_evaluate_game_classifier(tiny_run, atari32):
     assert set(fake["game_mix"]) == {"ALE/Breakout-v5", "ALE/Pong-v5"}
     assert report["fd_over_floor"] == pytest.approx(fake["fd"] / floor["fd"])
     assert "fd / floor" in report_table(report)
+    far = report["far_frames"]
+    assert far["factor"] == 2.0 and far["real_a"] + far["real_b"] < 10  # random play: few
+    assert all(isinstance(far[k], int) for k in ("real_a", "real_b", "generated"))
+    assert "far frames (beyond 2x A's median distance" in report_table(report)
     # the feature network is cached in the run and reused: same numbers
     again = evaluate(tiny_run, atari32, seed=0, **SMALL)
     assert again["features"]["cached"] and again["generated"]["fd"] == fake["fd"]
