@@ -78,8 +78,9 @@ def subset_distances(sets: dict[str, Any], size: int | None, repeats: int, seed:
                 "floor": [frechet_distance(a, sets["b"][pools["b"]])]}
     smallest = min(len(p) for p in pools.values())
     if size > smallest:
-        raise ValueError(f"subsets of {size} frames need sets that large, but one holds "
-                         f"{smallest}: pass --sizes up to {smallest} (or a larger --n)")
+        short = min(pools, key=lambda k: len(pools[k]))
+        raise ValueError(f"subsets of {size} frames need sets that large, but set {short} "
+                         f"holds {smallest}: pass --sizes up to {smallest} (or a larger --n)")
     share = np.bincount(sets["a_env"], minlength=len(sets["env_ids"]))
     counts = proportional_counts(share, size)
     rng = np.random.default_rng([seed, 3])
@@ -88,9 +89,12 @@ def subset_distances(sets: dict[str, Any], size: int | None, repeats: int, seed:
         pick = {}
         for k, pool in pools.items():
             envs = sets[f"{k}_env"][pool]
-            if np.any(np.bincount(envs, minlength=len(counts)) < counts):
-                raise ValueError(f"set {k} holds too few frames of some env for subsets of "
-                                 f"{size} frames: pass smaller --sizes (or a larger --n)")
+            held = np.bincount(envs, minlength=len(counts))
+            if np.any(held < counts):
+                e = int(np.flatnonzero(held < counts)[0])
+                raise ValueError(f"set {k} holds {held[e]} frames of {sets['env_ids'][e]} but "
+                                 f"subsets of {size} frames need {counts[e]}: pass smaller "
+                                 "--sizes (or a larger --n)")
             pick[k] = np.concatenate([rng.permutation(pool[envs == e])[:c]
                                       for e, c in enumerate(counts)])
         a = sets["a"][pick["a"]]
@@ -99,13 +103,15 @@ def subset_distances(sets: dict[str, Any], size: int | None, repeats: int, seed:
     return out
 
 
-def far_counts(sets: dict[str, Any], factor: float) -> dict[str, list[int]]:
-    """Far frames per set (``a``, ``b``, ``fake``), per env."""
-    counts = {}
-    for k in ("a", "b", "fake"):
-        far = far_frames(sets[k], sets["a"], factor)
-        counts[k] = np.bincount(sets[f"{k}_env"][far], minlength=len(sets["env_ids"])).tolist()
-    return counts
+def far_masks(sets: dict[str, Any], factor: float) -> dict[str, np.ndarray]:
+    """Which frames of each set (``a``, ``b``, ``fake``) are far from set A."""
+    return {k: far_frames(sets[k], sets["a"], factor) for k in ("a", "b", "fake")}
+
+
+def far_counts(sets: dict[str, Any], far: dict[str, np.ndarray]) -> dict[str, list[int]]:
+    """Far frames per set, per env."""
+    return {k: np.bincount(sets[f"{k}_env"][mask], minlength=len(sets["env_ids"])).tolist()
+            for k, mask in far.items()}
 
 
 def _spread(values: Sequence[float]) -> str:
@@ -129,10 +135,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     source = DatasetFrameSource(args.data)
     sets = draw_sets(args.run_dir, source, args.n, args.seed)
-    counts = far_counts(sets, args.far)
+    far = far_masks(sets, args.far)
     print(f"far frames per env {sets['env_ids']}: " +
-          ", ".join(f"{k} {v}" for k, v in counts.items()))
-    keep = {k: ~far_frames(sets[k], sets["a"], args.far) for k in ("a", "b", "fake")}
+          ", ".join(f"{k} {v}" for k, v in far_counts(sets, far).items()))
+    keep = {k: ~mask for k, mask in far.items()}
     print("| frames per set | generated fd | real-vs-real floor | without far frames: fd "
           "| floor |")
     print("|---:|---|---|---|---|")

@@ -233,16 +233,20 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gan_envs.trainers.data import DatasetFrameSource
-    from gan_envs.trainers.metrics import evaluate, report_table
+    from gan_envs.trainers.metrics import draws_table, evaluate, evaluate_draws, report_table
 
     source = DatasetFrameSource(args.data)
+    options = dict(n=args.n, ema=args.ema, classifier_steps=args.classifier_steps,
+                   progress=lambda stage: print(f"  {stage}", file=sys.stderr))
     try:
-        report = evaluate(args.run_dir, source, n=args.n, seed=args.seed, ema=args.ema,
-                          classifier_steps=args.classifier_steps,
-                          progress=lambda stage: print(f"  {stage}", file=sys.stderr))
+        if args.draws > 1:  # seeds seed, seed + 1, ...: the median over the draws
+            report = evaluate_draws(args.run_dir, source,
+                                    range(args.seed, args.seed + args.draws), **options)
+        else:
+            report = evaluate(args.run_dir, source, seed=args.seed, **options)
     finally:
         source.close()
-    print(report_table(report))
+    print(draws_table(report) if args.draws > 1 else report_table(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -568,6 +572,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classifier-steps", type=_positive_int, default=600,
                    help="training steps of the feature network (cached in RUN_DIR)")
+    p.add_argument("--draws", type=_positive_int, default=1,
+                   help="evaluate at seeds SEED, SEED+1, ... and report the median over this "
+                        "many draws (steadier where a few frames lie far from the rest)")
     p.add_argument("--json", metavar="REPORT.json", help="also write the report as JSON")
     _add_ema_choice(p)
     _add_threads(p)

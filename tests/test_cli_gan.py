@@ -65,6 +65,12 @@ def test_train_sample_evaluate(dataset: Path, tmp_path: Path, capsys):
     data = json.loads(report.read_text())
     assert {"generated", "real_vs_real", "noise"} <= set(data) and data["ema"] is True
     assert "fd / floor" in capsys.readouterr().out
+    # --draws: the median over seeds 0 and 1, each draw's numbers beside it
+    assert main(["evaluate", str(run), str(dataset), "--n", "64", "--classifier-steps", "5",
+                 "--draws", "2", "--json", str(report)]) == 0
+    both = json.loads(report.read_text())
+    assert both["seeds"] == [0, 1] and both["draws"][0]["fd"] == data["generated"]["fd"]
+    assert "over 2 draws" in capsys.readouterr().out
     # --no-ema: the raw generator, for evaluate and sample alike
     assert main(["evaluate", str(run), str(dataset), "--n", "64", "--classifier-steps", "5",
                  "--json", str(report), "--no-ema"]) == 0

@@ -24,7 +24,8 @@ Vector observations skip the classifier: the features are the normalised vectors
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import statistics
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,7 +203,7 @@ def _embed(net: FeatureNet, frames: np.ndarray, batch: int = 256) -> dict[str, n
 FAR_FACTOR = 2.0
 """A frame is *far* when its features lie beyond this many times the median distance of real
 set A's frames from A's mean (AirRaid's flash screens sit at ~3.4x, the 99.9th percentile of
-the data at ~1.1x; docs/gan.md, *Evaluate offline*)."""
+the data at ~1.1x; docs/gan.md, *Session 16* of the quality run)."""
 
 
 def far_frames(features: np.ndarray, reference: np.ndarray,
@@ -215,9 +216,14 @@ def far_frames(features: np.ndarray, reference: np.ndarray,
         >>> far_frames(np.vstack([ref[:3], [[40.0, 0, 0, 0]]]), ref).tolist()
         [False, False, False, True]
     """
-    centre = np.asarray(reference).mean(axis=0)
+    features, reference = np.asarray(features), np.asarray(reference)
+    if reference.ndim != 2 or len(reference) < 2 or features.ndim != 2 \
+            or features.shape[1] != reference.shape[1]:
+        raise ValueError(f"far_frames needs 2-D features (N, D) and a reference of 2 or more "
+                         f"rows of the same D, got {features.shape} and {reference.shape}")
+    centre = reference.mean(axis=0)
     typical = float(np.median(np.linalg.norm(reference - centre, axis=1)))
-    return np.linalg.norm(np.asarray(features) - centre, axis=1) > factor * typical
+    return np.linalg.norm(features - centre, axis=1) > factor * typical
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -489,13 +495,101 @@ def evaluate(
                                       ("real_vs_real", sets["b"], real_env[n:])]:
             report[key]["fd_per_game"] = _fd_per_game(
                 sets["a"]["features"], real_env[:n], other["features"], other_env, env_ids)
-    # a few frames far from the rest move a Frechet distance a lot (docs/gan.md)
-    report["far_frames"] = {"factor": FAR_FACTOR, **{
-        key: int(far_frames(sets[name]["features"], sets["a"]["features"]).sum())
-        for key, name in [("real_a", "a"), ("real_b", "b"), ("generated", "fake")]}}
+    if images:  # a few frames far from the rest move a Frechet distance a lot (docs/gan.md);
+        # not for vectors, whose few dimensions put many ordinary rows beyond 2x the median
+        report["far_frames"] = {"factor": FAR_FACTOR, **{
+            key: int(far_frames(sets[name]["features"], sets["a"]["features"]).sum())
+            for key, name in [("real_a", "a"), ("real_b", "b"), ("generated", "fake")]}}
     floor = report["real_vs_real"]["fd"]
     report["fd_over_floor"] = report["generated"]["fd"] / floor if floor > 0 else None
     return report
+
+
+def evaluate_draws(
+    run_dir: str | os.PathLike[str],
+    source: FrameSource,
+    seeds: Sequence[int],
+    n: int = 1000,
+    *,
+    progress: Callable[[str], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """:func:`evaluate` once per seed (its own real sets, latents and noise; the same cached
+    feature network) and the median over those draws.
+
+    One draw of ``n = 1,000`` is a noisy ruler where a few real frames lie far from the rest
+    (docs/gan.md, *Evaluate offline*): the median of several is steadier.
+
+    Returns:
+        ``{"seeds", "n", "fd", "floor", "fd_over_floor", "uneven_far_frames", "draws",
+        "reports"}``: ``fd`` and ``floor`` hold the ``median``, ``min`` and ``max`` of the
+        draws' generated and real-vs-real distances, ``fd_over_floor`` is the median fd over
+        the median floor, ``uneven_far_frames`` counts the draws whose real sets A and B hold
+        different numbers of far frames, ``draws`` one short row per seed and ``reports``
+        each draw's full report.
+
+    Example:
+        >>> evaluate_draws("runs/none", None, seeds=[])
+        Traceback (most recent call last):
+        ...
+        ValueError: evaluate_draws needs at least one seed, e.g. seeds=range(5)
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("evaluate_draws needs at least one seed, e.g. seeds=range(5)")
+    say = progress or (lambda _: None)
+    reports = []
+    for i, seed in enumerate(seeds):
+        reports.append(evaluate(run_dir, source, n=n, seed=seed, progress=lambda stage, i=i,
+                                seed=seed: say(f"draw {i + 1}/{len(seeds)} (seed {seed}): "
+                                               f"{stage}"), **options))
+    fds = [r["generated"]["fd"] for r in reports]
+    floors = [r["real_vs_real"]["fd"] for r in reports]
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"median": float(statistics.median(values)), "min": float(min(values)),
+                "max": float(max(values))}
+
+    floor = statistics.median(floors)
+    draws = [{"seed": seed, "fd": r["generated"]["fd"], "floor": r["real_vs_real"]["fd"],
+              "fd_over_floor": r["fd_over_floor"], "far_frames": r.get("far_frames")}
+             for seed, r in zip(seeds, reports, strict=True)]
+    return {"seeds": seeds, "n": n, "fd": spread(fds), "floor": spread(floors),
+            "fd_over_floor": statistics.median(fds) / floor if floor > 0 else None,
+            "uneven_far_frames": sum(d["far_frames"]["real_a"] != d["far_frames"]["real_b"]
+                                     for d in draws if d["far_frames"]),
+            "draws": draws, "reports": reports}
+
+
+def draws_table(summary: dict[str, Any]) -> str:
+    """The result of :func:`evaluate_draws` as plain text: a row per draw, then the medians.
+
+    Example:
+        >>> far = {"factor": 2.0, "real_a": 0, "real_b": 1, "generated": 0}
+        >>> row = {"seed": 3, "fd": 1.5, "floor": 0.5, "fd_over_floor": 3.0, "far_frames": far}
+        >>> print(draws_table({"draws": [row], "fd": {"median": 1.5, "min": 1.5, "max": 1.5},
+        ...                    "floor": {"median": 0.5, "min": 0.5, "max": 0.5},
+        ...                    "fd_over_floor": 3.0, "uneven_far_frames": 1}))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        seed          fd       floor  fd/floor  far frames A/B/generated
+        3         1.5000      0.5000      3.00  0/1/0
+        median fd 1.5000 (1.5000-1.5000), median floor 0.5000 (0.5000-0.5000)
+        fd / floor 3.00 over 1 draws (1 with A and B holding different numbers of far frames)
+    """
+    lines = [f"{'seed':<6}{'fd':>12}{'floor':>12}{'fd/floor':>10}  far frames A/B/generated"]
+    for d in summary["draws"]:
+        ratio = "-" if d["fd_over_floor"] is None else f"{d['fd_over_floor']:.2f}"
+        far = d["far_frames"]
+        counts = f"{far['real_a']}/{far['real_b']}/{far['generated']}" if far else "-"
+        lines.append(f"{d['seed']:<6}{d['fd']:>12.4f}{d['floor']:>12.4f}{ratio:>10}  {counts}")
+    fd, floor = summary["fd"], summary["floor"]
+    ratio = "-" if summary["fd_over_floor"] is None else f"{summary['fd_over_floor']:.2f}"
+    lines.append(f"median fd {fd['median']:.4f} ({fd['min']:.4f}-{fd['max']:.4f}), median floor "
+                 f"{floor['median']:.4f} ({floor['min']:.4f}-{floor['max']:.4f})")
+    lines.append(f"fd / floor {ratio} over {len(summary['draws'])} draws "
+                 f"({summary['uneven_far_frames']} with A and B holding different numbers of "
+                 "far frames)")
+    return "\n".join(lines)
 
 
 def _set_counts(source: FrameSource, env_ids: list[str] | None, n: int) -> np.ndarray | None:
@@ -607,8 +701,8 @@ def report_table(report: dict[str, Any]) -> str:
         lines.append(f"fd / floor: {report['fd_over_floor']:.2f}")
     far = report.get("far_frames")
     if far:
-        uneven = "; A and B differ, so this floor is unsteady: compare several --seed" \
-            if far["real_a"] != far["real_b"] else ""
+        uneven = ("; A and B differ, so this floor is unsteady: compare several --seed"
+                  if far["real_a"] != far["real_b"] else "")
         lines.append(f"far frames (beyond {far['factor']:g}x A's median distance from its mean): "
                      f"real A {far['real_a']}, real B {far['real_b']}, generated "
                      f"{far['generated']}{uneven}")

@@ -32,9 +32,16 @@ def test_the_whole_sets_score_as_the_evaluation_does(tmp_path, atari32, tiny_run
     parts = sizes.subset_distances(sets, 20, 4, seed=3)
     assert len(parts["fd"]) == 4 and len(set(parts["fd"])) > 1
     assert parts == sizes.subset_distances(sets, 20, 4, seed=3)  # its own seeded draws
-    counts = sizes.far_counts(sets, 2.0)
-    assert sorted(counts) == ["a", "b", "fake"] and all(len(v) == 2 for v in counts.values())
-    with pytest.raises(ValueError, match=r"subsets of 41 frames need sets that large.*--sizes"):
+    # a planted far frame is counted under its set and game; leaving it out changes the floor
+    sets["b"][5] = sets["a"].mean(axis=0) + 100.0
+    far = sizes.far_masks(sets, 2.0)
+    counts = sizes.far_counts(sets, far)
+    assert counts["b"][sets["b_env"][5]] >= 1 and sum(counts["b"]) == int(far["b"].sum())
+    assert all(sum(v) <= 40 for v in counts.values())
+    keep = {k: ~mask for k, mask in far.items()}
+    near = sizes.subset_distances(sets, None, 1, seed=3, keep=keep)
+    assert near["floor"][0] < sizes.subset_distances(sets, None, 1, seed=3)["floor"][0]
+    with pytest.raises(ValueError, match=r"set a holds 40: pass --sizes up to 40"):
         sizes.subset_distances(sets, 41, 2, seed=3)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import statistics
 
 import numpy as np
 import pytest
@@ -12,7 +14,9 @@ from gan_envs.trainers.data import ArrayFrameSource
 from gan_envs.trainers.metrics import (
     CORRUPTIONS,
     corrupt,
+    draws_table,
     evaluate,
+    evaluate_draws,
     far_frames,
     frechet_distance,
     kernel_inception_distance,
@@ -38,6 +42,9 @@ def test_far_frames_are_the_planted_ones():
     assert np.flatnonzero(far_frames(frames, reference)).tolist() == [50, 51]
     assert not far_frames(reference, reference).any()
     assert far_frames(frames, reference, factor=100.0).sum() == 0
+    for bad in (np.zeros((1, 8)), np.zeros((5, 3)), np.zeros(8)):
+        with pytest.raises(ValueError, match="far_frames needs 2-D features"):
+            far_frames(frames, bad)
 
 
 def test_the_table_says_when_the_real_sets_hold_different_far_frames():
@@ -86,6 +93,29 @@ def test_evaluate_game_classifier(tiny_run, atari32):
     # the feature network is cached in the run and reused: same numbers
     again = evaluate(tiny_run, atari32, seed=0, **SMALL)
     assert again["features"]["cached"] and again["generated"]["fd"] == fake["fd"]
+
+
+def test_evaluate_draws_takes_the_median_of_its_draws(tmp_path, tiny_run, atari32):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    stages = []
+    summary = evaluate_draws(run, atari32, seeds=[0, 1, 2], progress=stages.append, **SMALL)
+    json.dumps(summary, allow_nan=False)
+    alone = [evaluate(run, atari32, seed=s, **SMALL) for s in (0, 1, 2)]
+    fds = [r["generated"]["fd"] for r in alone]
+    floors = [r["real_vs_real"]["fd"] for r in alone]
+    assert [d["fd"] for d in summary["draws"]] == fds and len(set(fds)) == 3
+    assert [d["floor"] for d in summary["draws"]] == floors
+    assert summary["fd"] == {"median": statistics.median(fds), "min": min(fds), "max": max(fds)}
+    assert summary["fd_over_floor"] == pytest.approx(
+        statistics.median(fds) / statistics.median(floors))
+    assert summary["uneven_far_frames"] == sum(
+        r["far_frames"]["real_a"] != r["far_frames"]["real_b"] for r in alone)
+    assert stages[0].startswith("draw 1/3 (seed 0): ") and "draw 3/3 (seed 2)" in stages[-1]
+    table = draws_table(summary)
+    assert "over 3 draws" in table and len(table.splitlines()) == 6
+    with pytest.raises(ValueError, match="at least one seed"):
+        evaluate_draws(run, atari32, seeds=[])
 
 
 def test_evaluate_draws_real_sets_in_the_datas_game_mix(tiny_run, atari32):
@@ -153,4 +183,5 @@ def test_evaluate_vector_observations(tmp_path):
     train_gan(GanConfig(arch="mlp", iterations=2, width=16, latent_dim=8), source, tmp_path)
     report = evaluate(tmp_path, source, n=100)
     assert report["features"] == {"kind": "normalised vectors", "dim": 4}
+    assert "far_frames" not in report  # images only (few dimensions: many rows lie beyond 2x)
     assert report["noise"]["fd"] > 10 * report["real_vs_real"]["fd"]
