@@ -1,13 +1,14 @@
 """How much of an evaluation's Fréchet distance is the sample, and what do rare frames do to it?
 
-Draws one large evaluation of a run exactly as ``gan-envs evaluate RUN DATA.h5 --n N --seed S``
-does (the same stratified real sets A and B, latents, labels and cached feature network), then
-re-scores random subsets of ``m`` frames of each set for every ``--sizes`` m: the median, least
-and largest generated distance (A against G) and real-vs-real floor (A against B) over
-``--repeats`` subsets. It repeats the table after dropping *far* frames: frames whose features
-lie more than ``--far`` times the median distance of set A's frames from A's mean (on the
-Breakout + AirRaid + Pong data: AirRaid's light-grey flash screens, 30 of its 20,038 frames,
-at 3.4x), and prints how many far frames each set holds, per game (docs/gan.md, *Session 16*).
+Draws one large evaluation of a run with ``gan-envs evaluate``'s own ``evaluation_sets`` (as
+``--n N --seed S``: the same stratified real sets A and B, latents, labels and cached feature
+network), then re-scores random subsets of ``m`` frames of each set for every ``--sizes`` m:
+the median, least and largest generated distance (A against G) and real-vs-real floor (A
+against B) over ``--repeats`` subsets. It repeats the table after dropping *far* frames:
+frames whose features lie more than ``--far`` times the median distance of set A's frames
+from A's mean (on the Breakout + AirRaid + Pong data: AirRaid's light-grey flash screens, 30
+of its 20,038 frames, at 3.4x), and prints how many far frames each set holds, per game
+(docs/gan.md, *Session 16*).
 
     python benchmarks/fd_sample_size.py RUN_DIR DATA.h5 --n 4000 --seed 0 \
         --sizes 500 1000 2000 --repeats 5
@@ -25,44 +26,27 @@ import numpy as np
 import torch
 
 from gan_envs.trainers.data import DatasetFrameSource, FrameSource, env_labels
-from gan_envs.trainers.metrics import (
-    FAR_FACTOR,
-    _embed,
-    _load_or_train,
-    _resolve_tasks,
-    _set_counts,
-    _stratified_sets,
-    far_frames,
-    frechet_distance,
-)
-from gan_envs.trainers.sampling import load_generator, make_latents, proportional_counts
+from gan_envs.trainers.metrics import FAR_FACTOR, evaluation_sets, far_frames, frechet_distance
+from gan_envs.trainers.sampling import proportional_counts
 
 
 def draw_sets(run_dir: Path, source: FrameSource, n: int, seed: int,
               classifier_steps: int = 600, classifier_frames: int = 4000) -> dict[str, Any]:
-    """The features of ``evaluate(run_dir, source, n, seed)``'s sets: ``a``, ``b`` (real),
-    ``fake`` (the EMA generator), each with its env labels (``a_env``, ...) and ``env_ids``."""
-    env_ids = env_labels(source)
-    counts = _set_counts(source, env_ids, n) if env_ids else None
-    if counts is None:
+    """The features of ``evaluate(run_dir, source, n, seed)``'s sets (its own
+    :func:`evaluation_sets`): ``a``, ``b`` (real), ``fake`` (the EMA generator), each with its
+    env labels (``a_env``, ...) and ``env_ids``."""
+    if not env_labels(source) or not hasattr(source, "env_counts"):
         raise ValueError("fd_sample_size needs a source that labels its frames with two or "
                          "more envs and counts them (a multi-game rollout dataset)")
-    gen = load_generator(run_dir, ema=True)
-    if gen.frame_shape != tuple(source.frame_shape):
-        raise ValueError(f"{run_dir} makes frames {gen.frame_shape} but the data has "
-                         f"{tuple(source.frame_shape)}: score it against its own data")
-    if not gen.conditional or gen.env_ids != env_ids:
-        raise ValueError(f"{run_dir} is not conditional on this data's envs {env_ids}: "
+    drawn = evaluation_sets(run_dir, source, n, seed, classifier_steps=classifier_steps,
+                            classifier_frames=classifier_frames)
+    if drawn.fake_env is None:
+        raise ValueError(f"{run_dir} is not conditional on this data's envs {drawn.env_ids}: "
                          "fd_sample_size compares game-labelled sets")
-    real, real_env = _stratified_sets(source, env_ids, counts, np.random.default_rng([seed, 2]))
-    fake_env = gen.labels(n, seed)
-    fake = gen.generate(make_latents(n, gen.latent_dim, seed), labels=fake_env)
-    net, _ = _load_or_train(Path(run_dir), source, env_ids, _resolve_tasks("auto", env_ids),
-                            classifier_steps, classifier_frames, 0)
-    return {"a": _embed(net, real[:n])["features"], "b": _embed(net, real[n:])["features"],
-            "fake": _embed(net, fake)["features"], "a_env": np.asarray(real_env[:n]),
-            "b_env": np.asarray(real_env[n:]), "fake_env": fake_env.numpy(),
-            "env_ids": env_ids}
+    real_env = drawn.real_env
+    return {"a": drawn.sets["a"]["features"], "b": drawn.sets["b"]["features"],
+            "fake": drawn.sets["fake"]["features"], "a_env": real_env[:n],
+            "b_env": real_env[n:], "fake_env": drawn.fake_env, "env_ids": drawn.env_ids}
 
 
 def subset_distances(sets: dict[str, Any], size: int | None, repeats: int, seed: int,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import statistics
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,14 @@ __all__ = [
     "frechet_distance",
     "kernel_inception_distance",
     "precision_recall",
+    "FAR_FACTOR",
+    "far_frames",
+    "EvaluationSets",
+    "evaluation_sets",
     "evaluate",
     "report_table",
+    "evaluate_draws",
+    "draws_table",
 ]
 
 CLASSIFIER_NAME = "eval_classifier.pt"
@@ -394,6 +401,103 @@ def _row(real: dict[str, np.ndarray], other: dict[str, np.ndarray], env_ids: lis
     return row
 
 
+@dataclass
+class EvaluationSets:
+    """What one evaluation draws and embeds (:func:`evaluation_sets`); :func:`evaluate` scores it.
+
+    ``sets`` maps ``"a"``, ``"b"`` (the real sets), ``"fake"`` and ``"noise"`` to their
+    embeddings (``{"features": (n, D), ...}``); ``real_env`` labels A then B (None when the
+    source cannot), ``fake_env`` the generated frames (None unless the run is conditional on the
+    source's envs); ``stratified`` says whether A and B hold exactly the data's game shares."""
+
+    n: int
+    seed: int
+    env_ids: list[str] | None
+    stratified: bool
+    real_sets_disjoint: bool | None
+    real_env: np.ndarray | None
+    fake_env: np.ndarray | None
+    sets: dict[str, dict[str, np.ndarray]]
+    features: dict[str, Any]
+    iteration: int
+    ema: bool
+
+
+def evaluation_sets(
+    run_dir: str | os.PathLike[str],
+    source: FrameSource,
+    n: int = 1000,
+    seed: int = 0,
+    *,
+    ema: bool = True,
+    classifier_steps: int = 600,
+    classifier_frames: int = 4000,
+    classifier_seed: int = 0,
+    tasks: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationSets:
+    """Draw and embed the sets :func:`evaluate` scores (same arguments): real sets A and B,
+    ``n`` generated frames and ``n`` noise frames, in the cached feature network's space (the
+    normalised vectors themselves for vector frames)."""
+    say = progress or (lambda _: None)
+    run_dir = Path(run_dir)
+    gen = load_generator(run_dir, ema)
+    frame_shape = tuple(int(s) for s in source.frame_shape)
+    if frame_shape != gen.frame_shape:
+        raise ValueError(f"{run_dir} makes frames {gen.frame_shape} but the data has "
+                         f"{frame_shape}: evaluate against the run's own kind of data")
+    if n < 10:
+        raise ValueError(f"evaluate needs n >= 10 frames per set, got {n}")
+    images = is_image_shape(frame_shape)
+    env_ids = env_labels(source) if images else None
+    rng = np.random.default_rng([seed, 2])
+
+    say("drawing real frames")
+    fake_env = gen.labels(n, seed) if gen.conditional and env_ids == gen.env_ids else None
+    counts = _set_counts(source, env_ids, n)
+    if counts is not None:
+        real, real_env = _stratified_sets(source, env_ids, counts, rng)
+    elif env_ids:
+        real, real_env = source.sample_frames_with_env(2 * n, rng)
+    else:
+        real, real_env = source.sample_frames(2 * n, rng), None
+    say("generating frames")
+    fake = gen.generate(make_latents(n, gen.latent_dim, seed), labels=fake_env)
+    if images:
+        noise = rng.integers(0, 256, (n, *frame_shape), dtype=np.uint8)
+    else:
+        u = torch.from_numpy(rng.uniform(-1, 1, (n, *frame_shape)).astype(np.float32))
+        noise = (u * gen.half_range + gen.center).numpy()
+
+    # sets A and B are disjoint when the source draws without replacement and holds >= 2n frames
+    size = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
+    disjoint = (True if counts is not None  # one draw without replacement
+                else None if size is None else bool(size >= 2 * n))
+    named = [("a", real[:n]), ("b", real[n:]), ("fake", fake), ("noise", noise)]
+    if images:
+        say("training the feature network" if not (run_dir / CLASSIFIER_NAME).exists()
+            else "loading the feature network")
+        net, info = _load_or_train(run_dir, source, env_ids, _resolve_tasks(tasks, env_ids),
+                                   classifier_steps, classifier_frames, classifier_seed)
+        say("embedding")
+        sets = {name: _embed(net, frames) for name, frames in named}
+        held_out = _held_out_accuracy(net, real[n:], None if real_env is None else real_env[n:],
+                                      seed)
+        features = {"kind": "feature network", "dim": 128, **info, **held_out}
+    else:
+        def normalised(frames: np.ndarray) -> dict[str, np.ndarray]:
+            x = (torch.from_numpy(np.asarray(frames)).float() - gen.center) / gen.half_range
+            return {"features": x.reshape(len(x), -1).double().numpy()}
+
+        sets = {name: normalised(frames) for name, frames in named}
+        features = {"kind": "normalised vectors", "dim": int(np.prod(frame_shape))}
+    return EvaluationSets(
+        n=n, seed=seed, env_ids=env_ids, stratified=counts is not None,
+        real_sets_disjoint=disjoint, real_env=None if real_env is None else np.asarray(real_env),
+        fake_env=None if fake_env is None else fake_env.numpy(), sets=sets, features=features,
+        iteration=gen.iteration, ema=gen.ema)
+
+
 def evaluate(
     run_dir: str | os.PathLike[str],
     source: FrameSource,
@@ -425,73 +529,27 @@ def evaluate(
         judged_clean; with game labels, game_mix, game_mix_max_diff_points, game_confidence),
         always measured against real set A.
     """
-    say = progress or (lambda _: None)
-    run_dir = Path(run_dir)
-    gen = load_generator(run_dir, ema)
-    frame_shape = tuple(int(s) for s in source.frame_shape)
-    if frame_shape != gen.frame_shape:
-        raise ValueError(f"{run_dir} makes frames {gen.frame_shape} but the data has "
-                         f"{frame_shape}: evaluate against the run's own kind of data")
-    if n < 10:
-        raise ValueError(f"evaluate needs n >= 10 frames per set, got {n}")
-    images = is_image_shape(frame_shape)
-    env_ids = env_labels(source) if images else None
-    rng = np.random.default_rng([seed, 2])
+    drawn = evaluation_sets(run_dir, source, n, seed, ema=ema,
+                            classifier_steps=classifier_steps,
+                            classifier_frames=classifier_frames,
+                            classifier_seed=classifier_seed, tasks=tasks, progress=progress)
+    sets, env_ids, real_env, fake_env = drawn.sets, drawn.env_ids, drawn.real_env, drawn.fake_env
+    report: dict[str, Any] = {"run_dir": str(run_dir), "iteration": drawn.iteration,
+                              "ema": drawn.ema, "n": n, "seed": seed, "env_ids": env_ids or [],
+                              "real_sets_disjoint": drawn.real_sets_disjoint,
+                              "features": drawn.features}
+    images = drawn.features["kind"] == "feature network"
+    if images and env_ids and real_env is not None:
+        report["real_mix"] = {e: float(p) for e, p in zip(
+            env_ids, np.bincount(real_env[:n], minlength=len(env_ids)) / n, strict=True)}
 
-    say("drawing real frames")
-    fake_env = gen.labels(n, seed) if gen.conditional and env_ids == gen.env_ids else None
-    counts = _set_counts(source, env_ids, n)
-    if counts is not None:
-        real, real_env = _stratified_sets(source, env_ids, counts, rng)
-    elif env_ids:
-        real, real_env = source.sample_frames_with_env(2 * n, rng)
-    else:
-        real, real_env = source.sample_frames(2 * n, rng), None
-    say("generating frames")
-    fake = gen.generate(make_latents(n, gen.latent_dim, seed), labels=fake_env)
-    if images:
-        noise = rng.integers(0, 256, (n, *frame_shape), dtype=np.uint8)
-    else:
-        u = torch.from_numpy(rng.uniform(-1, 1, (n, *frame_shape)).astype(np.float32))
-        noise = (u * gen.half_range + gen.center).numpy()
-
-    report: dict[str, Any] = {"run_dir": str(run_dir), "iteration": gen.iteration,
-                              "ema": gen.ema, "n": n, "seed": seed, "env_ids": env_ids or []}
-    # sets A and B are disjoint when the source draws without replacement and holds >= 2n frames
-    size = len(source) if hasattr(source, "__len__") else None  # type: ignore[arg-type]
-    report["real_sets_disjoint"] = (True if counts is not None  # one draw without replacement
-                                    else None if size is None else bool(size >= 2 * n))
-    if images:
-        say("training the feature network" if not (run_dir / CLASSIFIER_NAME).exists()
-            else "loading the feature network")
-        net, info = _load_or_train(run_dir, source, env_ids, _resolve_tasks(tasks, env_ids),
-                                   classifier_steps, classifier_frames, classifier_seed)
-        say("embedding")
-        sets = {name: _embed(net, frames) for name, frames in
-                [("a", real[:n]), ("b", real[n:]), ("fake", fake), ("noise", noise)]}
-        held_out = _held_out_accuracy(net, real[n:], None if real_env is None else real_env[n:],
-                                      seed)
-        report["features"] = {"kind": "feature network", "dim": 128, **info, **held_out}
-        if env_ids and real_env is not None:
-            report["real_mix"] = {e: float(p) for e, p in zip(
-                env_ids, np.bincount(real_env[:n], minlength=len(env_ids)) / n, strict=True)}
-    else:
-        def normalised(frames: np.ndarray) -> dict[str, np.ndarray]:
-            x = (torch.from_numpy(np.asarray(frames)).float() - gen.center) / gen.half_range
-            return {"features": x.reshape(len(x), -1).double().numpy()}
-
-        sets = {name: normalised(frames) for name, frames in
-                [("a", real[:n]), ("b", real[n:]), ("fake", fake), ("noise", noise)]}
-        report["features"] = {"kind": "normalised vectors", "dim": int(np.prod(frame_shape))}
-
-    say("scoring")
-    report["real_sets"] = "stratified" if counts is not None else "random"
+    (progress or (lambda _: None))("scoring")
+    report["real_sets"] = "stratified" if drawn.stratified else "random"
     report["generated"] = _row(sets["a"], sets["fake"], env_ids, seed)
     report["real_vs_real"] = _row(sets["a"], sets["b"], env_ids, seed)
     report["noise"] = _row(sets["a"], sets["noise"], env_ids, seed)
-    if counts is not None and fake_env is not None and real_env is not None:
-        fake_labels = fake_env.numpy()
-        for key, other, other_env in [("generated", sets["fake"], fake_labels),
+    if drawn.stratified and fake_env is not None and real_env is not None:
+        for key, other, other_env in [("generated", sets["fake"], fake_env),
                                       ("real_vs_real", sets["b"], real_env[n:])]:
             report[key]["fd_per_game"] = _fd_per_game(
                 sets["a"]["features"], real_env[:n], other["features"], other_env, env_ids)
@@ -701,7 +759,7 @@ def report_table(report: dict[str, Any]) -> str:
         lines.append(f"fd / floor: {report['fd_over_floor']:.2f}")
     far = report.get("far_frames")
     if far:
-        uneven = ("; A and B differ, so this floor is unsteady: compare several --seed"
+        uneven = ("; A and B differ, so this floor is unsteady: compare several draws (--draws 5)"
                   if far["real_a"] != far["real_b"] else "")
         lines.append(f"far frames (beyond {far['factor']:g}x A's median distance from its mean): "
                      f"real A {far['real_a']}, real B {far['real_b']}, generated "
