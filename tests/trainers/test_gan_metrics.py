@@ -93,6 +93,25 @@ def test_evaluate_game_classifier(tiny_run, atari32):
     # the feature network is cached in the run and reused: same numbers
     again = evaluate(tiny_run, atari32, seed=0, **SMALL)
     assert again["features"]["cached"] and again["generated"]["fd"] == fake["fd"]
+    assert again["features"]["threads"] == torch.get_num_threads()
+    assert "feature network trained at" in report_table(again)
+
+
+def test_feature_network_cache_is_per_thread_count(tmp_path, tiny_run, atari32):
+    # another thread count sums in another order: another network, so the cache is not reused
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = evaluate(run, atari32, seed=0, **SMALL)
+        torch.set_num_threads(2)
+        two = evaluate(run, atari32, seed=0, **SMALL)
+        again = evaluate(run, atari32, seed=0, **SMALL)
+    finally:
+        torch.set_num_threads(before)
+    assert one["features"]["threads"] == 1 and two["features"]["threads"] == 2
+    assert not two["features"]["cached"] and again["features"]["cached"]
 
 
 def test_evaluate_draws_takes_the_median_of_its_draws(tmp_path, tiny_run, atari32):
