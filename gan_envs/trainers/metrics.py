@@ -46,6 +46,7 @@ __all__ = [
     "frechet_distance",
     "kernel_inception_distance",
     "precision_recall",
+    "TRAINING_THREADS",
     "FAR_FACTOR",
     "far_frames",
     "EvaluationSets",
@@ -57,7 +58,12 @@ __all__ = [
 ]
 
 CLASSIFIER_NAME = "eval_classifier.pt"
-_CLASSIFIER_VERSION = 1
+_CLASSIFIER_VERSION = 2  # 2: trained at TRAINING_THREADS whatever the caller's thread count
+TRAINING_THREADS = 1
+"""Torch threads the feature network is trained with, whatever the caller's count: another
+count sums in another order and trains another network, so the ruler would change with a speed
+setting (on the quality run's data the floor at evaluation seed 0 was 0.47 trained at 1 thread
+and 0.61 at 2; docs/gan.md, *Session 17*)."""
 CORRUPTIONS = ("clean", "noise", "blur", "shuffle", "blend", "flip", "colour")
 _MAX_SIDE = 64  # frames larger than this are area-downsampled before the classifier
 
@@ -357,10 +363,7 @@ def _load_or_train(
     game_ids = env_ids if "game" in tasks else None
     key = {"version": _CLASSIFIER_VERSION, "frame_shape": list(source.frame_shape),
            "env_ids": game_ids or [], "tasks": tasks, "steps": steps, "n_train": n_train,
-           "seed": seed, "threads": torch.get_num_threads()}
-    # The thread count is part of the key: it changes the order of floating-point sums in
-    # training, so the same frames and seed give another network, and another ruler (at
-    # seed 0 of the quality run's data the floor is 0.47 at 1 thread and 0.61 at 2).
+           "seed": seed, "threads": TRAINING_THREADS}
     path = run_dir / CLASSIFIER_NAME
     if path.is_file():
         cached = torch.load(path, map_location="cpu")
@@ -374,10 +377,15 @@ def _load_or_train(
         frames, env_index = source.sample_frames_with_env(n_train, rng)
     else:
         frames, env_index = source.sample_frames(n_train, rng), None
-    net = train_feature_net(frames, env_index, len(game_ids or []), steps=steps, seed=seed,
-                            corruption="corruption" in tasks)
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(TRAINING_THREADS)
+    try:
+        net = train_feature_net(frames, env_index, len(game_ids or []), steps=steps, seed=seed,
+                                corruption="corruption" in tasks)
+    finally:
+        torch.set_num_threads(caller_threads)
     info = {"tasks": tasks, "train_frames": n_train, "steps": steps, "seed": seed,
-            "threads": key["threads"]}
+            "threads": TRAINING_THREADS}
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"key": key, "state_dict": net.state_dict(), "info": info}, tmp)
     os.replace(tmp, path)
@@ -524,9 +532,9 @@ def evaluate(
         seed: latents, real sets and noise.
         ema: score the EMA generator when the run kept one.
         classifier_steps, classifier_frames, classifier_seed: training of the feature network,
-            cached in ``run_dir/eval_classifier.pt`` and reused while these, and torch's
-            thread count, stay the same (another thread count trains another network, so
-            compare only reports made with the same count; the report's ``features`` holds it).
+            cached in ``run_dir/eval_classifier.pt`` and reused while these stay the same.
+            It is always trained at :data:`TRAINING_THREADS` torch threads, so the ruler does
+            not change with the caller's thread count (the report's ``features`` holds it).
         progress: called with a short description of each stage (for the CLI).
 
     Returns:
@@ -780,10 +788,6 @@ def report_table(report: dict[str, Any]) -> str:
         if per_game:
             lines.append(f"fd per game, {title}: "
                          + ", ".join(f"{e} {v:.2f}" for e, v in per_game.items()))
-    threads = (report.get("features") or {}).get("threads")
-    if threads is not None:
-        lines.append(f"feature network trained at {threads} torch thread(s): compare only "
-                     "reports made with the same --threads (another count is another ruler)")
     if report.get("real_mix"):
         lines.append("game mix, real data: "
                      + ", ".join(f"{e} {100 * p:.1f}%" for e, p in report["real_mix"].items()))
