@@ -159,7 +159,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         lr_decay=args.lr_decay,
         env_shares=None if args.env_shares is None else tuple(args.env_shares),
         template_mask=args.template_mask, template_gate=args.template_gate,
-        template_mask_init=args.template_mask_init,
+        template_mask_init=args.template_mask_init, standing_stats=args.standing_stats,
     )
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
@@ -418,6 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-g", type=float, help="generator learning rate")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--ema", type=float, help="generator EMA decay (0: off)")
+    p.add_argument("--standing-stats", type=int, metavar="N",
+                   help="latents the EMA generator runs to measure its BatchNorm statistics "
+                        "before each grid and checkpoint (0: the EMA of G's running "
+                        "statistics; fast: 1024)")
     p.add_argument("--diffaugment", help="'translation', 'color', both comma-separated, or ''")
     p.add_argument("--width", type=_positive_int, default=512, help="widest layer (default 512)")
     p.add_argument("--d-width", type=_positive_int,

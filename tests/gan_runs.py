@@ -52,6 +52,19 @@ def resume_as_saved_before(field: str, config: dict[str, Any], source: Any,
                      resume=True).iterations == 2
 
 
+def assert_cli_refuses(options: list[str], fragment: str, run_dir: Path, capsys: Any) -> None:
+    """Assert that ``gan-envs train gan`` on live Pong frames (32x32, one iteration) with
+    ``options`` exits 2 with one line on stderr holding ``fragment``, and writes no
+    checkpoint."""
+    from gan_envs.cli import main
+
+    assert main(["train", "gan", "GanAtari/Pong-v0", "--source", "env", "--size", "32",
+                 "--out", str(run_dir / "run"), "--iterations", "1", *options]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0], err
+    assert not (run_dir / "run" / "checkpoint.pt").exists()
+
+
 def assert_refused(config: dict[str, Any], message: str, source: Any, run_dir: Path) -> None:
     """Assert that training with ``config`` raises a ValueError matching ``message`` before
     it writes a checkpoint."""

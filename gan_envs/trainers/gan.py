@@ -53,6 +53,7 @@ from .models import (
     pack_frames,
     pick_modes,
     set_mode_shares,
+    standing_statistics,
     template_frames,
 )
 
@@ -80,17 +81,17 @@ _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
                        template=0, modes=0, template_lr=1.0, g_head="transpose",
-                       lr_decay=0.0, template_mask=False)
+                       lr_decay=0.0, template_mask=False, standing_stats=0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
                      template=0, modes=0, template_lr=1.0, g_head="transpose",
-                     lr_decay=0.0, template_mask=False)
+                     lr_decay=0.0, template_mask=False, standing_stats=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=0.0, pack=2, r1=1.0,
              template=1, modes=2, template_lr=0.0, g_head="transpose",
-             lr_decay=0.0, template_mask=True)
+             lr_decay=0.0, template_mask=True, standing_stats=1024)
 # What a recipe changes for vector frames, which have no screens to split into modes or
 # templates. The diversity term left `fast` for images in session 9 (with modes and templates
 # it raised the distance on three seeds); vectors, without either, keep it.
@@ -139,6 +140,12 @@ class GanConfig:
     """spectral normalisation on every discriminator layer (drops the discriminator's BatchNorm)"""
     ema_decay: float | None = None
     """decay of the generator's exponential moving average (0 disables EMA)"""
+    standing_stats: int | None = None
+    """latents the EMA generator runs, in BatchNorm's training mode and the training batch
+    size, to measure its BatchNorm statistics before each grid and checkpoint (BigGAN's
+    *standing statistics*); 0: the EMA of the raw generator's running statistics (as before
+    session 18); the fast recipe uses 1024 (with an EMA), the tutorial 0; vectors' MLP has no
+    BatchNorm"""
     diffaugment: str | None = None
     """differentiable augmentations for D, comma-separated from 'color', 'translation' ('' none)"""
     d_relu_slope: float | None = None
@@ -280,6 +287,8 @@ class GanConfig:
                                            or self.template_gate):
             filled["template_mask"] = False  # the recipe's mask goes with its DCGAN templates,
             # and gives way to a fixed gate
+        if self.standing_stats is None and not filled["ema_decay"]:
+            filled["standing_stats"] = 0  # the recipe's standing statistics are the EMA's
         if self.template_lr not in (None, preset["template_lr"]) and not filled["template"]:
             raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
                              "template >= 1 (--template K) too, or leave template_lr unset")
@@ -341,6 +350,13 @@ class GanConfig:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.standing_stats < 0 or self.standing_stats == 1:
+            raise ValueError(f"standing_stats must be 0 (off) or >= 2 latents, got "
+                             f"{self.standing_stats}: pass e.g. 1024 (--standing-stats 1024)")
+        if self.standing_stats and not self.ema_decay:
+            raise ValueError(f"standing_stats={self.standing_stats} measures the EMA "
+                             "generator's BatchNorm statistics, and this run has no EMA: pass "
+                             "ema_decay > 0 (--ema-decay 0.999), or standing_stats=0")
         if not 0.0 <= self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be a fraction of the iterations in [0, 1], got "
                              f"{self.lr_decay}: pass e.g. 0.25 (--lr-decay 0.25), or 0 for "
@@ -660,7 +676,7 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
                              "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
                              "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
                              "template_mask": False, "template_gate": 0.0,
-                             "template_mask_init": 0.0,
+                             "template_mask_init": 0.0, "standing_stats": 0,
                              **saved,
                              "betas": tuple(saved["betas"])})
     if saved_cfg.env_shares is not None:
@@ -925,6 +941,29 @@ def train_gan(
 
     saved_at = start if saved is not None else -1
 
+    # what the grids and checkpoints show: the EMA generator, with standing statistics when
+    # asked (its own BatchNorm statistics, measured on fixed latents: a function of its
+    # weights alone, so a resumed run saves the same ones; the live EMA's BatchNorm buffers
+    # then serve nothing); one measurement serves an iteration's grid and checkpoint alike
+    standing_rng = torch.Generator().manual_seed(cfg.seed + 5)
+    standing_latents = torch.randn(cfg.standing_stats, cfg.latent_dim, generator=standing_rng)
+    standing_labels = None
+    if num_classes and cfg.standing_stats:  # in the training batches' shares
+        standing_labels = torch.multinomial(train_probs.float(), cfg.standing_stats,
+                                            replacement=True, generator=standing_rng)
+    standing_memo: dict[int, nn.Module] = {}
+
+    def shown_generator(iteration: int) -> nn.Module:
+        if ema is None:
+            return generator
+        if not cfg.standing_stats:
+            return ema
+        if iteration not in standing_memo:
+            standing_memo.clear()
+            standing_memo[iteration] = standing_statistics(ema, standing_latents,
+                                                           standing_labels, cfg.batch_size)
+        return standing_memo[iteration]
+
     def save_checkpoint(iteration: int) -> Path:
         nonlocal saved_at
         _atomic_save({
@@ -934,7 +973,7 @@ def train_gan(
             "iteration": iteration, "config": dataclasses.asdict(cfg),
             "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
-            "generator_ema": None if ema is None else ema.state_dict(),
+            "generator_ema": None if ema is None else shown_generator(iteration).state_dict(),
             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
             "rng": {"torch": noise.get_state(), "numpy": data_rng.bit_generator.state},
             "fixed_latent": fixed_latent,
@@ -949,7 +988,7 @@ def train_gan(
 
     @torch.no_grad()
     def save_samples(iteration: int) -> Path:
-        net = ema if ema is not None else generator
+        net = shown_generator(iteration)
         was_training = net.training
         net.eval()
         out = net(fixed_latent, fixed_labels) if num_classes else net(fixed_latent)

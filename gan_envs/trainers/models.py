@@ -53,10 +53,17 @@ discriminator groups by label instead (the std over the batch's frames of the sa
 projection term still uses ``h`` without the extra channel; the feature has no parameters, so
 only the last layer's input width changes (``mbstd_group=0`` builds the networks exactly as
 before).
+
+Standing statistics (:func:`standing_statistics`, BigGAN's term): a generator's BatchNorm
+layers normalise by the batch's own statistics while it trains and by their running averages
+when it samples. For the EMA generator those averages are averages of the raw generator's, whose
+weights are not the EMA's; :func:`standing_statistics` measures them on the EMA generator's own
+activations instead.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from itertools import pairwise
@@ -82,6 +89,7 @@ __all__ = [
     "template_frames",
     "pick_modes",
     "set_mode_shares",
+    "standing_statistics",
     "DCGANGenerator",
     "DCGANDiscriminator",
     "MLPGenerator",
@@ -838,3 +846,50 @@ def build_generator(
                               g_head, template_mask, template_gate, template_mask_init)
     check_template_mask_init(template_mask_init, template_mask)
     return MLPGenerator(frame_shape, latent_dim, width, num_classes, template, modes)
+
+
+@torch.no_grad()
+def standing_statistics(generator: nn.Module, latents: torch.Tensor,
+                        labels: torch.Tensor | None = None, batch_size: int = 32) -> nn.Module:
+    """A copy of ``generator`` (in eval mode) whose BatchNorm layers hold *standing
+    statistics*: the mean of its own per-batch means and variances over ``latents`` (and
+    ``labels``, one per latent, for a conditional generator), run in training mode in batches of
+    ``batch_size`` (the batch size it trained with: BatchNorm normalised each training batch by
+    that batch). The weights, and ``generator`` itself, are left as they are; a generator
+    without BatchNorm comes back as an equal copy.
+
+    Example:
+        >>> g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16)
+        >>> z = torch.randn(64, 8, generator=torch.Generator().manual_seed(0))
+        >>> s = standing_statistics(g, z, batch_size=16)
+        >>> s.training, int(s.net[1].num_batches_tracked), int(g.net[1].num_batches_tracked)
+        (False, 4, 0)
+    """
+    if batch_size < 2:
+        raise ValueError(f"standing statistics need batches of >= 2 latents (BatchNorm's "
+                         f"training mode), got batch_size={batch_size}")
+    if labels is not None and len(labels) != len(latents):
+        raise ValueError(f"standing statistics take one label per latent, got {len(labels)} "
+                         f"labels for {len(latents)} latents")
+    if len(latents) < 2:
+        raise ValueError(f"standing statistics need >= 2 latents, got {len(latents)}")
+    standing = copy.deepcopy(generator)
+    norms = [m for m in standing.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return standing.eval()
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: every batch counts the same
+    standing.train()
+    for start in range(0, len(latents), batch_size):
+        z = latents[start : start + batch_size]
+        if len(z) < 2:  # a last batch of one frame: BatchNorm cannot train on it
+            break
+        if labels is None:
+            standing(z)
+        else:
+            standing(z, labels[start : start + batch_size])
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    return standing.eval()

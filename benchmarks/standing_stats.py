@@ -1,0 +1,109 @@
+"""Standing statistics for saved runs: the EMA generator's BatchNorm statistics measured on
+its own activations, scored beside the saved ones (docs/gan.md, *Session 18*).
+
+For every RUN_DIR it writes ``OUT/<run name>/checkpoint.pt``: the run's checkpoint with the
+EMA generator's BatchNorm statistics replaced by standing statistics over ``--frames`` latents
+(:func:`gan_envs.trainers.models.standing_statistics`: the run's batch size, labels in its
+training shares), the weights unchanged, and a copy of the run's cached feature network. With
+``--data`` it then scores both with ``gan-envs evaluate``'s :func:`evaluate` at every
+``--seeds`` seed and prints each pair and the median ratio: runs trained before session 18
+saved the average of the raw generator's running statistics, and newer runs of the ``fast``
+recipe already save standing statistics (re-measuring them changes nothing but the latents).
+
+    python benchmarks/standing_stats.py RUN_DIR... --out /tmp/restat --frames 1024 \\
+        --data /tmp/gan2/data.h5 --seeds 0 1 2 --n 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from gan_envs.trainers.data import DatasetFrameSource
+from gan_envs.trainers.gan import CHECKPOINT_NAME, load_checkpoint
+from gan_envs.trainers.metrics import evaluate
+from gan_envs.trainers.models import standing_statistics
+from gan_envs.trainers.sampling import load_generator
+
+
+def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int = 0) -> float:
+    """Write ``run_dir``'s checkpoint to ``out_dir`` with standing statistics in its EMA
+    generator (and copy its cached feature network); return the seconds the measurement took."""
+    ckpt = load_checkpoint(run_dir)
+    if ckpt.get("generator_ema") is None:
+        raise ValueError(f"{run_dir} has no EMA generator: standing statistics are the EMA's "
+                         "(train with ema_decay > 0)")
+    gen = load_generator(run_dir, ema=True)
+    rng = torch.Generator().manual_seed(seed)
+    latents = torch.randn(frames, gen.latent_dim, generator=rng)
+    labels = None
+    if gen.conditional:
+        shares = ckpt["config"].get("env_shares")
+        probs = torch.tensor(shares, dtype=torch.float64) if shares else gen.label_probs
+        labels = torch.multinomial(probs.float(), frames, replacement=True, generator=rng)
+    started = time.process_time()
+    standing = standing_statistics(gen.net, latents, labels, int(ckpt["config"]["batch_size"]))
+    seconds = time.process_time() - started
+    ckpt["generator_ema"] = standing.state_dict()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out_dir / CHECKPOINT_NAME)
+    if (run_dir / "eval_classifier.pt").exists():
+        shutil.copy(run_dir / "eval_classifier.pt", out_dir / "eval_classifier.pt")
+    return seconds
+
+
+def _evaluate(run_dir: Path, source: DatasetFrameSource, n: int, seed: int, cache: Path
+              ) -> dict:
+    """:func:`evaluate`, reusing one feature network per evaluation seed across runs (it
+    depends on the seed's real sets and the data, not on the run; kept in ``cache``)."""
+    kept = cache / f"eval_classifier_s{seed}.pt"
+    if kept.exists():
+        shutil.copy(kept, run_dir / "eval_classifier.pt")
+    report = evaluate(run_dir, source, n, seed)
+    if not kept.exists():
+        shutil.copy(run_dir / "eval_classifier.pt", kept)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="run directories (with an EMA)")
+    parser.add_argument("--out", type=Path, required=True, help="where the copies go")
+    parser.add_argument("--frames", type=int, default=1024, help="latents per measurement")
+    parser.add_argument("--seed", type=int, default=0, help="the latents' and labels' seed")
+    parser.add_argument("--data", help="score both copies against this dataset")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds")
+    parser.add_argument("--n", type=int, default=1000, help="frames per evaluation set")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    source = DatasetFrameSource(args.data) if args.data else None
+    ratios = []
+    print(f"{'run':40s} {'s':>3s} {'fd saved':>9s} {'fd standing':>12s} {'ratio':>6s} "
+          f"{'floor':>7s}")
+    for run in args.runs:
+        out = args.out / run.name
+        seconds = restat_run(run, out, args.frames, args.seed)
+        print(f"{run}: standing statistics over {args.frames} latents in {seconds:.2f} "
+              "CPU-s", flush=True)
+        if source is None:
+            continue
+        for seed in args.seeds:
+            saved, standing = (_evaluate(d, source, args.n, seed, args.out) for d in (run, out))
+            fd_a, fd_b = saved["generated"]["fd"], standing["generated"]["fd"]
+            ratios.append(fd_b / fd_a)
+            print(f"{run.name:40s} {seed:3d} {fd_a:9.4f} {fd_b:12.4f} {fd_b / fd_a:6.3f} "
+                  f"{standing['real_vs_real']['fd']:7.4f}", flush=True)
+    if ratios:
+        print(f"median ratio standing / saved over {len(ratios)} pairs: "
+              f"{statistics.median(ratios):.3f} (lower in {sum(r < 1 for r in ratios)})")
+
+
+if __name__ == "__main__":
+    main()
