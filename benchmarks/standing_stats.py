@@ -4,9 +4,10 @@ its own activations, scored beside the saved ones (docs/gan.md, *Session 18*).
 For every RUN_DIR it writes ``OUT/<run name>/checkpoint.pt``: the run's checkpoint with the
 EMA generator's BatchNorm statistics replaced by standing statistics over ``--frames`` latents
 (:func:`gan_envs.trainers.models.standing_statistics`: the run's batch size, labels in its
-training shares), the weights unchanged, and a copy of the run's cached feature network. With
-``--data`` it then scores both with ``gan-envs evaluate``'s :func:`evaluate` at every
-``--seeds`` seed and prints each pair and the median ratio: runs trained before session 18
+training shares), the weights unchanged; the copies are for scoring, not for resuming. With
+``--data`` it also copies the run's checkpoint as saved to ``OUT/<run name>.saved``, scores
+both copies with ``gan-envs evaluate``'s :func:`evaluate` at every ``--seeds`` seed (the input
+runs are only read) and prints each pair and the median ratio: runs trained before session 18
 saved the average of the raw generator's running statistics, and newer runs of the ``fast``
 recipe already save standing statistics (re-measuring them changes nothing but the latents).
 
@@ -34,7 +35,7 @@ from gan_envs.trainers.sampling import load_generator
 
 def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int = 0) -> float:
     """Write ``run_dir``'s checkpoint to ``out_dir`` with standing statistics in its EMA
-    generator (and copy its cached feature network); return the seconds the measurement took."""
+    generator; return the CPU-seconds the measurement took."""
     ckpt = load_checkpoint(run_dir)
     if ckpt.get("generator_ema") is None:
         raise ValueError(f"{run_dir} has no EMA generator: standing statistics are the EMA's "
@@ -53,8 +54,6 @@ def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int = 0) -> floa
     ckpt["generator_ema"] = standing.state_dict()
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, out_dir / CHECKPOINT_NAME)
-    if (run_dir / "eval_classifier.pt").exists():
-        shutil.copy(run_dir / "eval_classifier.pt", out_dir / "eval_classifier.pt")
     return seconds
 
 
@@ -94,8 +93,12 @@ def main(argv: Sequence[str] | None = None) -> None:
               "CPU-s", flush=True)
         if source is None:
             continue
+        as_saved = args.out / f"{run.name}.saved"
+        as_saved.mkdir(parents=True, exist_ok=True)
+        shutil.copy(run / CHECKPOINT_NAME, as_saved / CHECKPOINT_NAME)
         for seed in args.seeds:
-            saved, standing = (_evaluate(d, source, args.n, seed, args.out) for d in (run, out))
+            saved, standing = (_evaluate(d, source, args.n, seed, args.out)
+                               for d in (as_saved, out))
             fd_a, fd_b = saved["generated"]["fd"], standing["generated"]["fd"]
             ratios.append(fd_b / fd_a)
             print(f"{run.name:40s} {seed:3d} {fd_a:9.4f} {fd_b:12.4f} {fd_b / fd_a:6.3f} "

@@ -287,8 +287,10 @@ class GanConfig:
                                            or self.template_gate):
             filled["template_mask"] = False  # the recipe's mask goes with its DCGAN templates,
             # and gives way to a fixed gate
-        if self.standing_stats is None and not filled["ema_decay"]:
-            filled["standing_stats"] = 0  # the recipe's standing statistics are the EMA's
+        if self.standing_stats is None and (not filled["ema_decay"] or self.arch != "dcgan"
+                                            or filled["batch_size"] < 2):
+            filled["standing_stats"] = 0  # the recipe's standing statistics are the EMA's,
+            # of DCGAN's BatchNorm (the MLP has none), measured in training batches of >= 2
         if self.template_lr not in (None, preset["template_lr"]) and not filled["template"]:
             raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
                              "template >= 1 (--template K) too, or leave template_lr unset")
@@ -356,7 +358,18 @@ class GanConfig:
         if self.standing_stats and not self.ema_decay:
             raise ValueError(f"standing_stats={self.standing_stats} measures the EMA "
                              "generator's BatchNorm statistics, and this run has no EMA: pass "
-                             "ema_decay > 0 (--ema-decay 0.999), or standing_stats=0")
+                             "ema_decay > 0 (--ema 0.999), or standing_stats=0 "
+                             "(--standing-stats 0)")
+        if self.standing_stats and self.arch != "dcgan":
+            raise ValueError(f"standing_stats={self.standing_stats} measures BatchNorm "
+                             f"statistics, and the {self.arch} generator has none: pass "
+                             "standing_stats=0 (--standing-stats 0)")
+        if self.standing_stats and self.batch_size < 2:
+            raise ValueError(f"standing_stats={self.standing_stats} measures BatchNorm "
+                             f"statistics in training batches, and batch_size="
+                             f"{self.batch_size} is too small for BatchNorm's training mode: "
+                             "pass --batch-size 2 or more, or standing_stats=0 "
+                             "(--standing-stats 0)")
         if not 0.0 <= self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be a fraction of the iterations in [0, 1], got "
                              f"{self.lr_decay}: pass e.g. 0.25 (--lr-decay 0.25), or 0 for "

@@ -48,12 +48,13 @@ def _batch_moments(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor |
 
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 2**16), batches=st.integers(1, 4), batch=st.integers(2, 12),
-       conditional=st.booleans())
+       extra=st.integers(0, 11), conditional=st.booleans())
 def test_the_statistics_are_the_mean_of_the_generator_s_own_batch_moments(
-        seed, batches, batch, conditional):
+        seed, batches, batch, extra, conditional):
     """Every BatchNorm layer ends up holding the average, over the batches, of its input's
-    per-batch mean and (unbiased) variance in training mode; weights and the original
-    generator stay as they were, and the copy is in eval mode."""
+    per-batch mean and (unbiased) variance in training mode, a short last batch counting as
+    one and a last batch of one frame left out; weights and the original generator stay as
+    they were, and the copy is in eval mode."""
     torch.manual_seed(seed)
     g = DCGANGenerator((3, 32, 32), latent_dim=8, width=16, num_classes=2 if conditional else 0)
     with torch.no_grad():  # running stats far from the defaults, so a no-op would show
@@ -62,7 +63,8 @@ def test_the_statistics_are_the_mean_of_the_generator_s_own_batch_moments(
             m.running_var.fill_(9.0)
     before = {k: v.clone() for k, v in g.state_dict().items()}
     rng = torch.Generator().manual_seed(seed)
-    z = torch.randn(batches * batch, 8, generator=rng)
+    extra %= batch  # a last batch shorter than the others (0: none; 1: one frame, dropped)
+    z = torch.randn(batches * batch + extra, 8, generator=rng)
     labels = torch.randint(0, 2, (len(z),), generator=rng) if conditional else None
     standing = standing_statistics(g, z, labels, batch_size=batch)
     assert not standing.training
@@ -70,15 +72,16 @@ def test_the_statistics_are_the_mean_of_the_generator_s_own_batch_moments(
         assert torch.equal(v, before[k]), k  # the original is untouched
     for name, p in standing.named_parameters():
         assert torch.equal(p, dict(g.named_parameters())[name]), name
-    per_batch = [_batch_moments(g, z[i * batch:(i + 1) * batch],
-                                None if labels is None else labels[i * batch:(i + 1) * batch])
-                 for i in range(batches)]
+    starts = [i * batch for i in range(batches)] + ([batches * batch] if extra >= 2 else [])
+    per_batch = [_batch_moments(g, z[i:i + batch],
+                                None if labels is None else labels[i:i + batch])
+                 for i in starts]
     for layer, m in enumerate(_norms(standing)):
         mean = torch.stack([b[layer][0] for b in per_batch]).mean(dim=0)
         var = torch.stack([b[layer][1] for b in per_batch]).mean(dim=0)
         torch.testing.assert_close(m.running_mean, mean, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(m.running_var, var, rtol=1e-4, atol=1e-5)
-        assert int(m.num_batches_tracked) == batches and m.momentum == 0.1
+        assert int(m.num_batches_tracked) == len(starts) and m.momentum == 0.1
 
 
 def test_a_generator_without_batchnorm_comes_back_equal_and_bad_inputs_are_one_line():
@@ -139,15 +142,21 @@ def test_a_run_with_standing_statistics_resumes_exactly_and_old_runs_resume_with
                   resume=True)
 
 
-def test_the_tutorial_and_runs_without_an_ema_keep_none(tmp_path, atari32, tiny):
+def test_the_recipe_measures_only_where_there_is_an_ema_of_batchnorm_layers():
+    """0 for the tutorial, a run without an EMA, the MLP (no BatchNorm) and batches of one."""
     assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).standing_stats == 0
     assert GanConfig(ema_decay=0.0).resolved((3, 64, 64), num_envs=3).standing_stats == 0
+    assert GanConfig(arch="mlp").resolved((4,)).standing_stats == 0
+    assert GanConfig(batch_size=1, pack=1).resolved((3, 32, 32)).standing_stats == 0
 
 
 @pytest.mark.parametrize(("config", "message"), [
     (dict(standing_stats=-1), r"^standing_stats must be 0 \(off\) or >= 2 latents"),
     (dict(standing_stats=1), r"^standing_stats must be 0 \(off\) or >= 2 latents"),
-    (dict(standing_stats=64, ema_decay=0.0), r"^standing_stats=64 measures the EMA generator"),
+    (dict(standing_stats=64, ema_decay=0.0),
+     r"^standing_stats=64 measures the EMA generator.*--ema 0\.999.*--standing-stats 0\)$"),
+    (dict(standing_stats=64, arch="mlp"), r"^standing_stats=64 .* the mlp generator has none"),
+    (dict(standing_stats=64, batch_size=1, pack=1), r"^standing_stats=64 .* batch_size=1 is too"),
 ])
 def test_settings_that_cannot_apply_are_one_line_errors(config, message, tmp_path, atari32,
                                                         tiny):
