@@ -4,12 +4,14 @@ its own activations, scored beside the saved ones (docs/gan.md, *Session 18*).
 For every RUN_DIR it writes ``OUT/<run name>/checkpoint.pt``: the run's checkpoint with the
 EMA generator's BatchNorm statistics replaced by standing statistics over ``--frames`` latents
 (:func:`gan_envs.trainers.models.standing_statistics`: the run's batch size, labels in its
-training shares), the weights unchanged; the copies are for scoring, not for resuming. With
-``--data`` it also copies the run's checkpoint as saved to ``OUT/<run name>.saved``, scores
-both copies with ``gan-envs evaluate``'s :func:`evaluate` at every ``--seeds`` seed (the input
-runs are only read) and prints each pair and the median ratio: runs trained before session 18
-saved the average of the raw generator's running statistics, and newer runs of the ``fast``
-recipe already save standing statistics (re-measuring them changes nothing but the latents).
+training shares; by default on the latents its trainer uses,
+:func:`gan_envs.trainers.gan.standing_inputs` of the run's seed, so that a run trained with
+1,024 of them comes back unchanged), the weights unchanged; the copies are for scoring, not
+for resuming. With ``--data`` it also copies the run's checkpoint as saved to
+``OUT/<run name>.saved``, scores both copies with ``gan-envs evaluate``'s :func:`evaluate` at
+every ``--seeds`` seed (the input runs are only read) and prints each pair and the median
+ratio. Runs trained before session 18 saved the average of the raw generator's running
+statistics; session 18's measurements used ``--seed 0``.
 
     python benchmarks/standing_stats.py RUN_DIR... --out /tmp/restat --frames 1024 \\
         --data /tmp/gan2/data.h5 --seeds 0 1 2 --n 1000
@@ -27,27 +29,28 @@ from pathlib import Path
 import torch
 
 from gan_envs.trainers.data import DatasetFrameSource
-from gan_envs.trainers.gan import CHECKPOINT_NAME, load_checkpoint
+from gan_envs.trainers.gan import CHECKPOINT_NAME, load_checkpoint, standing_inputs
 from gan_envs.trainers.metrics import evaluate
 from gan_envs.trainers.models import standing_statistics
 from gan_envs.trainers.sampling import load_generator
 
 
-def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int = 0) -> float:
+def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int | None = None) -> float:
     """Write ``run_dir``'s checkpoint to ``out_dir`` with standing statistics in its EMA
-    generator; return the CPU-seconds the measurement took."""
+    generator, measured on :func:`standing_inputs` of ``seed`` (None: the run's own training
+    seed, as its trainer does); return the CPU-seconds the measurement took."""
     ckpt = load_checkpoint(run_dir)
     if ckpt.get("generator_ema") is None:
         raise ValueError(f"{run_dir} has no EMA generator: standing statistics are the EMA's "
                          "(train with ema_decay > 0)")
     gen = load_generator(run_dir, ema=True)
-    rng = torch.Generator().manual_seed(seed)
-    latents = torch.randn(frames, gen.latent_dim, generator=rng)
-    labels = None
-    if gen.conditional:
-        shares = ckpt["config"].get("env_shares")
-        probs = torch.tensor(shares, dtype=torch.float64) if shares else gen.label_probs
-        labels = torch.multinomial(probs.float(), frames, replacement=True, generator=rng)
+    shares = None
+    if gen.conditional:  # the training batches' shares
+        env_shares = ckpt["config"].get("env_shares")
+        shares = torch.tensor(env_shares, dtype=torch.float64) if env_shares \
+            else gen.label_probs
+    seed = int(ckpt["config"]["seed"]) if seed is None else seed
+    latents, labels = standing_inputs(seed, frames, gen.latent_dim, shares)
     started = time.process_time()
     standing = standing_statistics(gen.net, latents, labels, int(ckpt["config"]["batch_size"]))
     seconds = time.process_time() - started
@@ -75,7 +78,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="run directories (with an EMA)")
     parser.add_argument("--out", type=Path, required=True, help="where the copies go")
     parser.add_argument("--frames", type=int, default=1024, help="latents per measurement")
-    parser.add_argument("--seed", type=int, default=0, help="the latents' and labels' seed")
+    parser.add_argument("--seed", type=int,
+                        help="the latents' and labels' seed (default: each run's own, as its "
+                             "trainer draws them)")
     parser.add_argument("--data", help="score both copies against this dataset")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="evaluation seeds")
     parser.add_argument("--n", type=int, default=1000, help="frames per evaluation set")

@@ -66,6 +66,7 @@ __all__ = [
     "diff_augment",
     "lr_factor",
     "CHECKPOINT_NAME",
+    "standing_inputs",
 ]
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -587,6 +588,24 @@ def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
     return pack_frames(grad.float(), pack).square().flatten(1).sum(1).mean()
 
 
+def standing_inputs(seed: int, n: int, latent_dim: int, label_shares: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fixed latents (and, with ``label_shares``, labels drawn in those shares) on which a
+    run of training seed ``seed`` measures its EMA generator's standing statistics
+    (``standing_stats=n``): the same for every grid and checkpoint of the run.
+
+    Example:
+        >>> z, y = standing_inputs(0, 4, 8, torch.tensor([0.0, 1.0]))
+        >>> tuple(z.shape), y.tolist()
+        ((4, 8), [1, 1, 1, 1])
+    """
+    rng = torch.Generator().manual_seed(seed + 5)  # a stream of its own
+    latents = torch.randn(n, latent_dim, generator=rng)
+    if label_shares is None or n == 0:
+        return latents, None
+    return latents, torch.multinomial(label_shares.float(), n, replacement=True, generator=rng)
+
+
 def lr_factor(iteration: int, iterations: int, decay: float) -> float:
     """The learning rates' multiplier at ``iteration`` (1-based) of ``iterations``: 1, then
     falling linearly over the last ``decay`` fraction so that the last step still moves.
@@ -958,12 +977,9 @@ def train_gan(
     # asked (its own BatchNorm statistics, measured on fixed latents: a function of its
     # weights alone, so a resumed run saves the same ones; the live EMA's BatchNorm buffers
     # then serve nothing); one measurement serves an iteration's grid and checkpoint alike
-    standing_rng = torch.Generator().manual_seed(cfg.seed + 5)
-    standing_latents = torch.randn(cfg.standing_stats, cfg.latent_dim, generator=standing_rng)
-    standing_labels = None
-    if num_classes and cfg.standing_stats:  # in the training batches' shares
-        standing_labels = torch.multinomial(train_probs.float(), cfg.standing_stats,
-                                            replacement=True, generator=standing_rng)
+    standing_latents, standing_labels = standing_inputs(
+        cfg.seed, cfg.standing_stats, cfg.latent_dim,
+        train_probs if num_classes else None)  # labels in the training batches' shares
     standing_memo: dict[int, nn.Module] = {}
 
     def shown_generator(iteration: int) -> nn.Module:
