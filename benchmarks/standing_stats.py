@@ -32,7 +32,7 @@ from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import CHECKPOINT_NAME, load_checkpoint, standing_inputs
 from gan_envs.trainers.metrics import evaluate
 from gan_envs.trainers.models import standing_statistics
-from gan_envs.trainers.sampling import load_generator
+from gan_envs.trainers.sampling import checkpoint_generator
 
 
 def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int | None = None) -> float:
@@ -43,7 +43,7 @@ def restat_run(run_dir: Path, out_dir: Path, frames: int, seed: int | None = Non
     if ckpt.get("generator_ema") is None:
         raise ValueError(f"{run_dir} has no EMA generator: standing statistics are the EMA's "
                          "(train with ema_decay > 0)")
-    gen = load_generator(run_dir, ema=True)
+    gen = checkpoint_generator(ckpt, ema=True)
     shares = None
     if gen.conditional:  # the training batches' shares
         env_shares = ckpt["config"].get("env_shares")

@@ -288,10 +288,9 @@ class GanConfig:
                                            or self.template_gate):
             filled["template_mask"] = False  # the recipe's mask goes with its DCGAN templates,
             # and gives way to a fixed gate
-        if self.standing_stats is None and (not filled["ema_decay"] or self.arch != "dcgan"
-                                            or filled["batch_size"] < 2):
-            filled["standing_stats"] = 0  # the recipe's standing statistics are the EMA's,
-            # of DCGAN's BatchNorm (the MLP has none), measured in training batches of >= 2
+        if self.standing_stats is None and _standing_stats_obstacle(
+                filled["ema_decay"], self.arch, filled["batch_size"]):
+            filled["standing_stats"] = 0  # the recipe measures only where it can
         if self.template_lr not in (None, preset["template_lr"]) and not filled["template"]:
             raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
                              "template >= 1 (--template K) too, or leave template_lr unset")
@@ -356,21 +355,11 @@ class GanConfig:
         if self.standing_stats < 0 or self.standing_stats == 1:
             raise ValueError(f"standing_stats must be 0 (off) or >= 2 latents, got "
                              f"{self.standing_stats}: pass e.g. 1024 (--standing-stats 1024)")
-        if self.standing_stats and not self.ema_decay:
+        obstacle = _standing_stats_obstacle(self.ema_decay, self.arch, self.batch_size)
+        if self.standing_stats and obstacle:
             raise ValueError(f"standing_stats={self.standing_stats} measures the EMA "
-                             "generator's BatchNorm statistics, and this run has no EMA: pass "
-                             "ema_decay > 0 (--ema 0.999), or standing_stats=0 "
-                             "(--standing-stats 0)")
-        if self.standing_stats and self.arch != "dcgan":
-            raise ValueError(f"standing_stats={self.standing_stats} measures BatchNorm "
-                             f"statistics, and the {self.arch} generator has none: pass "
-                             "standing_stats=0 (--standing-stats 0)")
-        if self.standing_stats and self.batch_size < 2:
-            raise ValueError(f"standing_stats={self.standing_stats} measures BatchNorm "
-                             f"statistics in training batches, and batch_size="
-                             f"{self.batch_size} is too small for BatchNorm's training mode: "
-                             "pass --batch-size 2 or more, or standing_stats=0 "
-                             "(--standing-stats 0)")
+                             f"generator's BatchNorm statistics in training batches, and "
+                             f"{obstacle}, or standing_stats=0 (--standing-stats 0)")
         if not 0.0 <= self.lr_decay <= 1.0:
             raise ValueError(f"lr_decay must be a fraction of the iterations in [0, 1], got "
                              f"{self.lr_decay}: pass e.g. 0.25 (--lr-decay 0.25), or 0 for "
@@ -383,6 +372,19 @@ class GanConfig:
         if policies and not is_image_shape(frame_shape):
             raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
                              "pass diffaugment=''")
+
+
+def _standing_stats_obstacle(ema_decay: float, arch: str, batch_size: int) -> str | None:
+    """Why standing statistics cannot be measured for these settings, with the fix (None: they
+    can); the recipe leaves them off there and an explicit request is an error."""
+    if not ema_decay:
+        return "this run has no EMA: pass ema_decay > 0 (--ema 0.999)"
+    if arch != "dcgan":
+        return f"the {arch} generator has none: pass arch='dcgan'"
+    if batch_size < 2:
+        return (f"batch_size={batch_size} is too small for BatchNorm's training mode: pass "
+                "--batch-size 2 or more")
+    return None
 
 
 def _check_env_shares(shares: Sequence[float], conditional: bool, num_envs: int | None

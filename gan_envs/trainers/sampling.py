@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +30,15 @@ from .data import is_image_shape
 from .gan import load_checkpoint
 from .models import build_generator
 
-__all__ = ["RunGenerator", "load_generator", "make_latents", "sample", "sweep", "interpolate"]
+__all__ = [
+    "RunGenerator",
+    "load_generator",
+    "checkpoint_generator",
+    "make_latents",
+    "sample",
+    "sweep",
+    "interpolate",
+]
 
 EnvChoice = str | int | None
 
@@ -130,7 +139,12 @@ def proportional_counts(share: np.ndarray, n: int) -> np.ndarray:
 
 def load_generator(run_dir: str | os.PathLike[str], ema: bool = True) -> RunGenerator:
     """Load the generator of the run in ``run_dir`` (the EMA copy when present and ``ema``)."""
-    ckpt = load_checkpoint(run_dir)
+    return checkpoint_generator(load_checkpoint(run_dir), ema)
+
+
+def checkpoint_generator(ckpt: Mapping[str, Any], ema: bool = True) -> RunGenerator:
+    """The generator of a loaded checkpoint (:func:`load_checkpoint`'s dict), as
+    :func:`load_generator` gives it."""
     cfg = ckpt["config"]
     frame_shape = tuple(int(s) for s in ckpt["frame_shape"])
     env_ids = list(ckpt.get("env_ids", []))
