@@ -154,7 +154,8 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         width=args.width, d_width=args.d_width, seed=args.seed, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, channels_last=args.channels_last,
         conditional=args.conditional, bf16=args.bf16, mbstd_group=args.mbstd_group,
-        diversity=args.diversity, pack=args.pack, r1=args.r1, template=args.template,
+        diversity=args.diversity, pack=args.pack, r1=args.r1, r2=args.r2,
+        template=args.template,
         template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
         lr_decay=args.lr_decay,
         env_shares=None if args.env_shares is None else tuple(args.env_shares),
@@ -413,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="defaults for the options below (default: fast)")
     p.add_argument("--arch", choices=["dcgan", "mlp"], default="dcgan")
     p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--loss", choices=["bce", "hinge"])
+    p.add_argument("--loss", choices=["bce", "hinge", "rpgan"])
     p.add_argument("--lr-d", type=float, help="discriminator learning rate")
     p.add_argument("--lr-g", type=float, help="generator learning rate")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None)
@@ -449,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r1", type=float, metavar="GAMMA",
                    help="weight of the R1 gradient penalty on real frames, applied every 16 "
                         "D steps (0: off; default: the recipe's)")
+    p.add_argument("--r2", type=float, metavar="GAMMA",
+                   help="weight of the R2 gradient penalty on generated frames, applied with "
+                        "R1 every 16 D steps (0: off, both recipes)")
     p.add_argument("--template", type=int, metavar="K",
                    help="K learned output templates per game (started at the medians of K "
                         "clusters of its screens) that G draws its differences from (0: off; "

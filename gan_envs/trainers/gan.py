@@ -80,17 +80,17 @@ _CHECKPOINT_VERSION = 6  # 2: conditional runs (label_probs); 3: output template
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
-                       conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
+                       conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0, r2=0.0,
                        template=0, modes=0, template_lr=1.0, g_head="transpose",
                        lr_decay=0.0, template_mask=False, standing_stats=0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
-                     conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0,
+                     conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0, r2=0.0,
                      template=0, modes=0, template_lr=1.0, g_head="transpose",
                      lr_decay=0.0, template_mask=False, standing_stats=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
-             conditional=True, mbstd_group=4, diversity=0.0, pack=2, r1=1.0,
+             conditional=True, mbstd_group=4, diversity=0.0, pack=2, r1=1.0, r2=0.0,
              template=1, modes=2, template_lr=0.0, g_head="transpose",
              lr_decay=0.0, template_mask=True, standing_stats=1024)
 # What a recipe changes for vector frames, which have no screens to split into modes or
@@ -104,6 +104,7 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "tutorial": {"dcgan": _TUTORIAL_DCGAN, "mlp": _TUTORIAL_MLP},
     "fast": {"dcgan": _FAST, "mlp": _FAST},
 }
+LOSSES = ("bce", "hinge", "rpgan")  # GanConfig.loss
 R1_EVERY = 16  # lazy R1 (StyleGAN2): the penalty, scaled by this, on every R1_EVERY-th D step
 # Fields that may change between a run and its resumption; every other one must match.
 _RESUMABLE_CHANGES = {"iterations", "sample_every", "checkpoint_every", "log_every", "video_fps"}
@@ -130,7 +131,10 @@ class GanConfig:
     batch_size: int | None = None
     """real (and fake) frames per iteration"""
     loss: str | None = None
-    """adversarial loss: 'bce' (the tutorial's) or 'hinge'"""
+    """adversarial loss: 'bce' (the tutorial's), 'hinge' (the fast recipe's) or 'rpgan'
+    (relativistic pairing, Jolicoeur-Martineau 2018 and R3GAN: D's ``softplus(D(fake) -
+    D(real))`` over the batch's pairs (real i, fake i), of one label with packs, G's
+    ``softplus(D(real) - D(fake))`` with the updated D's logits on the same real inputs)"""
     lr_d: float | None = None
     """Adam learning rate of the discriminator"""
     lr_g: float | None = None
@@ -239,6 +243,11 @@ class GanConfig:
     on real frames, applied lazily every 16 D steps (scaled by 16). 0 turns it off (the
     tutorial recipe); the fast recipe uses 1 (session 6: steadier checkpoints and more
     recall per seed, 4-8x, over three seeds)"""
+    r2: float | None = None
+    """weight gamma of the R2 penalty, ``gamma / 2 * |grad_x D(x)|^2`` on G's frames (as the
+    discriminator sees them in its own step), applied with R1 every 16 D steps (scaled by 16).
+    R3GAN (Huang et al. 2024) pairs R1 and R2 with the ``rpgan`` loss. 0 turns it off (both
+    recipes)"""
     template: int | None = None
     """number of learned output templates per label (0: none): G adds one of its label's
     templates (picked per latent by a linear layer on its input; straight-through softmax
@@ -302,8 +311,9 @@ class GanConfig:
         return cfg
 
     def _check(self, frame_shape: tuple[int, ...]) -> None:
-        if self.loss not in ("bce", "hinge"):
-            raise ValueError(f"unknown loss {self.loss!r}; choose 'bce' or 'hinge'")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose one of "
+                             + ", ".join(map(repr, LOSSES)))
         for name in ("iterations", "batch_size", "latent_dim", "width", "sample_every",
                      "checkpoint_every", "log_every", "n_samples"):
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
@@ -346,8 +356,10 @@ class GanConfig:
         if not (self.template_lr >= 0.0 and math.isfinite(self.template_lr)):
             raise ValueError(f"template_lr must be a finite multiple >= 0, got "
                              f"{self.template_lr}: pass e.g. 1.0 (--template-lr 1)")
-        if not (self.r1 >= 0.0 and math.isfinite(self.r1)):
-            raise ValueError(f"r1 must be a finite weight >= 0, got {self.r1}")
+        for name in ("r1", "r2"):
+            weight = getattr(self, name)
+            if not (weight >= 0.0 and math.isfinite(weight)):
+                raise ValueError(f"{name} must be a finite weight >= 0, got {weight}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         if not 0.0 <= self.ema_decay < 1.0:
@@ -467,16 +479,33 @@ def diff_augment(x: torch.Tensor, policy: str, generator: torch.Generator) -> to
 
 # ---------------------------------------------------------------- losses
 def _loss_d(loss: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """D's loss from its logits on real and fake inputs (``real[i]`` pairs with ``fake[i]``).
+
+    Example:
+        >>> real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-1.0, 0.5])
+        >>> round(_loss_d("hinge", real, fake).item(), 4)  # (0 + .5) / 2 + (0 + 1.5) / 2
+        1.0
+        >>> round(_loss_d("rpgan", real, fake).item(), 4)  # softplus(-3), softplus(0)
+        0.3709
+    """
     if loss == "hinge":
         return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    if loss == "rpgan":  # relativistic pairing: each real input against its paired fake
+        return F.softplus(fake - real).mean()
     # the tutorial's BCELoss(D(x), 1) + BCELoss(D(G(z)), 0), on logits
     return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
             + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
 
 
-def _loss_g(loss: str, fake: torch.Tensor) -> torch.Tensor:
+def _loss_g(loss: str, fake: torch.Tensor, real: torch.Tensor | None = None) -> torch.Tensor:
+    """G's loss from D's logits on its fakes (``rpgan`` also needs D's logits on the paired
+    real inputs, a constant for G)."""
     if loss == "hinge":
         return -fake.mean()
+    if loss == "rpgan":
+        if real is None:
+            raise ValueError("the rpgan loss pairs each fake with a real input: pass real")
+        return F.softplus(real - fake).mean()
     return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
 
 
@@ -707,7 +736,8 @@ def _atomic_save(obj: Any, path: Path) -> None:
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
     # runs saved before these fields existed were unconditional float32 runs without mbstd
     saved_cfg = GanConfig(**{"conditional": False, "bf16": False, "mbstd_group": 0,
-                             "diversity": 0.0, "pack": 1, "r1": 0.0, "template": 0,
+                             "diversity": 0.0, "pack": 1, "r1": 0.0, "r2": 0.0,
+                             "template": 0,
                              "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
                              "template_mask": False, "template_gate": 0.0,
                              "template_mask_init": 0.0, "standing_stats": 0,
@@ -1101,7 +1131,7 @@ def train_gan(
 
     # ---- the loop
     names = ("loss_d", "loss_g", "d_real", "d_fake") + (("diversity",) if cfg.diversity else ()) \
-        + (("r1",) if cfg.r1 else ())
+        + (("r1",) if cfg.r1 else ()) + (("r2",) if cfg.r2 else ())
     window: dict[str, list[float]] = {k: [] for k in names}
     last_means: dict[str, float] = {}
     done, last_grid, in_step = start, None, False
@@ -1123,18 +1153,27 @@ def train_gan(
                 # discriminator step: real -> 1, fake -> 0 (G's graph kept for its own step)
                 discriminator.requires_grad_(True)
                 opt_d.zero_grad(set_to_none=True)
-                r1_now = cfg.r1 > 0 and iteration % R1_EVERY == 0
+                penalty_step = iteration % R1_EVERY == 0
+                r1_now, r2_now = penalty_step and cfg.r1 > 0, penalty_step and cfg.r2 > 0
                 if r1_now:
                     real = real.detach().requires_grad_(True)
+                fake_in = fake.detach().requires_grad_(r2_now)
                 with autocast:
                     logits_real = judge(real, labels_real)
-                    logits_fake = judge(fake.detach(), labels)
+                    logits_fake = judge(fake_in, labels)
                 logits_real, logits_fake = logits_real.float(), logits_fake.float()
                 loss_d = _loss_d(cfg.loss, logits_real, logits_fake)
-                if r1_now:
-                    (grad,) = torch.autograd.grad(logits_real.sum(), real, create_graph=True)
-                    r1_penalty = _r1_penalty(grad, cfg.pack)
-                    (loss_d + cfg.r1 / 2 * R1_EVERY * r1_penalty).backward()
+                if r1_now or r2_now:  # |grad_x D(x)|^2 on reals (R1) and fakes (R2)
+                    inputs = [x for x, now in ((real, r1_now), (fake_in, r2_now)) if now]
+                    outputs = [y.sum() for y, now in ((logits_real, r1_now),
+                                                      (logits_fake, r2_now)) if now]
+                    grads = iter(torch.autograd.grad(outputs, inputs, create_graph=True))
+                    r1_penalty = _r1_penalty(next(grads), cfg.pack) if r1_now else None
+                    r2_penalty = _r1_penalty(next(grads), cfg.pack) if r2_now else None
+                    penalties = sum(gamma * p for gamma, p in ((cfg.r1, r1_penalty),
+                                                               (cfg.r2, r2_penalty))
+                                    if p is not None)
+                    (loss_d + R1_EVERY / 2 * penalties).backward()
                 else:
                     loss_d.backward()
                 opt_d.step()
@@ -1144,7 +1183,11 @@ def train_gan(
                 opt_g.zero_grad(set_to_none=True)
                 with autocast:
                     logits_g = judge(fake, labels)
-                loss_g = _loss_g(cfg.loss, logits_g.float())
+                anchor = None  # rpgan: the updated D's logits on the paired real inputs
+                if cfg.loss == "rpgan":
+                    with torch.no_grad(), autocast:
+                        anchor = judge(real.detach(), labels_real).float()
+                loss_g = _loss_g(cfg.loss, logits_g.float(), anchor)
                 if cfg.diversity:
                     penalty = _diversity_penalty(fake.float(), pair_scale,
                                                  labels[0] if labels else None, cfg.pack)
@@ -1165,6 +1208,8 @@ def train_gan(
                     metrics["diversity"] = penalty.item()
                 if r1_now:  # |grad_x D(x)|^2 on R1 steps (loss_d is the adversarial part)
                     metrics["r1"] = r1_penalty.item()
+                if r2_now:
+                    metrics["r2"] = r2_penalty.item()
                 for k in names:
                     if k in metrics:
                         window[k].append(metrics[k])

@@ -128,22 +128,37 @@ def test_r1_is_per_pack():
     assert _r1_penalty(grad, 4).item() == 48.0
 
 
-def _discriminator_after(tmp_path, name, atari32, tiny, iterations, r1):
-    train_gan(GanConfig(iterations=iterations, r1=r1, **tiny), atari32, tmp_path / name)
+def _discriminator_after(tmp_path, name, atari32, tiny, iterations, penalty):
+    train_gan(GanConfig(iterations=iterations, **penalty, **tiny), atari32, tmp_path / name)
     return load_checkpoint(tmp_path / name)["discriminator"]
 
 
-def test_r1_acts_on_every_sixteenth_discriminator_step(tmp_path, atari32, tiny):
-    before = [_discriminator_after(tmp_path, f"b{r1}", atari32, tiny, R1_EVERY - 1, r1)
-              for r1 in (0.0, 10.0)]
-    at = [_discriminator_after(tmp_path, f"a{r1}", atari32, tiny, R1_EVERY, r1)
-          for r1 in (0.0, 10.0)]
+@pytest.mark.parametrize("penalty", ["r1", "r2"])
+def test_penalty_acts_on_every_sixteenth_discriminator_step(tmp_path, atari32, tiny, penalty):
+    """R1 (on reals) and R2 (on fakes) change nothing before the 16th D step and D at it."""
+    others = {"r1": 0.0, "r2": 0.0}  # the penalty under test alone
+    before = [_discriminator_after(tmp_path, f"b{gamma}", atari32, tiny, R1_EVERY - 1,
+                                   {**others, penalty: gamma}) for gamma in (0.0, 10.0)]
+    at = [_discriminator_after(tmp_path, f"a{gamma}", atari32, tiny, R1_EVERY,
+                               {**others, penalty: gamma}) for gamma in (0.0, 10.0)]
     assert all(torch.equal(v, before[1][k]) for k, v in before[0].items())
     assert any(not torch.equal(v, at[1][k]) for k, v in at[0].items())
-    assert load_checkpoint(tmp_path / "a10.0")["config"]["r1"] == 10.0
+    assert load_checkpoint(tmp_path / "a10.0")["config"][penalty] == 10.0
     logged = [json.loads(line) for line in (tmp_path / "a10.0" / "log.jsonl").open()]
-    assert [row["iteration"] for row in logged if "r1" in row] == [R1_EVERY]
-    assert logged[-1]["r1"] > 0.0
+    assert [row["iteration"] for row in logged if penalty in row] == [R1_EVERY]
+    assert logged[-1][penalty] > 0.0
+    assert not any({"r1", "r2"} - {penalty} & row.keys() for row in logged)
+
+
+def test_r1_and_r2_together_add_up(tmp_path, atari32, tiny):
+    """Both penalties on one step: D moves unlike with either alone, and both are logged."""
+    alone = [_discriminator_after(tmp_path, name, atari32, tiny, R1_EVERY, penalty)
+             for name, penalty in (("r1", dict(r1=10.0, r2=0.0)), ("r2", dict(r1=0.0, r2=10.0)))]
+    both = _discriminator_after(tmp_path, "both", atari32, tiny, R1_EVERY, dict(r1=10.0, r2=10.0))
+    for one in alone:
+        assert any(not torch.equal(v, both[k]) for k, v in one.items())
+    last = [json.loads(line) for line in (tmp_path / "both" / "log.jsonl").open()][-1]
+    assert last["r1"] > 0.0 and last["r2"] > 0.0
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -151,6 +166,8 @@ def test_r1_acts_on_every_sixteenth_discriminator_step(tmp_path, atari32, tiny):
     (dict(pack=0), "pack must be >= 1"),
     (dict(r1=-1.0), "r1 must be a finite weight"),
     (dict(r1=float("nan")), "r1 must be a finite weight"),
+    (dict(r2=-0.5), "r2 must be a finite weight"),
+    (dict(r2=float("inf")), "r2 must be a finite weight"),
 ])
 def test_bad_pack_and_r1_are_one_line(tiny, bad, message):
     with pytest.raises(ValueError, match=message) as excinfo:
@@ -165,5 +182,7 @@ def test_fast_recipe_packs_two_frames_and_the_tutorial_none():
     assert GanConfig().resolved((3, 64, 64)).r1 == 1.0  # session 6: steadier, higher recall
     assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).r1 == 0.0
     assert GanConfig(r1=0.0).resolved((3, 64, 64)).r1 == 0.0
+    assert GanConfig().resolved((3, 64, 64)).r2 == 0.0  # R2 is off in both recipes
+    assert GanConfig(recipe="tutorial").resolved((3, 64, 64)).r2 == 0.0
     with pytest.raises(ValueError, match="or pack=1"):  # the recipe's pack and an odd batch
         GanConfig(batch_size=15).resolved((3, 64, 64))

@@ -20,10 +20,12 @@ def _changed(before: dict, after: dict) -> list[str]:
     return [k for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])]
 
 
-@pytest.mark.parametrize("recipe", ["tutorial", "fast"])
-def test_one_step_changes_both_networks(tmp_path, atari32, recipe, tiny):
-    train_gan(GanConfig(iterations=0, recipe=recipe, **tiny), atari32, tmp_path / "init")
-    train_gan(GanConfig(iterations=1, recipe=recipe, **tiny), atari32, tmp_path / "one")
+@pytest.mark.parametrize(("recipe", "loss"), [("tutorial", None), ("fast", None),
+                                              ("fast", "rpgan")])
+def test_one_step_changes_both_networks(tmp_path, atari32, recipe, loss, tiny):
+    config = dict(recipe=recipe, loss=loss, **tiny)
+    train_gan(GanConfig(iterations=0, **config), atari32, tmp_path / "init")
+    train_gan(GanConfig(iterations=1, **config), atari32, tmp_path / "one")
     init, one = load_checkpoint(tmp_path / "init"), load_checkpoint(tmp_path / "one")
     assert one["iteration"] == 1
     for net in ("generator", "discriminator"):
@@ -164,3 +166,23 @@ def test_discriminator_width_trains_and_the_generator_loads(tmp_path, atari32, t
     assert ckpt["config"]["d_width"] == 48
     assert ckpt["discriminator"]["net.0.parametrizations.weight.original"].shape[0] == 12  # 48/4
     assert load_generator(tmp_path).generate(torch.zeros(2, tiny["latent_dim"])).shape[0] == 2
+
+
+def test_rpgan_loss_pairs_each_real_with_its_fake():
+    """The relativistic pairing loss depends on each pair's difference only, and the
+    generator's side is the discriminator's with the roles swapped."""
+    from gan_envs.trainers.gan import _loss_d, _loss_g
+    real, fake = torch.tensor([3.0, -1.0, 0.0]), torch.tensor([1.0, 2.0, 0.0])
+    assert torch.isclose(_loss_d("rpgan", real, fake), _loss_d("rpgan", real + 5, fake + 5))
+    assert torch.isclose(_loss_g("rpgan", fake, real), _loss_d("rpgan", fake, real))
+    # a D that ranks every real above its fake has a lower loss than one that swaps them
+    assert _loss_d("rpgan", real.abs() + 1, -real.abs()) < _loss_d("rpgan", -real.abs(),
+                                                                  real.abs() + 1)
+    with pytest.raises(ValueError, match="pass real"):
+        _loss_g("rpgan", fake)
+
+
+def test_unknown_loss_is_one_line_error(atari32, tmp_path, tiny):
+    with pytest.raises(ValueError, match=r"^unknown loss 'wgan'; choose one of 'bce', "
+                                         r"'hinge', 'rpgan'$"):
+        train_gan(GanConfig(iterations=1, loss="wgan", **tiny), atari32, tmp_path / "run")
