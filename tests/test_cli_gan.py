@@ -192,3 +192,21 @@ def test_threads_and_diversity_options(dataset: Path, tmp_path: Path, capsys, mo
     with pytest.raises(SystemExit):
         main(["sample", str(run), "--threads", "0"])
     assert "--threads: must be >= 1" in capsys.readouterr().err
+
+
+def test_relativistic_loss_and_r2_options_train(dataset: Path, tmp_path: Path, capsys):
+    from gan_envs.trainers.gan import LOSSES
+
+    run = tmp_path / "rpgan"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
+                 "--loss", "rpgan", "--r2", "0.5", *TINY]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert (saved["loss"], saved["r2"]) == ("rpgan", 0.5)
+    for loss in LOSSES:  # the command line offers every loss the trainer knows
+        with pytest.raises(SystemExit) as done:
+            main(["train", "gan", str(dataset), "--loss", loss, "--help"])
+        assert done.value.code == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "gan", str(dataset), "--out", str(run), "--loss", "wgan"])
+    assert "invalid choice: 'wgan'" in capsys.readouterr().err
