@@ -7,6 +7,7 @@ How a killed writer leaves a readable file:
 2. It is then reopened in HDF5's SWMR mode (single writer, multiple readers). HDF5 orders its
    metadata writes so that the file on disk is consistent at every instant - the property SWMR
    readers rely on - so a SIGKILL at any moment leaves metadata that a reader can open as is.
+   (HDF5's claim; seen to fail once: docs/dataset-format.md, *Known limit*.)
 3. Every episode starts on a chunk boundary and its chunks are written whole, so a chunk that
    holds committed data is never written again.
 4. An episode commits in two flushes: its data first, then its row in the ``episodes`` table
