@@ -1153,27 +1153,26 @@ def train_gan(
                 # discriminator step: real -> 1, fake -> 0 (G's graph kept for its own step)
                 discriminator.requires_grad_(True)
                 opt_d.zero_grad(set_to_none=True)
-                penalty_step = iteration % R1_EVERY == 0
-                r1_now, r2_now = penalty_step and cfg.r1 > 0, penalty_step and cfg.r2 > 0
-                if r1_now:
+                # the gradient penalties due now: R1 on reals, R2 on fakes
+                due = [k for k in ("r1", "r2")
+                       if getattr(cfg, k) > 0 and iteration % R1_EVERY == 0]
+                if "r1" in due:
                     real = real.detach().requires_grad_(True)
-                fake_in = fake.detach().requires_grad_(r2_now)
+                fake_in = fake.detach().requires_grad_("r2" in due)
                 with autocast:
                     logits_real = judge(real, labels_real)
                     logits_fake = judge(fake_in, labels)
                 logits_real, logits_fake = logits_real.float(), logits_fake.float()
                 loss_d = _loss_d(cfg.loss, logits_real, logits_fake)
-                if r1_now or r2_now:  # |grad_x D(x)|^2 on reals (R1) and fakes (R2)
-                    inputs = [x for x, now in ((real, r1_now), (fake_in, r2_now)) if now]
-                    outputs = [y.sum() for y, now in ((logits_real, r1_now),
-                                                      (logits_fake, r2_now)) if now]
-                    grads = iter(torch.autograd.grad(outputs, inputs, create_graph=True))
-                    r1_penalty = _r1_penalty(next(grads), cfg.pack) if r1_now else None
-                    r2_penalty = _r1_penalty(next(grads), cfg.pack) if r2_now else None
-                    penalties = sum(gamma * p for gamma, p in ((cfg.r1, r1_penalty),
-                                                               (cfg.r2, r2_penalty))
-                                    if p is not None)
-                    (loss_d + R1_EVERY / 2 * penalties).backward()
+                penalties: dict[str, torch.Tensor] = {}  # |grad_x D(x)|^2, before gamma
+                if due:
+                    pairs = {"r1": (real, logits_real), "r2": (fake_in, logits_fake)}
+                    grads = torch.autograd.grad([pairs[k][1].sum() for k in due],
+                                                [pairs[k][0] for k in due], create_graph=True)
+                    penalties = {k: _r1_penalty(g, cfg.pack)
+                                 for k, g in zip(due, grads, strict=True)}
+                    weighted = sum(getattr(cfg, k) * p for k, p in penalties.items())
+                    (loss_d + R1_EVERY / 2 * weighted).backward()
                 else:
                     loss_d.backward()
                 opt_d.step()
@@ -1206,10 +1205,8 @@ def train_gan(
                            "d_fake": torch.sigmoid(logits_fake).mean().item()}
                 if cfg.diversity:
                     metrics["diversity"] = penalty.item()
-                if r1_now:  # |grad_x D(x)|^2 on R1 steps (loss_d is the adversarial part)
-                    metrics["r1"] = r1_penalty.item()
-                if r2_now:
-                    metrics["r2"] = r2_penalty.item()
+                # on penalty steps (loss_d is the adversarial part)
+                metrics.update({k: p.item() for k, p in penalties.items()})
                 for k in names:
                     if k in metrics:
                         window[k].append(metrics[k])
