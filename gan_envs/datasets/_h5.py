@@ -31,6 +31,7 @@ __all__ = [
     "ProcessLock",
     "check_exists",
     "open_error",
+    "reason",
     "open_for_read",
     "open_for_swmr_write",
 ]
@@ -71,6 +72,13 @@ def open_error(path: Path, err: Exception) -> DatasetError:
                                "run gan_envs.datasets.verify on it")
 
 
+def reason(err: BaseException) -> str:
+    """The innermost cause HDF5 gives for a failure (the last parenthesised part of its text)."""
+    text = str(err)
+    found = re.search(r"\(([^()]*)\)\s*$", text)
+    return found.group(1) if found else text or type(err).__name__
+
+
 @functools.cache
 def _hdf5_library() -> ctypes.CDLL | None:
     """The libhdf5 h5py runs on (found in this process's memory map), or None."""
@@ -91,6 +99,17 @@ def _limit_read_attempts(fapl: h5p.PropFAID) -> None:
     if setter is not None:
         setter.argtypes = [ctypes.c_int64, ctypes.c_uint]
         setter(fapl.id, SWMR_READ_ATTEMPTS)
+
+
+def _no_small_data_blocks(fapl: h5p.PropFAID) -> None:
+    """Allocate every raw chunk at the end of the file instead of packing small ones into 2 KiB
+    blocks reserved earlier, so that the chunks of a commit lie in the bytes written since the
+    previous one (where the commit journal looks for them; best effort, as above)."""
+    lib = _hdf5_library()
+    setter = getattr(lib, "H5Pset_small_data_block_size", None) if lib else None
+    if setter is not None:
+        setter.argtypes = [ctypes.c_int64, ctypes.c_uint64]
+        setter(fapl.id, 0)
 
 
 def _latest_fapl() -> h5p.PropFAID:
@@ -139,6 +158,7 @@ def open_for_swmr_write(path: Path) -> h5py.File:
     # dataset holding dirty chunks that cannot be written (disk full) crashes HDF5 at exit.
     mdc, _, _, w0 = fapl.get_cache()
     fapl.set_cache(mdc, 0, 0, w0)
+    _no_small_data_blocks(fapl)
     try:
         fid = h5f.open(os.fsencode(path), h5f.ACC_RDWR | h5f.ACC_SWMR_WRITE, fapl=fapl)
     except OSError as err:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -19,6 +18,7 @@ from gan_envs.datasets import _h5
 from gan_envs.datasets.errors import CorruptDatasetError, DatasetError
 from gan_envs.datasets.format import (
     OBSERVATION_ARRAYS,
+    STEP_ARRAYS,
     check_format,
     committed_rows,
     read_metadata,
@@ -27,6 +27,9 @@ from gan_envs.datasets.format import (
 from gan_envs.datasets.sampling import ChunkIndex, WindowIndex
 
 __all__ = ["RolloutReader"]
+
+#: The datasets a reader opens (a format 1.1 file also has the writer's ``commit_log``).
+_ARRAYS = frozenset((*OBSERVATION_ARRAYS, *STEP_ARRAYS, "episodes"))
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 RngLike = np.random.Generator | int | None
@@ -110,7 +113,7 @@ class RolloutReader:
                 self.env_ids: list[str] = list(self.metadata["env_ids"])
                 self.chunk_frames = int(self.metadata["chunk_frames"])
                 self._ds = {name: self._file[name] for name in self._file
-                            if isinstance(self._file[name], h5py.Dataset)}
+                            if name in _ARRAYS}
             self.has_blank_frame = "blank_frame" in self._ds
             self.in_memory = in_memory
             self._cache = _ChunkCache(cache_bytes)
@@ -346,9 +349,11 @@ class RolloutReader:
         try:
             yield
         except (OSError, RuntimeError, KeyError) as err:
-            raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_reason(err)}); the "
-                                      "file is damaged, gan_envs.datasets.verify() locates the "
-                                      "bad episodes") from None
+            hint = ("RolloutWriter(path, resume=True) recovers the committed episodes of a "
+                    "killed writer's file" if self._file.swmr_mode else
+                    "gan_envs.datasets.verify() locates the bad episodes")
+            raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_h5.reason(err)}); the "
+                                      f"file is damaged, {hint}") from None
 
     def _row(self, i: int) -> np.void:
         if not -self.num_episodes <= i < self.num_episodes:
@@ -451,7 +456,3 @@ def _typed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _reason(err: BaseException) -> str:
-    text = str(err)
-    found = re.search(r"\(([^()]*)\)\s*$", text)
-    return found.group(1) if found else text or type(err).__name__

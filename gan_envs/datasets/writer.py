@@ -1,31 +1,34 @@
 """RolloutWriter: append episodes to a rollout file, crash-safely (see docs/dataset-format.md).
 
-How a killed writer leaves a readable file:
+How a killed writer loses no committed episode:
 
-1. The file is built under a temporary name (arrays, table, metadata), closed, and linked into
-   place: ``path`` either does not exist or is a complete empty dataset.
+1. The file is built under a temporary name (arrays, table, journal, metadata), closed, and
+   linked into place: ``path`` either does not exist or is a complete empty dataset.
 2. It is then reopened in HDF5's SWMR mode (single writer, multiple readers). HDF5 orders its
-   metadata writes so that the file on disk is consistent at every instant - the property SWMR
-   readers rely on - so a SIGKILL at any moment leaves metadata that a reader can open as is.
-   (HDF5's claim; seen to fail once: docs/dataset-format.md, *Known limit*.)
+   metadata writes so that the file is consistent between any two of its ``write`` calls.
 3. Every episode starts on a chunk boundary and its chunks are written whole, so a chunk that
    holds committed data is never written again.
-4. An episode commits in two flushes: its data first, then its row in the ``episodes`` table
-   with ``committed = 1``. Readers trust only committed rows, so a kill loses at most the
-   episode being written.
+4. An episode commits in two flushes: its data and its journal record first, then its row in
+   the ``episodes`` table with ``committed = 1``; then the journal's head moves to the record.
+   Readers trust only committed rows, so a kill loses at most the episode being written.
 5. ``resume=True`` on a killed file copies the committed chunks byte for byte into a fresh file
    that atomically replaces it (the HDF5 "open for write" flag cannot be cleared otherwise);
    a cleanly closed file is simply reopened.
+6. A kill inside a ``write`` can tear one of the metadata blocks HDF5 rewrites in place (its
+   chunk indexes, its object headers), which also describe committed chunks; the reader then
+   refuses the file, and ``resume=True`` finds the committed chunks through the commit journal
+   (:mod:`gan_envs.datasets.journal`) instead of HDF5's index.
 """
-
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
 import shlex
 import sys
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +40,7 @@ import numpy as np
 
 from gan_envs.datasets import _h5
 from gan_envs.datasets.chunks import ChunkEncoder
-from gan_envs.datasets.errors import DatasetError, DatasetWriteError
+from gan_envs.datasets.errors import CorruptDatasetError, DatasetError, DatasetWriteError
 from gan_envs.datasets.format import (
     EPISODE_DTYPE,
     FORMAT_NAME,
@@ -52,6 +55,18 @@ from gan_envs.datasets.format import (
     space_from_json,
     space_to_dict,
     write_metadata,
+)
+from gan_envs.datasets.journal import (
+    LOG_NAME,
+    USERBLOCK_SIZE,
+    Journal,
+    Locations,
+    chunk_locations,
+    create_log,
+    episode_ranges,
+    max_steps,
+    read_head,
+    read_records,
 )
 
 __all__ = ["RolloutWriter"]
@@ -228,6 +243,7 @@ class RolloutWriter:
         self._episode: _Episode | None = None
         self._broken: str | None = None
         self._file: h5py.File | None = None
+        self._journal: Journal | None = None
 
         if self.path.exists() and not (overwrite or resume):
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
@@ -277,10 +293,12 @@ class RolloutWriter:
         """Build the empty file under a temporary name, then link it into place atomically."""
         tmp = self._temp_path()
         try:
-            with h5py.File(tmp, "w", libver="latest") as f:
+            with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK_SIZE) as f:
                 create_layout(f, observation_space, action_space,
                               chunk_frames=values["chunk_frames"], **layout)
+                create_log(f)
                 write_metadata(f, values)
+            _allocate_userblock(tmp)
             self._publish(tmp, replace=replace)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -323,36 +341,88 @@ class RolloutWriter:
         return f
 
     def _recover(self) -> None:
-        """Replace a killed writer's file by a clean copy of its committed episodes."""
+        """Replace a killed writer's file by a clean copy of its committed episodes.
+
+        The committed chunks are found through HDF5's chunk index; if that index or the episode
+        table is damaged (a kill tore one of its blocks), through the commit journal instead.
+        """
         src, _ = _h5.open_for_read(self.path)
-        tmp = self._temp_path()
         try:
             check_format(src.attrs, str(self.path))
-            rows = committed_rows(src["episodes"][:])
-            chunk = int(src.attrs["chunk_frames"])
-            obs_end = int((rows["obs_offset"] + rows["length"] + 1).max()) if len(rows) else 0
-            step_end = int((rows["step_offset"] + rows["length"]).max()) if len(rows) else 0
-            with h5py.File(tmp, "w", libver="latest") as dst:
-                obs = src["observations"]
-                create_layout(
-                    dst,
-                    space_from_json(src.attrs["observation_space"]),
-                    space_from_json(src.attrs["action_space"]),
-                    chunk_frames=chunk, compression=obs.compression,
-                    compression_level=obs.compression_opts, blank_frames="blank_frame" in src,
-                )
-                for key, value in src.attrs.items():
-                    dst.attrs[key] = value
-                for name in dst:
-                    if name != "episodes":
-                        end = obs_end if name in ("observations", "blank_frame") else step_end
-                        _copy_chunks(src[name], dst[name], align_up(end, chunk), chunk)
-                dst["episodes"].resize((len(rows),))
-                dst["episodes"][:] = rows
-            src.close()
-            os.replace(tmp, self.path)
+            attrs = dict(src.attrs)
+            try:
+                self._rebuild(attrs, _IndexSource(src))
+            except (OSError, RuntimeError, KeyError, ValueError) as err:
+                self._check_space(err)
+                if read_head(self.path) is None:
+                    raise CorruptDatasetError(
+                        f"{self.path}: cannot recover it: HDF5's index is damaged "
+                        f"({_h5.reason(err)}) and the file has no commit journal head (format "
+                        "1.0, or killed before its first commit); gan_envs.datasets.verify() "
+                        "lists what is readable") from None
+                try:
+                    self._rebuild(attrs, _JournalSource(self.path, src))
+                except (OSError, RuntimeError, KeyError, ValueError) as again:
+                    self._check_space(again)
+                    raise CorruptDatasetError(
+                        f"{self.path}: cannot recover it: HDF5's index is damaged "
+                        f"({_h5.reason(err)}) and so is its commit journal "
+                        f"({_h5.reason(again)}); gan_envs.datasets.verify() lists what is "
+                        "readable") from None
         finally:
             src.close()
+
+    def _check_space(self, err: BaseException) -> None:
+        """Raise DatasetWriteError if ``err`` is the recovered copy running out of space."""
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG) or any(
+                text in str(err) for text in ("No space left", "File too large")):
+            raise DatasetWriteError(f"{self.path}: recovering its committed episodes needs "
+                                    f"space for a copy ({_h5.reason(err)}); free space and "
+                                    "resume again (the file is unchanged)") from None
+
+    def _rebuild(self, attrs: Mapping[str, Any], source: _IndexSource | _JournalSource) -> None:
+        """Write ``source``'s committed episodes into a fresh file that replaces ``path``."""
+        rows, layout = source.rows, source.layout
+        chunk = int(layout["chunk_frames"])
+        tmp = self._temp_path()
+        try:
+            with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK_SIZE) as dst:
+                create_layout(
+                    dst,
+                    space_from_json(attrs["observation_space"]),
+                    space_from_json(attrs["action_space"]),
+                    chunk_frames=chunk, compression=layout["compression"],
+                    compression_level=layout["compression_level"],
+                    blank_frames=layout["blank_frames"],
+                )
+                create_log(dst)
+                for key, value in attrs.items():
+                    dst.attrs[key] = value
+                dst.attrs["format_version"] = FORMAT_VERSION  # it now has a commit journal
+                names = [name for name in dst if name not in ("episodes", LOG_NAME)]
+                for name in names:
+                    end = max((episode_ranges(row, [name], chunk)[name][1] for row in rows),
+                              default=0)
+                    dst[name].resize(end, axis=0)
+                    zeros = (0,) * (dst[name].ndim - 1)
+                    for first, data, mask in source.chunks(name):
+                        dst[name].id.write_direct_chunk((first, *zeros), data, mask)
+                dst["episodes"].resize((len(rows),))
+                dst["episodes"][:] = rows
+                dst.flush()
+                _allocate_userblock(tmp)
+                journal = Journal(dst, tmp, layout)
+                try:
+                    datasets = {name: dst[name] for name in names}
+                    located = {name: chunk_locations(ds) for name, ds in datasets.items()}
+                    for k, row in enumerate(rows):
+                        journal.write_record(k, row, episode_ranges(row, names, chunk), datasets,
+                                             located)
+                        journal.publish()
+                finally:
+                    journal.close()
+            os.replace(tmp, self.path)
+        finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
@@ -374,6 +444,30 @@ class RolloutWriter:
         names += ["blank_frame"] if self.blank_frames else []
         self._cols = {name: _Column(f[name], self.chunk_frames) for name in names}
         self._table = f["episodes"]
+        self._journal = None
+        self._max_steps = sys.maxsize
+        if LOG_NAME in f:
+            self._max_steps = max_steps(self.chunk_frames, len(self._cols))
+            self._journal = Journal(f, self.path, _layout_of(f), fsync=self._fsync)
+            try:
+                self._sync_journal(rows)
+            except (OSError, RuntimeError, KeyError) as err:
+                self.close()
+                raise DatasetWriteError(f"{self.path}: cannot bring its commit journal up to "
+                                        f"date ({_h5.reason(err)}); free space, or run "
+                                        "gan_envs.datasets.verify() on it") from None
+
+    def _sync_journal(self, rows: np.ndarray) -> None:
+        """Make the journal hold exactly the committed episodes (after a commit cut short)."""
+        assert self._journal is not None
+        if self._journal.episodes > len(rows):  # its newest records' rows are not committed
+            self._journal.rewind(len(rows))
+        if self._journal.episodes < len(rows):  # a commit stopped before the head moved
+            located = {name: chunk_locations(c.ds) for name, c in self._cols.items()}
+            for k in range(self._journal.episodes, len(rows)):
+                self._journal_episode(k, rows[k], located)
+                self._file.flush()
+                self._journal.publish()
 
     # -----------------------------------------------------------------------------------------
     # Public API
@@ -415,6 +509,8 @@ class RolloutWriter:
         if ep.terminated or ep.truncated:
             raise DatasetError(f"{self.path}: the episode ended at step {ep.steps}; call "
                                "commit_episode() before adding steps")
+        if ep.steps >= self._max_steps:
+            raise DatasetError(self._too_long(ep.steps + 1))
         act = self._values(self.action_space, action, "action", single=True)
         obs = self._values(self.observation_space, observation, "observation", single=True)
         rew = self._reward(reward)
@@ -468,6 +564,8 @@ class RolloutWriter:
             raise DatasetError(f"{self.path}: an episode needs at least one step, got no actions")
         acts = self._values(self.action_space, actions, "actions")
         n = len(acts)
+        if n > self._max_steps:
+            raise DatasetError(self._too_long(n))
         obs = self._values(self.observation_space, observations, "observations")
         rews = self._rewards(rewards)
         terms = self._flags(terminations, n, "terminations")
@@ -498,6 +596,9 @@ class RolloutWriter:
     def close(self) -> None:
         """Discard an uncommitted episode and close the file (cleanly: plain h5py opens it)."""
         self._episode = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
         if self._file is not None:
             try:
                 if self._broken is None:
@@ -550,6 +651,8 @@ class RolloutWriter:
             raise DatasetWriteError(self._broken) from err
 
     def _begin_columns(self) -> None:
+        if self._journal is not None:
+            self._journal.begin()
         for name, col in self._cols.items():
             col.begin(self._obs_cursor if name in ("observations", "blank_frame")
                       else self._step_cursor)
@@ -571,17 +674,33 @@ class RolloutWriter:
                 col.finish()
             self._file.flush()  # 1. the episode's data ...
             self._sync()
+            if self._journal is not None:  # ... its journal record (not yet reachable) ...
+                self._journal_episode(k, row)
             self._table.id.set_extent((k + 1,))
             file_space = self._table.id.get_space()
             file_space.select_hyperslab((k,), (1,))
             self._table.id.write(h5py.h5s.create_simple((1,)), file_space, row.reshape(1))
-            self._file.flush()  # 2. ... then its row: the commit record
+            self._file.flush()  # 2. ... then its row: the commit record ...
             self._sync()
+            if self._journal is not None:  # 3. ... and the journal's head (one small write)
+                self._journal.publish()
         self._episode = None
         self._num_episodes = k + 1
         self._obs_cursor = self._cols["observations"].start
         self._step_cursor = self._cols["actions"].start
         return k
+
+    def _too_long(self, steps: int) -> str:
+        return (f"{self.path}: an episode of {steps} steps is longer than the commit journal "
+                f"records with chunk_frames={self.chunk_frames} ({self._max_steps} steps); "
+                "end it earlier (truncate) or write the file with a larger chunk_frames")
+
+    def _journal_episode(self, k: int, row: np.void | np.ndarray,
+                         located: Mapping[str, Locations] | None = None) -> None:
+        assert self._journal is not None
+        ranges = episode_ranges(row, list(self._cols), self.chunk_frames)
+        self._journal.write_record(k, row, ranges, {n: c.ds for n, c in self._cols.items()},
+                                   located)
 
     def _sync(self) -> None:
         if self._fsync:
@@ -671,10 +790,57 @@ def _zeros_and_ones(arr: np.ndarray) -> bool:
     return arr.dtype == bool or bool(((arr == 0) | (arr == 1)).all())
 
 
-def _copy_chunks(src: h5py.Dataset, dst: h5py.Dataset, end: int, chunk: int) -> None:
-    """Copy rows [0, end) chunk by chunk as stored bytes (no decompression, checksums kept)."""
-    dst.resize(end, axis=0)
-    zeros = (0,) * (src.ndim - 1)
-    for start in range(0, end, chunk):
-        mask, data = src.id.read_direct_chunk((start, *zeros))
-        dst.id.write_direct_chunk((start, *zeros), data, mask)
+def _allocate_userblock(path: Path) -> None:
+    """Write the user block's zeros, so that moving the journal head never needs new space."""
+    with open(path, "r+b") as f:
+        f.write(bytes(USERBLOCK_SIZE))
+
+
+def _layout_of(f: h5py.File) -> dict[str, Any]:
+    """How a file's arrays are stored: what a rebuilt file must repeat."""
+    obs = f["observations"]
+    return {"chunk_frames": int(f.attrs["chunk_frames"]), "compression": obs.compression,
+            "compression_level": obs.compression_opts, "blank_frames": "blank_frame" in f}
+
+
+class _IndexSource:
+    """A killed writer's committed episodes, found through HDF5's chunk index."""
+
+    def __init__(self, src: h5py.File) -> None:
+        self._src = src
+        self.rows = committed_rows(src["episodes"][:])
+        self.layout = _layout_of(src)
+
+    def chunks(self, name: str) -> Iterator[tuple[int, bytes, int]]:
+        """(first row, stored bytes, filter mask) of every committed chunk of array ``name``."""
+        ds, chunk = self._src[name], int(self.layout["chunk_frames"])
+        zeros = (0,) * (ds.ndim - 1)
+        for row in self.rows:
+            start, end = episode_ranges(row, [name], chunk)[name]
+            for first in range(start, end, chunk):
+                mask, data = ds.id.read_direct_chunk((first, *zeros))
+                yield first, data, mask
+
+
+class _JournalSource:
+    """A killed writer's committed episodes, found through the commit journal (plain reads)."""
+
+    def __init__(self, path: Path, src: h5py.File) -> None:
+        self._path = path
+        self._records = read_records(path)
+        self.rows = np.array([r.row for r in self._records], dtype=EPISODE_DTYPE)
+        self.layout = self._records[-1].layout if self._records else _layout_of(src)
+
+    def chunks(self, name: str) -> Iterator[tuple[int, bytes, int]]:
+        """Like :meth:`_IndexSource.chunks`; each chunk checked against its recorded CRC32."""
+        with open(self._path, "rb") as f:
+            for record in self._records:
+                for first, offset, size, mask, crc in record.chunks[name].tolist():
+                    f.seek(offset)
+                    data = f.read(size)
+                    if len(data) != size or zlib.crc32(data) != crc:
+                        raise CorruptDatasetError(
+                            f"{self._path}: cannot recover it: the {name} chunk at row {first} "
+                            f"of episode {record.episode} does not match its commit journal "
+                            "record; gan_envs.datasets.verify() lists what is readable")
+                    yield first, data, mask
