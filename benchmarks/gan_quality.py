@@ -12,8 +12,9 @@ the run afterwards with ``gan-envs evaluate RUN_DIR DATA.h5 --n 1000 --seed S``.
 ``--fork RUN_OR_SNAPSHOT`` continues a saved run directory (a snapshot, or a finished run) in
 RUN_DIR instead of starting afresh, the budget counting from there. The runs are deterministic
 for a seed, so a fork equals the run it was taken from as long as ``--config`` changes only what
-acts after the fork: ``iterations`` (beyond the fork) and ``lr_decay`` (a decay that starts after
-it); anything else given must equal the saved run's value.
+acts after the fork: ``iterations`` (beyond the fork), ``lr_decay`` (a decay that starts after
+it) and ``loss`` (the objective from the fork on, e.g. the logistic loss early and the hinge
+after); anything else given must equal the saved run's value.
 
 ``--snapshot-every K`` also copies the checkpoint every K iterations from iteration
 ``--snapshot-after`` (default 10,000) on into ``RUN_DIR.snapshots/iter_NNNNNN/``, each a run
@@ -41,7 +42,7 @@ from gan_envs.trainers.gan import (
     train_gan,
 )
 
-FORK_CHANGES = ("lr_decay",)  # GanConfig fields a fork may change (besides iterations)
+FORK_CHANGES = ("lr_decay", "loss")  # GanConfig fields a fork may change (besides iterations)
 
 
 def fork(saved_dir: Path, run_dir: Path, config: dict, cap: int) -> int:
