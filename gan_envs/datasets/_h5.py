@@ -73,10 +73,12 @@ def open_error(path: Path, err: Exception) -> DatasetError:
 
 
 def reason(err: BaseException) -> str:
-    """The innermost cause HDF5 gives for a failure (the last parenthesised part of its text)."""
+    """The innermost cause HDF5 gives for a failure, on one line: the system's error message of
+    a failed write or read (``File too large``), else the last parenthesised part of its text."""
     text = str(err)
-    found = re.search(r"\(([^()]*)\)\s*$", text)
-    return found.group(1) if found else text or type(err).__name__
+    found = (re.search(r"error message = '([^']*)'", text)
+             or re.search(r"\(([^()]*)\)\s*$", text))
+    return " ".join((found.group(1) if found else text or type(err).__name__).split())
 
 
 @functools.cache
@@ -92,24 +94,25 @@ def _hdf5_library() -> ctypes.CDLL | None:
     return None
 
 
-def _limit_read_attempts(fapl: h5p.PropFAID) -> None:
-    """Cap SWMR metadata read retries (best effort: needs the libhdf5 symbol)."""
+def _set_fapl(fapl: h5p.PropFAID, setter_name: str, argtype: type, value: int) -> None:
+    """Set a file-access property h5py does not wrap (best effort: needs the libhdf5 symbol)."""
     lib = _hdf5_library()
-    setter = getattr(lib, "H5Pset_metadata_read_attempts", None) if lib else None
+    setter = getattr(lib, setter_name, None) if lib else None
     if setter is not None:
-        setter.argtypes = [ctypes.c_int64, ctypes.c_uint]
-        setter(fapl.id, SWMR_READ_ATTEMPTS)
+        setter.argtypes = [ctypes.c_int64, argtype]
+        setter(fapl.id, value)
+
+
+def _limit_read_attempts(fapl: h5p.PropFAID) -> None:
+    """Cap SWMR metadata read retries."""
+    _set_fapl(fapl, "H5Pset_metadata_read_attempts", ctypes.c_uint, SWMR_READ_ATTEMPTS)
 
 
 def _no_small_data_blocks(fapl: h5p.PropFAID) -> None:
     """Allocate every raw chunk at the end of the file instead of packing small ones into 2 KiB
-    blocks reserved earlier, so that the chunks of a commit lie in the bytes written since the
-    previous one (where the commit journal looks for them; best effort, as above)."""
-    lib = _hdf5_library()
-    setter = getattr(lib, "H5Pset_small_data_block_size", None) if lib else None
-    if setter is not None:
-        setter.argtypes = [ctypes.c_int64, ctypes.c_uint64]
-        setter(fapl.id, 0)
+    blocks reserved earlier, so that an episode's chunks lie in the bytes written since it began
+    (where the commit journal looks for them)."""
+    _set_fapl(fapl, "H5Pset_small_data_block_size", ctypes.c_uint64, 0)
 
 
 def _latest_fapl() -> h5p.PropFAID:

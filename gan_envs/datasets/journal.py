@@ -40,7 +40,7 @@ import h5py
 import numpy as np
 
 from gan_envs.datasets.errors import CorruptDatasetError
-from gan_envs.datasets.format import EPISODE_DTYPE
+from gan_envs.datasets.format import EPISODE_DTYPE, OBSERVATION_ARRAYS, align_up
 
 __all__ = [
     "LOG_CHUNK",
@@ -110,8 +110,8 @@ def episode_ranges(row: np.void | np.ndarray, names: list[str], chunk_frames: in
     obs, step = int(row["obs_offset"]), int(row["step_offset"])
     out = {}
     for name in names:
-        start, rows = (obs, n + 1) if name in ("observations", "blank_frame") else (step, n)
-        out[name] = (start, start + -(-rows // chunk_frames) * chunk_frames)
+        start, rows = (obs, n + 1) if name in OBSERVATION_ARRAYS else (step, n)
+        out[name] = (start, start + align_up(rows, chunk_frames))
     return out
 
 

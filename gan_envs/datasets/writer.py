@@ -25,7 +25,6 @@ import contextlib
 import errno
 import math
 import os
-import re
 import shlex
 import sys
 import zlib
@@ -636,9 +635,7 @@ class RolloutWriter:
         try:
             yield
         except (OSError, RuntimeError) as err:
-            text = str(err)
-            found = re.search(r"error message = '([^']*)'", text)
-            reason = found.group(1) if found else text.split("(")[0].strip() or type(err).__name__
+            reason = _h5.reason(err)
             k = self._num_episodes
             kept = (f"episodes 0-{k - 1} are committed and intact" if k
                     else "no episode was committed")

@@ -334,3 +334,21 @@ def test_a_damaged_newest_head_falls_back_to_the_older_slot(tmp_path):
     with open(path, "r+b") as f:  # the newest slot now points at garbage (with a valid CRC)
         write_head(f.fileno(), Head(5, USERBLOCK_SIZE, 40))
     assert [r.episode for r in read_records(path)] == [0, 1, 2, 3]
+
+
+def test_a_recovery_without_space_for_its_copy_is_a_one_line_error(killed_file, tmp_path):
+    path = tmp_path / "nospace.h5"
+    shutil.copy(killed_file, path)
+    before = path.read_bytes()
+    limit = len(before) // 2  # the copy cannot grow past half the original's size
+    child = start_child(path, "--resume", "--episodes", "40", "--fsize-limit", str(limit))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    errors = [line for line in out.splitlines() if line.startswith("error: ")]
+    assert errors, out
+    assert str(path) in errors[0] and "needs space for a copy" in errors[0]
+    assert "the file is unchanged" in errors[0]
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".nospace.h5.*.tmp"))
+    with RolloutWriter(path, resume=True) as writer:  # with space again it recovers
+        assert writer.num_episodes >= 25
