@@ -196,11 +196,12 @@ class ProcessLock:
         finally:
             os.close(fd)
 
-    def hold_shared(self) -> None:
-        """Take the shared lock a live writer holds until :meth:`release`."""
+    def hold_shared(self, file: Path | None = None) -> None:
+        """Take the shared lock a live writer holds until :meth:`release`, on ``file`` (default:
+        the path): a writer locks its new file under a temporary name before renaming it."""
         if fcntl is None:
             return
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = os.open(self.path if file is None else file, os.O_RDONLY)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError:

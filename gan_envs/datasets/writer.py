@@ -274,11 +274,10 @@ class RolloutWriter:
                 "versions": library_versions(),
                 "user_metadata": dict(metadata or {}),
             }
-            self._create(values, observation_space, action_space, compression=compression,
-                         compression_level=compression_level, blank_frames=blank_frames,
-                         replace=overwrite)
-            self._file = _h5.open_for_swmr_write(self.path)
-        self._lock.hold_shared()
+            self._file = self._create(values, observation_space, action_space,
+                                      compression=compression,
+                                      compression_level=compression_level,
+                                      blank_frames=blank_frames, replace=overwrite)
         self._setup()
 
     # -----------------------------------------------------------------------------------------
@@ -288,8 +287,9 @@ class RolloutWriter:
         return self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
 
     def _create(self, values: Mapping[str, Any], observation_space: gym.Space,
-                action_space: gym.Space, *, replace: bool, **layout: Any) -> None:
-        """Build the empty file under a temporary name, then link it into place atomically."""
+                action_space: gym.Space, *, replace: bool, **layout: Any) -> h5py.File:
+        """Build the empty file under a temporary name, then open and publish it (see
+        :meth:`_open_and_publish`)."""
         tmp = self._temp_path()
         try:
             with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK_SIZE) as f:
@@ -298,10 +298,25 @@ class RolloutWriter:
                 create_log(f)
                 write_metadata(f, values)
             _allocate_userblock(tmp)
-            self._publish(tmp, replace=replace)
+            return self._open_and_publish(tmp, replace=replace)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def _open_and_publish(self, tmp: Path, *, replace: bool) -> h5py.File:
+        """Open the finished temporary file as the SWMR writer and take the writer's shared
+        lock on it, then give it its name: no other process can see the file before it is
+        held. (Published first, a reader that opened it before the writer did made the
+        writer's open fail: HDF5 wants an exclusive lock to open for writing.)"""
+        f = _h5.open_for_swmr_write(tmp)
+        try:
+            self._lock.hold_shared(tmp)
+            self._publish(tmp, replace=replace)
+        except BaseException:
+            self._lock.release()
+            f.close()
+            raise
+        return f
 
     def _publish(self, tmp: Path, *, replace: bool) -> None:
         if replace:
@@ -319,8 +334,13 @@ class RolloutWriter:
         try:
             f = _h5.open_for_swmr_write(self.path)
         except _h5.NeedsRecovery:  # copy the committed part into a fresh file
-            self._recover()
-            f = _h5.open_for_swmr_write(self.path)
+            f = self._recover()
+        else:
+            try:
+                self._lock.hold_shared()
+            except BaseException:
+                f.close()
+                raise
         try:
             check_format(f.attrs, str(self.path))
             meta = read_metadata(f.attrs)
@@ -336,21 +356,35 @@ class RolloutWriter:
                                    f"file holds {meta['env_ids']}); write a new file")
         except Exception:
             f.close()
+            self._lock.release()
             raise
         return f
 
-    def _recover(self) -> None:
-        """Replace a killed writer's file by a clean copy of its committed episodes.
+    def _recover(self) -> h5py.File:
+        """Replace a killed writer's file by a clean copy of its committed episodes; return the
+        copy opened for writing.
 
         The committed chunks are found through HDF5's chunk index; if that index or the episode
         table is damaged (a kill tore one of its blocks), through the commit journal instead.
         """
+        tmp = self._temp_path()
+        try:
+            self._copy_committed(tmp)
+            # a second writer that started meanwhile would lose its episodes to the copy
+            self._lock.probe_exclusive()
+            return self._open_and_publish(tmp, replace=True)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def _copy_committed(self, tmp: Path) -> None:
+        """Write the killed file's committed episodes into ``tmp`` (see :meth:`_recover`)."""
         src, _ = _h5.open_for_read(self.path)
         try:
             check_format(src.attrs, str(self.path))
             attrs = dict(src.attrs)
             try:
-                self._rebuild(attrs, _IndexSource(src))
+                self._rebuild(attrs, _IndexSource(src), tmp)
             except (OSError, RuntimeError, KeyError, ValueError) as err:
                 self._check_space(err)
                 if read_head(self.path) is None:
@@ -360,7 +394,7 @@ class RolloutWriter:
                         "1.0, or killed before its first commit); gan_envs.datasets.verify() "
                         "lists what is readable") from None
                 try:
-                    self._rebuild(attrs, _JournalSource(self.path, src))
+                    self._rebuild(attrs, _JournalSource(self.path, src), tmp)
                 except (OSError, RuntimeError, KeyError, ValueError) as again:
                     self._check_space(again)
                     raise CorruptDatasetError(
@@ -379,51 +413,46 @@ class RolloutWriter:
                                     f"space for a copy ({_h5.reason(err)}); free space and "
                                     "resume again (the file is unchanged)") from None
 
-    def _rebuild(self, attrs: Mapping[str, Any], source: _IndexSource | _JournalSource) -> None:
-        """Write ``source``'s committed episodes into a fresh file that replaces ``path``."""
+    def _rebuild(self, attrs: Mapping[str, Any], source: _IndexSource | _JournalSource,
+                 tmp: Path) -> None:
+        """Write ``source``'s committed episodes into a fresh file at ``tmp``."""
         rows, layout = source.rows, source.layout
         chunk = int(layout["chunk_frames"])
-        tmp = self._temp_path()
-        try:
-            with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK_SIZE) as dst:
-                create_layout(
-                    dst,
-                    space_from_json(attrs["observation_space"]),
-                    space_from_json(attrs["action_space"]),
-                    chunk_frames=chunk, compression=layout["compression"],
-                    compression_level=layout["compression_level"],
-                    blank_frames=layout["blank_frames"],
-                )
-                create_log(dst)
-                for key, value in attrs.items():
-                    dst.attrs[key] = value
-                dst.attrs["format_version"] = FORMAT_VERSION  # it now has a commit journal
-                names = [name for name in dst if name not in ("episodes", LOG_NAME)]
-                for name in names:
-                    end = max((episode_ranges(row, [name], chunk)[name][1] for row in rows),
-                              default=0)
-                    dst[name].resize(end, axis=0)
-                    zeros = (0,) * (dst[name].ndim - 1)
-                    for first, data, mask in source.chunks(name):
-                        dst[name].id.write_direct_chunk((first, *zeros), data, mask)
-                dst["episodes"].resize((len(rows),))
-                dst["episodes"][:] = rows
-                dst.flush()
-                _allocate_userblock(tmp)
-                journal = Journal(dst, tmp, layout)
-                try:
-                    datasets = {name: dst[name] for name in names}
-                    located = {name: chunk_locations(ds) for name, ds in datasets.items()}
-                    for k, row in enumerate(rows):
-                        journal.write_record(k, row, episode_ranges(row, names, chunk), datasets,
-                                             located)
-                        journal.publish()
-                finally:
-                    journal.close()
-            os.replace(tmp, self.path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+        with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK_SIZE) as dst:
+            create_layout(
+                dst,
+                space_from_json(attrs["observation_space"]),
+                space_from_json(attrs["action_space"]),
+                chunk_frames=chunk, compression=layout["compression"],
+                compression_level=layout["compression_level"],
+                blank_frames=layout["blank_frames"],
+            )
+            create_log(dst)
+            for key, value in attrs.items():
+                dst.attrs[key] = value
+            dst.attrs["format_version"] = FORMAT_VERSION  # it now has a commit journal
+            names = [name for name in dst if name not in ("episodes", LOG_NAME)]
+            for name in names:
+                end = max((episode_ranges(row, [name], chunk)[name][1] for row in rows),
+                          default=0)
+                dst[name].resize(end, axis=0)
+                zeros = (0,) * (dst[name].ndim - 1)
+                for first, data, mask in source.chunks(name):
+                    dst[name].id.write_direct_chunk((first, *zeros), data, mask)
+            dst["episodes"].resize((len(rows),))
+            dst["episodes"][:] = rows
+            dst.flush()
+            _allocate_userblock(tmp)
+            journal = Journal(dst, tmp, layout)
+            try:
+                datasets = {name: dst[name] for name in names}
+                located = {name: chunk_locations(ds) for name, ds in datasets.items()}
+                for k, row in enumerate(rows):
+                    journal.write_record(k, row, episode_ranges(row, names, chunk), datasets,
+                                         located)
+                    journal.publish()
+            finally:
+                journal.close()
 
     def _setup(self) -> None:
         f = self._file

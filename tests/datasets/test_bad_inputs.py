@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
-from dataset_helpers import ACTION_SPACE, FRAME_SPACE, assert_episode_equal, make_episode
+from dataset_helpers import (
+    ACTION_SPACE,
+    FRAME_SPACE,
+    assert_episode_equal,
+    make_episode,
+    start_child,
+)
 from gymnasium.spaces import Box, Dict, Discrete
 
 from gan_envs.datasets import (
@@ -221,3 +230,56 @@ def test_a_file_cut_anywhere_is_refused_not_silently_shortened(written, fraction
                 reader.episode(k)
     except CorruptDatasetError as err:
         assert "truncated" in str(err) and "\n" not in str(err)
+
+
+_HOLD_OPEN = ("import sys; from gan_envs.datasets import RolloutReader; "
+              "r = RolloutReader(sys.argv[1]); print(r.num_episodes, flush=True); sys.stdin.read()")
+
+
+def test_a_reader_that_opens_a_new_file_at_once_does_not_stop_its_writer(tmp_path, monkeypatch):
+    """A reader that opens the file the moment it appears (a progress monitor, `gan-envs info`)
+    must not make the writer's own open fail: HDF5 opens for writing only under an exclusive lock,
+    so the writer opens and locks the file before it has its name. Covers a new file, an
+    overwrite and a killed file's recovery, each of which links a fresh file into place."""
+    readers = []
+    publish = RolloutWriter._publish
+
+    def publish_then_open_a_reader(writer, tmp, *, replace):
+        publish(writer, tmp, replace=replace)
+        reader = subprocess.Popen([sys.executable, "-c", _HOLD_OPEN, str(writer.path)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        readers.append(reader)
+        assert reader.stdout.readline().strip().isdigit(), reader.communicate()[1]
+
+    def release_readers():
+        while readers:
+            reader = readers.pop()
+            _, err = reader.communicate("", timeout=30)
+            assert reader.returncode == 0, err
+
+    monkeypatch.setattr(RolloutWriter, "_publish", publish_then_open_a_reader)
+    path = tmp_path / "data.h5"
+    ep = make_episode(0)
+    episode = (ep["observations"], ep["actions"], ep["rewards"], ep["terminations"])
+    for overwrite in (False, True):
+        with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, chunk_frames=8,
+                           overwrite=overwrite) as writer:
+            assert len(readers) == 1  # it opened the file before the writer wrote anything
+            writer.add_episode(*episode)
+        release_readers()
+    monkeypatch.setattr(RolloutWriter, "_publish", publish)
+    path.unlink()
+    child = start_child(path)  # a writer killed after its first commits needs recovering
+    for line in child.stdout:
+        if line.startswith("committed 1"):
+            break
+    child.kill()
+    child.communicate()
+    monkeypatch.setattr(RolloutWriter, "_publish", publish_then_open_a_reader)
+    with RolloutWriter(path, resume=True) as writer:
+        assert len(readers) == 1 and writer.num_episodes >= 2
+        writer.add_episode(*episode)
+    release_readers()
+    with RolloutReader(path) as reader:
+        assert_episode_equal(reader.episode(reader.num_episodes - 1), ep)
