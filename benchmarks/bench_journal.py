@@ -6,7 +6,12 @@ real Breakout 64x64 episodes into fresh files, alternating, ``--repeats`` times;
 the median of the per-pair ratios. Two episode lengths: Breakout's random-policy episodes as
 they come, and the same frames cut into 16-step episodes (the most commits per frame).
 
-Usage: python benchmarks/bench_journal.py [--frames 6000] [--repeats 7]
+``--growth N`` instead writes N noise episodes of 1,000 steps into one uncompressed file (with
+``blank_frame`` flags), with and without the journal, and prints the commit time per episode
+over the first and the last eighth of the file: a journal that asks HDF5 where each chunk is
+(its answer walks the whole chunk index) grows with the file, the baseline does not.
+
+Usage: python benchmarks/bench_journal.py [--frames 6000] [--repeats 7] [--growth 160]
 """
 
 from __future__ import annotations
@@ -56,6 +61,41 @@ def write(path: Path, episodes: list[dict[str, np.ndarray]], journal: bool) -> f
     return time.perf_counter() - start
 
 
+def commit_times(path: Path, episodes: int, journal: bool) -> list[float]:
+    """Seconds per ``add_episode`` of ``episodes`` 1,000-step noise episodes, uncompressed."""
+    rng = np.random.default_rng(0)
+    steps = 1000
+    obs = rng.integers(0, 256, (steps + 1, *SPACE.shape), dtype=np.uint8)
+    actions = rng.integers(0, 4, steps)
+    rewards = np.zeros(steps, np.float32)
+    ends = np.arange(steps) == steps - 1
+    blank = np.zeros(steps + 1, bool)
+    times = []
+    with RolloutWriter(path, SPACE, gym.spaces.Discrete(4), overwrite=True, compression=None,
+                       blank_frames=True) as writer:
+        if not journal:
+            writer._journal.close()
+            writer._journal = None
+        for _ in range(episodes):
+            start = time.perf_counter()
+            writer.add_episode(obs, actions, rewards, ends, blank=blank)
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def growth(episodes: int) -> None:
+    eighth = max(1, episodes // 8)
+    with tempfile.TemporaryDirectory() as tmp:
+        for journal in (False, True):
+            times = commit_times(Path(tmp) / "growth.h5", episodes, journal)
+            first = statistics.median(times[:eighth]) * 1000
+            last = statistics.median(times[-eighth:]) * 1000
+            print(f"{'with' if journal else 'without':>7} the journal, uncompressed: "
+                  f"{first:.1f} ms per 1,000-step episode over the first {eighth}, "
+                  f"{last:.1f} ms over the last {eighth} (at {episodes * 1000:,} steps): "
+                  f"{last / first:.2f}x")
+
+
 def log_bytes(path: Path) -> int:
     import h5py
 
@@ -68,7 +108,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=6000)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--growth", type=int, default=0)
     args = parser.parse_args()
+    if args.growth:
+        growth(args.growth)
+        return
     env = Frames64(gym.make("ALE/Breakout-v5", frameskip=4, repeat_action_probability=0.0))
     _, episodes = play(env, args.frames)
     frames = sum(len(ep["actions"]) + 1 for ep in episodes)

@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "gan-envs-rollouts"
-FORMAT_VERSION = "1.1"
+FORMAT_VERSION = "1.2"
 SUPPORTED_MAJOR = 1
 
 #: Arrays with one row per observation (N + 1 per episode).

@@ -9,12 +9,15 @@ page cache one page at a time and checks for a fatal signal between pages, so on
 spans pages can be torn. In a crash-state replay of a format 1.0 writer, 64 of the 2,427 states
 a kill could leave lost committed episodes this way: docs/dataset-format.md, *Crash safety*.)
 
-What the journal stores (format 1.1):
+What the journal stores (format 1.1; 1.2 adds the inline chunks):
 
 * one **record** per committed episode, written once as one zlib-compressed chunk of the
   ``commit_log`` dataset and never rewritten: the episode's table row, the file offset, stored
   size, filter mask and CRC32 of each of its chunks in every array, the array layout, and the
-  address of the previous record (the records form a chain), with a CRC32 of its own;
+  address of the previous record (the records form a chain), with a CRC32 of its own. A chunk
+  with fewer than 8 non-zero stored bytes (the flags of an uncompressed file) is kept in the
+  record itself instead, as its non-zero bytes, with offset 0 (format 1.2; a 1.1 record,
+  ``GEJREC01``, has none);
 * the **head**, the newest record's address, in the file's 512-byte user block, which HDF5 never
   touches: two slots (at bytes 0 and 256) written alternately, each 36 bytes with the episode
   count and a CRC32. A write this small inside one page is never torn by a killed process;
@@ -31,10 +34,10 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import h5py
 import numpy as np
@@ -43,6 +46,8 @@ from gan_envs.datasets.errors import CorruptDatasetError
 from gan_envs.datasets.format import EPISODE_DTYPE, OBSERVATION_ARRAYS, align_up
 
 __all__ = [
+    "CHUNK_DTYPE",
+    "INLINE_DTYPE",
     "LOG_CHUNK",
     "LOG_NAME",
     "USERBLOCK_SIZE",
@@ -69,11 +74,18 @@ LOG_CHUNK = 1 << 24
 _HEAD = struct.Struct("<8sQQQ")  # magic, episodes, record offset, record size; then a CRC32
 _HEAD_MAGIC = b"GEJHEAD1"
 _SLOT_OFFSETS = (0, 256)
-_RECORD_MAGIC = b"GEJREC01"
+_RECORD_MAGIC = b"GEJREC02"
+_RECORD_MAGICS = (b"GEJREC01", _RECORD_MAGIC)  # 1.1's records have no inline chunks
 _HEADER_ROOM = 4096  # bytes of a record besides its chunk tables, with room to spare
 #: One chunk of an episode: its first row, where its stored bytes are, and their CRC32.
 CHUNK_DTYPE = np.dtype([("row", "<i8"), ("offset", "<u8"), ("size", "<u4"), ("mask", "<u4"),
                         ("crc", "<u4")])
+#: One non-zero byte of a chunk kept in its record (offset 0): the chunk's index in its array's
+#: table, the byte's position in the chunk, its value.
+INLINE_DTYPE = np.dtype([("chunk", "<u4"), ("pos", "<u4"), ("value", "u1")])
+#: Non-zero bytes a chunk needs to be looked for by its bytes (not taken for an unwritten gap);
+#: a chunk with fewer is kept in its record.
+_DISTINCT_BYTES = 8
 
 
 
@@ -95,6 +107,24 @@ class Record:
     chunks: dict[str, np.ndarray]  # array name -> CHUNK_DTYPE rows
     layout: dict[str, Any]
     previous: tuple[int, int] | None
+    inline: dict[str, np.ndarray] = field(default_factory=dict)  # name -> INLINE_DTYPE rows
+
+    def stored_chunks(self, name: str, file: BinaryIO) -> Iterator[tuple[int, bytes, int, int]]:
+        """``(first row, stored bytes, filter mask, recorded CRC32)`` of each of ``name``'s
+        chunks: read from ``file`` at their offsets, or rebuilt from the record (offset 0)."""
+        inline = self.inline.get(name, np.zeros(0, INLINE_DTYPE))
+        for index, (first, offset, size, mask, crc) in enumerate(self.chunks[name].tolist()):
+            if offset == 0:
+                mine = inline[inline["chunk"] == index]
+                if len(mine) and int(mine["pos"].max()) >= size:
+                    yield first, b"", mask, crc  # fails the caller's length check
+                    continue
+                data = np.zeros(size, np.uint8)
+                data[mine["pos"]] = mine["value"]
+                yield first, data.tobytes(), mask, crc
+            else:
+                file.seek(offset)
+                yield first, file.read(size), mask, crc
 
 
 def create_log(h5file: Any) -> None:
@@ -118,11 +148,14 @@ def episode_ranges(row: np.void | np.ndarray, names: list[str], chunk_frames: in
 def max_steps(chunk_frames: int, arrays: int) -> int:
     """The longest episode whose record fits in a ``commit_log`` chunk (``arrays`` time arrays).
 
+    Each chunk takes one CHUNK_DTYPE row, and at most ``_DISTINCT_BYTES - 1`` inline bytes.
+
     Example:
-        >>> max_steps(16, 5)  # the default chunks: far beyond any Atari episode
-        1916911
+        >>> max_steps(16, 5)  # the default chunks: far beyond any Atari episode (27,000 steps)
+        589807
     """
-    chunks = (LOG_CHUNK - _HEADER_ROOM) // CHUNK_DTYPE.itemsize // arrays
+    per_chunk = CHUNK_DTYPE.itemsize + (_DISTINCT_BYTES - 1) * INLINE_DTYPE.itemsize
+    chunks = (LOG_CHUNK - _HEADER_ROOM) // per_chunk // arrays
     return (chunks - 1) * chunk_frames - 1
 
 
@@ -175,10 +208,13 @@ def _encode(record: Record) -> bytes:
         "previous": record.previous,
         "layout": record.layout,
         "chunks": [[name, len(table)] for name, table in record.chunks.items()],
+        "inline": [[name, len(table)] for name, table in record.inline.items()],
     }).encode()
     parts = [_RECORD_MAGIC, struct.pack("<I", len(header)), header,
              np.asarray(record.row, dtype=EPISODE_DTYPE).tobytes()]
     parts += [np.ascontiguousarray(t, dtype=CHUNK_DTYPE).tobytes() for t in record.chunks.values()]
+    parts += [np.ascontiguousarray(t, dtype=INLINE_DTYPE).tobytes()
+              for t in record.inline.values()]
     body = b"".join(parts)
     return zlib.compress(body + struct.pack("<I", zlib.crc32(body)), 1)
 
@@ -189,7 +225,7 @@ def _decode(stored: bytes, where: str) -> Record:
     except zlib.error:
         raise CorruptDatasetError(f"{where}: unreadable (not zlib data)") from None
     body, crc = raw[:-4], raw[-4:]
-    if raw[:8] != _RECORD_MAGIC or struct.unpack("<I", crc)[0] != zlib.crc32(body):
+    if raw[:8] not in _RECORD_MAGICS or struct.unpack("<I", crc)[0] != zlib.crc32(body):
         raise CorruptDatasetError(f"{where}: bad magic or checksum")
     (size,) = struct.unpack_from("<I", body, 8)
     header = json.loads(body[12:12 + size])
@@ -200,8 +236,13 @@ def _decode(stored: bytes, where: str) -> Record:
     for name, count in header["chunks"]:
         chunks[name] = np.frombuffer(body, CHUNK_DTYPE, count, at).copy()
         at += count * CHUNK_DTYPE.itemsize
+    inline = {}
+    for name, count in header.get("inline", []):
+        inline[name] = np.frombuffer(body, INLINE_DTYPE, count, at).copy()
+        at += count * INLINE_DTYPE.itemsize
     previous = tuple(header["previous"]) if header["previous"] else None
-    return Record(header["episode"], row, chunks, header["layout"], previous)  # type: ignore[arg-type]
+    return Record(header["episode"], row, chunks, header["layout"], previous,  # type: ignore[arg-type]
+                  inline)
 
 
 def read_records(path: str | os.PathLike[str]) -> list[Record]:
@@ -245,10 +286,17 @@ def _walk(path: Path, head: Head) -> list[Record]:
 
 #: How far before the end of file a record just written is looked for.
 _SEARCH_BACK = 4096
-#: Non-zero bytes a chunk needs to be looked for by its bytes (not taken for an unwritten gap).
-_DISTINCT_BYTES = 8
 
 Locations = dict[int, tuple[int, int, int]]  # first row -> (file offset, stored size, mask)
+
+
+def _nonzero_bytes(index: int, data: bytes) -> np.ndarray:
+    """The non-zero bytes of an array's chunk number ``index`` as INLINE_DTYPE rows."""
+    stored = np.frombuffer(data, np.uint8)
+    where = np.flatnonzero(stored)
+    out = np.empty(len(where), INLINE_DTYPE)
+    out["chunk"], out["pos"], out["value"] = index, where, stored[where]
+    return out
 
 
 def chunk_locations(ds: h5py.Dataset) -> Locations:
@@ -278,9 +326,9 @@ class Journal:
     allocated there belongs to this episode and is never rewritten once it commits, and a
     chunk found twice (two chunks of equal content) holds the same bytes either way. Chunks
     with fewer than 8 non-zero bytes (uncompressed flags, which an unwritten gap of zeros or a
-    stretch of HDF5's metadata could match) and chunks not found there (one rewritten in place
-    after a discarded episode) use HDF5's own answer. Each chunk's CRC32 is recorded, so a
-    recovery copies only bytes it can check.
+    stretch of HDF5's metadata could match) are kept in the record itself, as their non-zero
+    bytes; chunks not found (one rewritten in place after a discarded episode) use HDF5's own
+    answer. Each chunk's CRC32 is recorded, so a recovery copies only bytes it can check.
     """
 
     def __init__(self, h5file: h5py.File, path: Path, layout: Mapping[str, Any], *,
@@ -326,22 +374,26 @@ class Journal:
         end = os.fstat(self._fd).st_size
         low = self._searched_to
         region = os.pread(self._fd, end - low, low) if located is None else b""
-        chunks = {}
+        chunks, inline = {}, {}
         for name, (start, stop) in ranges.items():
             ds = datasets[name]
             tail = (0,) * (ds.ndim - 1)
             rows: list[tuple[int, int, int, int, int]] = []
+            kept: list[np.ndarray] = []
             after = 0  # a dataset's new chunks are allocated in order
             for first in range(start, stop, ds.chunks[0]):
                 mask, data = ds.id.read_direct_chunk((first, *tail))
                 crc = zlib.crc32(data)
+                if len(data) - data.count(0) < _DISTINCT_BYTES:  # kept in the record
+                    kept.append(_nonzero_bytes(len(rows), data))
+                    rows.append((first, 0, len(data), mask, crc))
+                    continue
                 if located is not None:
                     offset = self._checked(located[name][first][0], data)
                     rows.append((first, offset, len(data), mask, crc))
                     continue
-                distinct = len(data) - data.count(0) >= _DISTINCT_BYTES
-                found = region.find(data, after) if region and distinct else -1
-                found = region.find(data) if found < 0 and region and distinct else found
+                found = region.find(data, after) if region else -1
+                found = region.find(data) if found < 0 and region else found
                 if found >= 0:
                     rows.append((first, low + found, len(data), mask, crc))
                     after = found + len(data)
@@ -350,9 +402,11 @@ class Journal:
                     rows.append((first, self._checked(info.byte_offset, data), len(data), mask,
                                  crc))
             chunks[name] = np.array(rows, CHUNK_DTYPE)
+            if kept:
+                inline[name] = np.concatenate(kept)
         previous = (self._head.offset, self._head.size) if self._head.episodes else None
         stored = _encode(Record(episode, np.asarray(row, EPISODE_DTYPE), chunks, self._layout,
-                                previous))
+                                previous, inline))
         coord = episode * LOG_CHUNK
         if self._log.id.get_space().shape[0] < coord + LOG_CHUNK:
             self._log.id.set_extent((coord + LOG_CHUNK,))

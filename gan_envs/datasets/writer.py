@@ -861,10 +861,10 @@ class _JournalSource:
         """Like :meth:`_IndexSource.chunks`; each chunk checked against its recorded CRC32."""
         with open(self._path, "rb") as f:
             for record in self._records:
-                for first, offset, size, mask, crc in record.chunks[name].tolist():
-                    f.seek(offset)
-                    data = f.read(size)
-                    if len(data) != size or zlib.crc32(data) != crc:
+                sizes = dict(zip(record.chunks[name]["row"].tolist(),
+                                 record.chunks[name]["size"].tolist(), strict=True))
+                for first, data, mask, crc in record.stored_chunks(name, f):
+                    if len(data) != sizes[first] or zlib.crc32(data) != crc:
                         raise CorruptDatasetError(
                             f"{self._path}: cannot recover it: the {name} chunk at row {first} "
                             f"of episode {record.episode} does not match its commit journal "

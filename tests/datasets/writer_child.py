@@ -1,6 +1,7 @@
 """A writer process for the crash, disk-full and live-reading tests (run as a script).
 
 Usage: writer_child.py PATH [--episodes N] [--delay S] [--resume] [--fsize-limit BYTES]
+                       [--compression gzip|lzf|none]
 Prints "started", then "committed K" after episode K commits, or "error: MESSAGE".
 """
 
@@ -23,6 +24,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--fsize-limit", type=int, default=0)
+    parser.add_argument("--compression", default="gzip")
     args = parser.parse_args()
     if args.fsize_limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
@@ -30,7 +32,9 @@ def main() -> None:
     print("started", flush=True)
     try:
         with RolloutWriter(args.path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"],
-                           chunk_frames=8, resume=args.resume) as writer:
+                           chunk_frames=8, resume=args.resume,
+                           compression=None if args.compression == "none" else args.compression
+                           ) as writer:
             for k in range(writer.num_episodes, args.episodes):
                 ep = make_episode(k)
                 if k % 2:  # odd episodes step by step, even ones whole
