@@ -12,6 +12,7 @@ Prints the number of states, how many the reader refused (by kind), and how many
 (committed episodes missing even after a resume): 0 is the requirement.
 
 Usage: python benchmarks/crash_replay.py [--episodes 40] [--every 1] [--no-torn] [--jobs 2]
+                                        [--compression gzip|lzf|none]
 Needs ``strace`` (Debian: apt-get install strace).
 """
 
@@ -39,14 +40,15 @@ _HEX = re.compile(r'"((?:\\x[0-9a-f]{2})*)"')
 Op = tuple[str, int, bytes]
 
 
-def trace(episodes: int, folder: Path) -> Path:
+def trace(episodes: int, folder: Path, compression: str = "gzip") -> Path:
     """Run the writer child under strace; returns the trace file."""
     if shutil.which("strace") is None:
         sys.exit("crash_replay: strace is not installed (apt-get install strace)")
     out = folder / "trace.txt"
     subprocess.run(["strace", "-f", "-o", str(out), "-xx", "-s", "100000000", "-e",
                     "trace=openat,close,pwrite64,write,ftruncate,link", sys.executable,
-                    str(CHILD), str(folder / "w.h5"), "--episodes", str(episodes)],
+                    str(CHILD), str(folder / "w.h5"), "--episodes", str(episodes),
+                    "--compression", compression],
                    check=True, cwd=CHILD.parent, stdout=subprocess.DEVNULL)
     return out
 
@@ -156,9 +158,10 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=1, help="check every Nth write only")
     parser.add_argument("--no-torn", action="store_true", help="only states between writes")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--compression", default="gzip", choices=["gzip", "lzf", "none"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        ops, linked = parse(trace(args.episodes, Path(folder)), "w.h5")
+        ops, linked = parse(trace(args.episodes, Path(folder), args.compression), "w.h5")
         writes = sum(op[0] == "write" for op in ops)
         print(f"{writes} writes, {sum(op[0] == 'commit' for op in ops)} commits")
         outcome: Counter[str] = Counter()
