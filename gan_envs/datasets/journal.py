@@ -16,8 +16,9 @@ What the journal stores (format 1.1; 1.2 adds the inline chunks):
   size, filter mask and CRC32 of each of its chunks in every array, the array layout, and the
   address of the previous record (the records form a chain), with a CRC32 of its own. A chunk
   with fewer than 8 non-zero stored bytes (the flags of an uncompressed file) is kept in the
-  record itself instead, as its non-zero bytes, with offset 0 (format 1.2; a 1.1 record,
-  ``GEJREC01``, has none);
+  record itself instead, as its non-zero bytes, with offset 0 (format 1.2: such records start
+  ``GEJREC02``; a record without inline chunks is still ``GEJREC01``, as in 1.1, and a 1.1
+  file resumed by this version keeps getting those);
 * the **head**, the newest record's address, in the file's 512-byte user block, which HDF5 never
   touches: two slots (at bytes 0 and 256) written alternately, each 36 bytes with the episode
   count and a CRC32. A write this small inside one page is never torn by a killed process;
@@ -113,9 +114,11 @@ class Record:
         """``(first row, stored bytes, filter mask, recorded CRC32)`` of each of ``name``'s
         chunks: read from ``file`` at their offsets, or rebuilt from the record (offset 0)."""
         inline = self.inline.get(name, np.zeros(0, INLINE_DTYPE))
+        inline = inline[np.argsort(inline["chunk"], kind="stable")]
         for index, (first, offset, size, mask, crc) in enumerate(self.chunks[name].tolist()):
             if offset == 0:
-                mine = inline[inline["chunk"] == index]
+                lo, hi = np.searchsorted(inline["chunk"], [index, index + 1])
+                mine = inline[lo:hi]
                 if len(mine) and int(mine["pos"].max()) >= size:
                     yield first, b"", mask, crc  # fails the caller's length check
                     continue
@@ -210,7 +213,9 @@ def _encode(record: Record) -> bytes:
         "chunks": [[name, len(table)] for name, table in record.chunks.items()],
         "inline": [[name, len(table)] for name, table in record.inline.items()],
     }).encode()
-    parts = [_RECORD_MAGIC, struct.pack("<I", len(header)), header,
+    magic = _RECORD_MAGIC if any(len(t) for t in record.inline.values()) or any(
+        (t["offset"] == 0).any() for t in record.chunks.values()) else _RECORD_MAGICS[0]
+    parts = [magic, struct.pack("<I", len(header)), header,
              np.asarray(record.row, dtype=EPISODE_DTYPE).tobytes()]
     parts += [np.ascontiguousarray(t, dtype=CHUNK_DTYPE).tobytes() for t in record.chunks.values()]
     parts += [np.ascontiguousarray(t, dtype=INLINE_DTYPE).tobytes()
@@ -332,8 +337,9 @@ class Journal:
     """
 
     def __init__(self, h5file: h5py.File, path: Path, layout: Mapping[str, Any], *,
-                 fsync: bool = False) -> None:
+                 fsync: bool = False, inline: bool = True) -> None:
         self._log = h5file[LOG_NAME]
+        self._inline = inline  # False: a 1.1 file's records, which ask HDF5 for every chunk
         self._layout = dict(layout)
         self._fsync = fsync
         self._fd = os.open(path, os.O_RDWR)
@@ -384,7 +390,8 @@ class Journal:
             for first in range(start, stop, ds.chunks[0]):
                 mask, data = ds.id.read_direct_chunk((first, *tail))
                 crc = zlib.crc32(data)
-                if len(data) - data.count(0) < _DISTINCT_BYTES:  # kept in the record
+                distinct = len(data) - data.count(0) >= _DISTINCT_BYTES
+                if not distinct and self._inline:  # kept in the record
                     kept.append(_nonzero_bytes(len(rows), data))
                     rows.append((first, 0, len(data), mask, crc))
                     continue
@@ -392,8 +399,8 @@ class Journal:
                     offset = self._checked(located[name][first][0], data)
                     rows.append((first, offset, len(data), mask, crc))
                     continue
-                found = region.find(data, after) if region else -1
-                found = region.find(data) if found < 0 and region else found
+                found = region.find(data, after) if region and distinct else -1
+                found = region.find(data) if found < 0 and region and distinct else found
                 if found >= 0:
                     rows.append((first, low + found, len(data), mask, crc))
                     after = found + len(data)

@@ -278,7 +278,11 @@ class RolloutWriter:
                                       compression=compression,
                                       compression_level=compression_level,
                                       blank_frames=blank_frames, replace=overwrite)
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            self.close()
+            raise
 
     # -----------------------------------------------------------------------------------------
     # Opening
@@ -354,7 +358,7 @@ class RolloutWriter:
             if unknown:
                 raise DatasetError(f"{self.path}: resume=True cannot add env ids {unknown} (the "
                                    f"file holds {meta['env_ids']}); write a new file")
-        except Exception:
+        except BaseException:
             f.close()
             self._lock.release()
             raise
@@ -476,7 +480,10 @@ class RolloutWriter:
         self._max_steps = sys.maxsize
         if LOG_NAME in f:
             self._max_steps = max_steps(self.chunk_frames, len(self._cols))
-            self._journal = Journal(f, self.path, _layout_of(f), fsync=self._fsync)
+            # a 1.1 file gets 1.1 records (no inline chunks), which a 1.1 gan-envs can recover
+            inline = str(f.attrs["format_version"]) != "1.1"
+            self._journal = Journal(f, self.path, _layout_of(f), fsync=self._fsync,
+                                    inline=inline)
             try:
                 self._sync_journal(rows)
             except (OSError, RuntimeError, KeyError) as err:

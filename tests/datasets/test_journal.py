@@ -166,6 +166,24 @@ def test_the_journal_recovers_chunks_it_keeps_inline(tmp_path, compression):
     assert _read_all(path) >= 25
 
 
+def test_a_format_1_1_file_resumed_keeps_records_a_1_1_reader_can_follow(tmp_path):
+    path = tmp_path / "old.h5"
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"], chunk_frames=8,
+                       compression=None):
+        pass
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = "1.1"
+    _write(path, 3, resume=True)  # uncompressed flag chunks: inline in a 1.2 file
+    for record in read_records(path):
+        assert not record.inline
+        assert all((table["offset"] > 0).all() for table in record.chunks.values())
+    head = read_head(path)
+    with open(path, "rb") as f:
+        f.seek(head.offset)
+        assert zlib.decompress(f.read(head.size))[:8] == b"GEJREC01"
+    assert _read_all(path) == 3
+
+
 def test_a_recovered_file_keeps_a_journal_that_recovers_it_again(killed_file, tmp_path):
     path = tmp_path / "again.h5"
     shutil.copy(killed_file, path)
@@ -268,20 +286,31 @@ def test_chunks_kept_inline_come_back_byte_for_byte(sizes, data):
     rebuilds each exactly."""
     from gan_envs.datasets.journal import _nonzero_bytes
 
-    chunks = []
+    chunks, by_address = [], data.draw(st.lists(st.booleans(), min_size=len(sizes),
+                                                max_size=len(sizes)))
     for size in sizes:
         raw = np.zeros(size, np.uint8)
         where = data.draw(st.lists(st.integers(0, size - 1), max_size=7, unique=True))
         raw[where] = data.draw(st.lists(st.integers(1, 255), min_size=len(where),
                                         max_size=len(where)))
         chunks.append(raw.tobytes())
-    table = np.array([(8 * k, 0, len(c), 0, zlib.crc32(c)) for k, c in enumerate(chunks)],
-                     CHUNK_DTYPE)
-    kept = np.concatenate([_nonzero_bytes(k, c) for k, c in enumerate(chunks)])
-    record = Record(0, np.zeros((), EPISODE_DTYPE)[()], {"rewards": table}, {}, None,
-                    {"rewards": kept})
-    got = _decode(_encode(record), "test")
-    rebuilt = [data for _, data, _, _ in got.stored_chunks("rewards", io.BytesIO())]
+    file = io.BytesIO(bytes(512))  # chunks kept by address sit after a user block
+    rows, kept = [], []
+    for k, (chunk, addressed) in enumerate(zip(chunks, by_address, strict=True)):
+        offset = 0
+        if addressed:
+            offset = file.seek(0, io.SEEK_END)
+            file.write(chunk)
+        else:
+            kept.append(_nonzero_bytes(k, chunk))
+        rows.append((8 * k, offset, len(chunk), 0, zlib.crc32(chunk)))
+    inline = {"rewards": np.concatenate(kept)} if kept else {}
+    record = Record(0, np.zeros((), EPISODE_DTYPE)[()], {"rewards": np.array(rows, CHUNK_DTYPE)},
+                    {}, None, inline)
+    stored = _encode(record)
+    assert stored and zlib.decompress(stored)[:8] == (b"GEJREC02" if kept else b"GEJREC01")
+    got = _decode(stored, "test")
+    rebuilt = [data for _, data, _, _ in got.stored_chunks("rewards", file)]
     assert rebuilt == chunks
 
 
