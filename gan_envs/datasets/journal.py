@@ -213,8 +213,8 @@ def _encode(record: Record) -> bytes:
         "chunks": [[name, len(table)] for name, table in record.chunks.items()],
         "inline": [[name, len(table)] for name, table in record.inline.items()],
     }).encode()
-    magic = _RECORD_MAGIC if any(len(t) for t in record.inline.values()) or any(
-        (t["offset"] == 0).any() for t in record.chunks.values()) else _RECORD_MAGICS[0]
+    kept_inline = any((t["offset"] == 0).any() for t in record.chunks.values())
+    magic = _RECORD_MAGIC if kept_inline else _RECORD_MAGICS[0]
     parts = [magic, struct.pack("<I", len(header)), header,
              np.asarray(record.row, dtype=EPISODE_DTYPE).tobytes()]
     parts += [np.ascontiguousarray(t, dtype=CHUNK_DTYPE).tobytes() for t in record.chunks.values()]

@@ -2,9 +2,10 @@
 
 How a killed writer loses no committed episode:
 
-1. The file is built under a temporary name (arrays, table, journal, metadata), closed, and
-   linked into place: ``path`` either does not exist or is a complete empty dataset.
-2. It is then reopened in HDF5's SWMR mode (single writer, multiple readers). HDF5 orders its
+1. The file is built under a temporary name (arrays, table, journal, metadata) and closed,
+   then reopened there by the writer (2.) and locked, and only then linked into place:
+   ``path`` either does not exist or is a complete empty dataset its writer already holds.
+2. The writer opens it in HDF5's SWMR mode (single writer, multiple readers). HDF5 orders its
    metadata writes so that the file is consistent between any two of its ``write`` calls.
 3. Every episode starts on a chunk boundary and its chunks are written whole, so a chunk that
    holds committed data is never written again.
@@ -868,10 +869,10 @@ class _JournalSource:
         """Like :meth:`_IndexSource.chunks`; each chunk checked against its recorded CRC32."""
         with open(self._path, "rb") as f:
             for record in self._records:
-                sizes = dict(zip(record.chunks[name]["row"].tolist(),
-                                 record.chunks[name]["size"].tolist(), strict=True))
-                for first, data, mask, crc in record.stored_chunks(name, f):
-                    if len(data) != sizes[first] or zlib.crc32(data) != crc:
+                sizes = record.chunks[name]["size"].tolist()  # stored_chunks keeps this order
+                for size, (first, data, mask, crc) in zip(sizes, record.stored_chunks(name, f),
+                                                          strict=True):
+                    if len(data) != size or zlib.crc32(data) != crc:
                         raise CorruptDatasetError(
                             f"{self._path}: cannot recover it: the {name} chunk at row {first} "
                             f"of episode {record.episode} does not match its commit journal "
