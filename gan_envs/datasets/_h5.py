@@ -14,6 +14,8 @@ import difflib
 import functools
 import os
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -29,6 +31,9 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "NeedsRecovery",
     "ProcessLock",
+    "FOLDER_LOCK_TIMEOUT",
+    "folder_lock",
+    "file_identity",
     "check_exists",
     "open_error",
     "reason",
@@ -213,3 +218,59 @@ class ProcessLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+#: Seconds a writer waits for another gan-envs writer to finish taking a file of the same
+#: folder (a few milliseconds normally) before it gives up with DatasetInUseError.
+FOLDER_LOCK_TIMEOUT = 30.0
+
+
+@contextlib.contextmanager
+def folder_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path``'s folder: the short moment in which a writer
+    checks that a file is free and makes it its own (opens it to resume, or puts a fresh copy
+    in its place) is then one step for every other gan-envs writer of that folder.
+
+    Without it, two writers that both found the file free could both go on: the second to
+    replace the file would unlink the first's copy under it, and the first's later episodes
+    would go to a file no one can reach. Readers do not take it. Best effort: where the
+    folder cannot be locked (no ``fcntl``, an unreadable folder, a filesystem without
+    ``flock``), the writer goes on with the per-file checks alone.
+    """
+    if fcntl is None:
+        yield
+        return
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + (FOLDER_LOCK_TIMEOUT if timeout is None else timeout)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise DatasetInUseError(
+                        f"{path}: another gan-envs writer has been opening a file in {folder} "
+                        "for longer than FOLDER_LOCK_TIMEOUT; if it is stopped, end it") from None
+                time.sleep(0.005)
+            except OSError:  # the filesystem has no flock: go on unlocked
+                break
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor drops the lock
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path`` (None if there is none): a writer that copies
+    a killed file checks, before it puts the copy in place, that the file is still the one it
+    copied and not another writer's copy."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino

@@ -14,7 +14,10 @@ How a killed writer loses no committed episode:
    Readers trust only committed rows, so a kill loses at most the episode being written.
 5. ``resume=True`` on a killed file copies the committed chunks byte for byte into a fresh file
    that atomically replaces it (the HDF5 "open for write" flag cannot be cleared otherwise);
-   a cleanly closed file is simply reopened.
+   a cleanly closed file is simply reopened. Writers of one folder check that a file is
+   free and take it (open it, or put a copy or a new file in its place) under a lock on the
+   folder, so two resumers or overwriters of one file cannot both take it; a copy goes into
+   place only if the file is still the killed one it was copied from.
 6. A kill inside a ``write`` can tear one of the metadata blocks HDF5 rewrites in place (its
    chunk indexes, its object headers), which also describe committed chunks; the reader then
    refuses the file, and ``resume=True`` finds the committed chunks through the commit journal
@@ -40,7 +43,12 @@ import numpy as np
 
 from gan_envs.datasets import _h5
 from gan_envs.datasets.chunks import ChunkEncoder
-from gan_envs.datasets.errors import CorruptDatasetError, DatasetError, DatasetWriteError
+from gan_envs.datasets.errors import (
+    CorruptDatasetError,
+    DatasetError,
+    DatasetInUseError,
+    DatasetWriteError,
+)
 from gan_envs.datasets.format import (
     EPISODE_DTYPE,
     FORMAT_NAME,
@@ -303,7 +311,11 @@ class RolloutWriter:
                 create_log(f)
                 write_metadata(f, values)
             _allocate_userblock(tmp)
-            return self._open_and_publish(tmp, replace=replace)
+            if not replace:  # linking never overwrites: no check to keep in step with it
+                return self._open_and_publish(tmp, replace=False)
+            with _h5.folder_lock(self.path):  # no writer takes the old file meanwhile
+                self._lock.probe_exclusive()
+                return self._open_and_publish(tmp, replace=True)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -335,17 +347,23 @@ class RolloutWriter:
 
     def _open_for_resume(self, observation_space: gym.Space | None,
                          action_space: gym.Space | None, env_ids: list[str]) -> h5py.File:
-        self._lock.probe_exclusive()
-        try:
-            f = _h5.open_for_swmr_write(self.path)
-        except _h5.NeedsRecovery:  # copy the committed part into a fresh file
-            f = self._recover()
-        else:
+        # checked free, opened and locked in one step among writers: a second resumer that
+        # came between HDF5's open and our lock would take the file for a killed writer's
+        with _h5.folder_lock(self.path):
+            self._lock.probe_exclusive()
+            identity = _h5.file_identity(self.path)
             try:
-                self._lock.hold_shared()
-            except BaseException:
-                f.close()
-                raise
+                f: h5py.File | None = _h5.open_for_swmr_write(self.path)
+            except _h5.NeedsRecovery:
+                f = None
+            else:
+                try:
+                    self._lock.hold_shared()
+                except BaseException:
+                    f.close()
+                    raise
+        if f is None:  # copy the committed part into a fresh file
+            f = self._recover(identity)
         try:
             check_format(f.attrs, str(self.path))
             meta = read_metadata(f.attrs)
@@ -365,19 +383,26 @@ class RolloutWriter:
             raise
         return f
 
-    def _recover(self) -> h5py.File:
-        """Replace a killed writer's file by a clean copy of its committed episodes; return the
-        copy opened for writing.
+    def _recover(self, identity: tuple[int, int] | None) -> h5py.File:
+        """Replace a killed writer's file (``identity``: its device and inode) by a clean copy
+        of its committed episodes; return the copy opened for writing.
 
         The committed chunks are found through HDF5's chunk index; if that index or the episode
         table is damaged (a kill tore one of its blocks), through the commit journal instead.
+        The copy takes the file's place only if the file is still the killed one and no one
+        has it open: another resumer may have put its own copy there meanwhile (and be
+        writing to it, or be done), and replacing that would lose its episodes.
         """
         tmp = self._temp_path()
         try:
             self._copy_committed(tmp)
-            # a second writer that started meanwhile would lose its episodes to the copy
-            self._lock.probe_exclusive()
-            return self._open_and_publish(tmp, replace=True)
+            with _h5.folder_lock(self.path):
+                if _h5.file_identity(self.path) != identity:
+                    raise DatasetInUseError(
+                        f"{self.path} was recovered or replaced by another process while this "
+                        "one copied its committed episodes; resume again to append to it")
+                self._lock.probe_exclusive()
+                return self._open_and_publish(tmp, replace=True)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()

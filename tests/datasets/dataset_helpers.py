@@ -32,6 +32,19 @@ def assert_episode_equal(got: dict[str, np.ndarray], want: dict[str, np.ndarray]
         np.testing.assert_array_equal(got[name], array, err_msg=name)
 
 
+def write_noise_file(path: Path, episodes: int) -> Path:
+    """Write episodes ``0 .. episodes - 1`` of the test streams to a new file (chunk 8)."""
+    from gan_envs.datasets import RolloutWriter
+
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"],
+                       chunk_frames=8) as writer:
+        for k in range(episodes):
+            ep = make_episode(k)
+            writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
+                               ep["terminations"], seed=k)
+    return path
+
+
 def start_child(path: Path, *args: str) -> subprocess.Popen:
     """Run writer_child.py on ``path``; it prints one line per committed episode."""
     return subprocess.Popen([sys.executable, str(CHILD), str(path), *args],

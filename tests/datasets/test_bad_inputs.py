@@ -14,6 +14,7 @@ from dataset_helpers import (
     assert_episode_equal,
     make_episode,
     start_child,
+    write_noise_file,
 )
 from gymnasium.spaces import Box, Dict, Discrete
 
@@ -38,14 +39,7 @@ def _one_line(err: pytest.ExceptionInfo, path) -> str:
 @pytest.fixture
 def written(tmp_path):
     """A file with three noise episodes (chunk 8)."""
-    path = tmp_path / "data.h5"
-    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"],
-                       chunk_frames=8) as writer:
-        for k in range(3):
-            ep = make_episode(k)
-            writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
-                               ep["terminations"], seed=k)
-    return path
+    return write_noise_file(tmp_path / "data.h5", 3)
 
 
 @pytest.mark.parametrize(("call", "match"), [

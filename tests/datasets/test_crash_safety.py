@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
-from dataset_helpers import assert_episode_equal, make_episode, start_child
+from dataset_helpers import assert_episode_equal, make_episode, start_child, write_noise_file
 
 from gan_envs.datasets import (
     CorruptDatasetError,
+    DatasetInUseError,
     DatasetWriteError,
     RolloutReader,
     RolloutWriter,
+    _h5,
     verify,
 )
 
@@ -99,6 +102,71 @@ def test_killed_file_resumes_through_the_child(tmp_path):
     first = _committed(out)[0]
     assert first >= 4
     _check_file(path, list(range(8)))
+
+
+def _killed_after(path, episodes: int) -> None:
+    """Leave at ``path`` the file of a writer killed after ``episodes`` commits."""
+    child = start_child(path)
+    while not child.stdout.readline().startswith(f"committed {episodes - 1}"):
+        pass
+    child.kill()
+    child.communicate()
+
+
+def test_two_resumers_of_a_killed_file_do_not_replace_each_others_copy(tmp_path, monkeypatch):
+    """Two resumers of one killed file both copy its committed episodes; only the first copy
+    to be put in place may stay. Here another process recovers the file (and writes to its
+    copy, and closes it) while this one is still copying: this one must then give up, not put
+    its copy over the other's episodes."""
+    path = tmp_path / "r.h5"
+    _killed_after(path, 2)
+    copy = RolloutWriter._copy_committed
+    outputs = []
+
+    def copy_then_let_another_resume(writer, tmp):
+        copy(writer, tmp)
+        other = start_child(path, "--resume", "--episodes", "5")
+        outputs.append(other.communicate(timeout=60))
+
+    monkeypatch.setattr(RolloutWriter, "_copy_committed", copy_then_let_another_resume)
+    with pytest.raises(DatasetInUseError, match="recovered or replaced by another process") \
+            as err:
+        RolloutWriter(path, resume=True)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+    out, stderr = outputs[0]
+    assert _committed(out)[-1] == 4, out + stderr
+    monkeypatch.undo()
+    _check_file(path, list(range(5)))  # the other's episodes, all five
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.h5"]  # no copy left behind
+
+
+def test_a_resumer_that_comes_while_another_opens_the_file_is_refused(tmp_path, monkeypatch):
+    """HDF5 holds no lock once it has opened a file for SWMR writing, and marks the file "open
+    for write" as a killed writer leaves it. A second resumer that came between the first's
+    open and its own lock would take the file for a killed one and put a copy in its place;
+    it must wait for the first to hold the file, then be refused."""
+    path = write_noise_file(tmp_path / "r.h5", 2)
+    open_for_write = _h5.open_for_swmr_write
+    outputs = []
+
+    def open_then_let_another_resume(file_path):
+        f = open_for_write(file_path)
+        if Path(file_path) == path and not outputs:  # the resume's open of the file itself
+            other = start_child(path, "--resume", "--episodes", "5",
+                                "--folder-lock-timeout", "1")
+            outputs.append(other.communicate(timeout=60))
+        return f
+
+    monkeypatch.setattr(_h5, "open_for_swmr_write", open_then_let_another_resume)
+    with RolloutWriter(path, resume=True) as writer:
+        ep = make_episode(2)
+        writer.add_episode(ep["observations"], ep["actions"], ep["rewards"], ep["terminations"],
+                           seed=2)
+    out, stderr = outputs[0]
+    assert out.startswith("started\nin use: ") and "another gan-envs writer" in out, out + stderr
+    _check_file(path, [0, 1, 2])
+    with RolloutReader(path) as reader:
+        assert reader.num_episodes == 3
 
 
 def test_disk_full_raises_and_keeps_committed_episodes(tmp_path):

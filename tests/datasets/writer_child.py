@@ -1,8 +1,9 @@
 """A writer process for the crash, disk-full and live-reading tests (run as a script).
 
 Usage: writer_child.py PATH [--episodes N] [--delay S] [--resume] [--fsize-limit BYTES]
-                       [--compression gzip|lzf|none]
-Prints "started", then "committed K" after episode K commits, or "error: MESSAGE".
+                       [--compression gzip|lzf|none] [--folder-lock-timeout S]
+Prints "started", then "committed K" after episode K commits, or "error: MESSAGE" (the disk
+is full), or "in use: MESSAGE" (another process holds the file).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 def main() -> None:
     from dataset_helpers import ACTION_SPACE, FRAME_SPACE, make_episode
 
-    from gan_envs.datasets import DatasetWriteError, RolloutWriter
+    from gan_envs.datasets import DatasetInUseError, DatasetWriteError, RolloutWriter, _h5
 
     parser = argparse.ArgumentParser()
     parser.add_argument("path")
@@ -25,7 +26,10 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--fsize-limit", type=int, default=0)
     parser.add_argument("--compression", default="gzip")
+    parser.add_argument("--folder-lock-timeout", type=float, default=None)
     args = parser.parse_args()
+    if args.folder_lock_timeout is not None:
+        _h5.FOLDER_LOCK_TIMEOUT = args.folder_lock_timeout
     if args.fsize_limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() then fails with EFBIG
         resource.setrlimit(resource.RLIMIT_FSIZE, (args.fsize_limit, args.fsize_limit))
@@ -50,6 +54,8 @@ def main() -> None:
                 time.sleep(args.delay)
     except DatasetWriteError as err:
         print(f"error: {err}", flush=True)
+    except DatasetInUseError as err:
+        print(f"in use: {err}", flush=True)
 
 
 if __name__ == "__main__":
