@@ -237,40 +237,54 @@ def folder_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
     folder cannot be locked (no ``fcntl``, an unreadable folder, a filesystem without
     ``flock``), the writer goes on with the per-file checks alone.
     """
-    if fcntl is None:
-        yield
-        return
     folder = path.parent if str(path.parent) else Path(".")
+    fd = _open_folder(folder)
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        yield
-        return
-    try:
-        deadline = time.monotonic() + (FOLDER_LOCK_TIMEOUT if timeout is None else timeout)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise DatasetInUseError(
-                        f"{path}: another gan-envs writer has been opening a file in {folder} "
-                        "for longer than FOLDER_LOCK_TIMEOUT; if it is stopped, end it") from None
-                time.sleep(0.005)
-            except OSError:  # the filesystem has no flock: go on unlocked
-                break
+        if fd is not None:
+            _lock_folder(fd, path, folder,
+                         FOLDER_LOCK_TIMEOUT if timeout is None else timeout)
         yield
     finally:
-        os.close(fd)  # closing the descriptor drops the lock
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the lock
 
 
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """``(device, inode)`` of the file at ``path`` (None if there is none): a writer that copies
-    a killed file checks, before it puts the copy in place, that the file is still the one it
-    copied and not another writer's copy."""
+def _open_folder(folder: Path) -> int | None:
+    """A descriptor of ``folder`` to lock, or None where folders cannot be locked."""
+    if fcntl is None:
+        return None
+    try:
+        return os.open(folder, os.O_RDONLY)
+    except OSError:
+        return None
+
+
+def _lock_folder(fd: int, path: Path, folder: Path, timeout: float) -> None:
+    """Take the exclusive ``flock`` on ``fd`` within ``timeout`` seconds (see
+    :func:`folder_lock`); a filesystem without ``flock`` leaves it unlocked."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DatasetInUseError(
+                    f"{path}: another process has held the gan-envs writers' lock on {folder} "
+                    f"for over {timeout:g} s (a writer taking a file there, or a stopped one); "
+                    f"end it (`lsof {folder}` finds it) or retry") from None
+            time.sleep(0.005)
+        except OSError:  # the filesystem has no flock: go on unlocked
+            return
+
+
+def file_identity(path: Path) -> tuple[int, ...] | None:
+    """``(device, inode, size, mtime_ns)`` of the file at ``path`` (None if there is none): a
+    writer that copies a killed file checks, before it puts the copy in place, that the file is
+    still the one it copied and not another writer's copy (nor the killed file changed in place,
+    nor a new file that got the freed inode number)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return None
-    return st.st_dev, st.st_ino
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns

@@ -265,8 +265,9 @@ class RolloutWriter:
             if not self.path.parent.is_dir():
                 raise FileNotFoundError(f"{self.path.parent} does not exist; create the folder "
                                         f"for {self.path.name} first")
-            if overwrite:
-                self._lock.probe_exclusive()
+            if overwrite:  # fail early; probed again when the new file takes its place
+                with _h5.folder_lock(self.path):  # (a bare probe could make another
+                    self._lock.probe_exclusive()  # writer's own open or lock fail)
             values = {
                 "format": FORMAT_NAME,
                 "format_version": FORMAT_VERSION,
@@ -311,11 +312,13 @@ class RolloutWriter:
                 create_log(f)
                 write_metadata(f, values)
             _allocate_userblock(tmp)
-            if not replace:  # linking never overwrites: no check to keep in step with it
-                return self._open_and_publish(tmp, replace=False)
-            with _h5.folder_lock(self.path):  # no writer takes the old file meanwhile
-                self._lock.probe_exclusive()
-                return self._open_and_publish(tmp, replace=True)
+            # under the folder lock even when linking (which never overwrites): an overwriter
+            # checks the path and replaces it in one step only if no one links a file in
+            # between, which would otherwise be unlinked under its new writer
+            with _h5.folder_lock(self.path):
+                if replace:
+                    self._lock.probe_exclusive()
+                return self._open_and_publish(tmp, replace=replace)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
@@ -342,8 +345,9 @@ class RolloutWriter:
         try:
             os.link(tmp, self.path)  # fails if the path appeared meanwhile: never overwrite
         except FileExistsError:
-            raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
-                                  "resume=True to append to it") from None
+            raise FileExistsError(f"{self.path} was created by another process meanwhile; pass "
+                                  "overwrite=True to replace it or resume=True to append to "
+                                  "it") from None
 
     def _open_for_resume(self, observation_space: gym.Space | None,
                          action_space: gym.Space | None, env_ids: list[str]) -> h5py.File:
@@ -383,8 +387,8 @@ class RolloutWriter:
             raise
         return f
 
-    def _recover(self, identity: tuple[int, int] | None) -> h5py.File:
-        """Replace a killed writer's file (``identity``: its device and inode) by a clean copy
+    def _recover(self, identity: tuple[int, ...] | None) -> h5py.File:
+        """Replace a killed writer's file (``identity``: :func:`_h5.file_identity`) by a clean copy
         of its committed episodes; return the copy opened for writing.
 
         The committed chunks are found through HDF5's chunk index; if that index or the episode

@@ -9,7 +9,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from dataset_helpers import assert_episode_equal, make_episode, start_child, write_noise_file
+from dataset_helpers import (
+    ACTION_SPACE,
+    FRAME_SPACE,
+    assert_episode_equal,
+    make_episode,
+    start_child,
+    write_noise_file,
+)
 
 from gan_envs.datasets import (
     CorruptDatasetError,
@@ -163,10 +170,36 @@ def test_a_resumer_that_comes_while_another_opens_the_file_is_refused(tmp_path, 
         writer.add_episode(ep["observations"], ep["actions"], ep["rewards"], ep["terminations"],
                            seed=2)
     out, stderr = outputs[0]
-    assert out.startswith("started\nin use: ") and "another gan-envs writer" in out, out + stderr
+    assert out.startswith("started\nin use: ") and "gan-envs writers' lock" in out, out + stderr
     _check_file(path, [0, 1, 2])
     with RolloutReader(path) as reader:
         assert reader.num_episodes == 3
+
+
+def test_a_new_file_linked_while_an_overwriter_takes_the_path_is_refused(tmp_path, monkeypatch):
+    """An overwriter checks that no one holds the path and replaces it in one step; a writer
+    that linked a new file into place in between would have its file unlinked under it and
+    every episode it commits lost. So creating a file waits for the overwriter, then fails."""
+    path = tmp_path / "r.h5"
+    open_for_write = _h5.open_for_swmr_write
+    outputs = []
+
+    def open_then_let_another_create(file_path):
+        f = open_for_write(file_path)
+        if not outputs:  # the overwriter's open of its new file, just before it takes the path
+            other = start_child(path, "--episodes", "3", "--folder-lock-timeout", "1")
+            outputs.append(other.communicate(timeout=60))
+        return f
+
+    monkeypatch.setattr(_h5, "open_for_swmr_write", open_then_let_another_create)
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, env_ids=["Noise-v0"], chunk_frames=8,
+                       overwrite=True) as writer:
+        ep = make_episode(0)
+        writer.add_episode(ep["observations"], ep["actions"], ep["rewards"], ep["terminations"],
+                           seed=0)
+    out, stderr = outputs[0]
+    assert out.startswith("started\nin use: ") and not _committed(out), out + stderr
+    _check_file(path, [0])
 
 
 def test_disk_full_raises_and_keeps_committed_episodes(tmp_path):
