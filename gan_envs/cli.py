@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -198,9 +199,10 @@ def _parse_set(items: Sequence[str]) -> dict[int, float]:
     for item in items:
         dim, sep, value = item.partition("=")
         try:
-            values[int(dim)] = float(value)
-        except ValueError:
-            raise CommandError(f"--set takes DIM=VALUE (e.g. 3=1.5), got {item!r}") from None
+            values[int(dim)] = _finite_float(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            raise CommandError(f"--set takes DIM=VALUE with a finite VALUE (e.g. 3=1.5), got "
+                               f"{item!r}") from None
         if not sep:
             raise CommandError(f"--set takes DIM=VALUE (e.g. 3=1.5), got {item!r}")
     return values
@@ -357,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random steps between snapshots")
     p.add_argument("--per-env", type=_positive_int, default=16,
                    help="dataset frames per environment (default 16)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_cmd_preview)
 
     p = commands.add_parser(
@@ -374,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--episodes", type=_positive_int, help="total complete episodes")
     p.add_argument("--num-envs", type=_positive_int, default=8,
                    help="parallel copies of each environment (default 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--policy", default="random",
                    help="random (default) or MODULE:CALLABLE, see docs/collect.md")
     p.add_argument("--size", type=_positive_int, default=64, help="frame size (default 64)")
@@ -485,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g-head", choices=["transpose", "pixelshuffle"],
                    help="the DCGAN generator's last layer: the book's transposed convolution "
                         "or a 3x3 convolution and a pixel shuffle (default: the recipe's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)
     p.set_defaults(func=_cmd_train_gan)
@@ -501,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["vae", "mdrnn", "controller", "all"], default="all")
     p.add_argument("--quick", action="store_true", help="tiny sizes for every stage (smoke test)")
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--env-id", help="the env C plays (default: the dataset's only env id)")
     p.add_argument("--controller-env", choices=["real", "dream"], default="real")
     p.add_argument("--workers", type=_non_negative_int, default=2,
@@ -539,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", default="dream.mp4")
     p.add_argument("--steps", type=_positive_int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--data", metavar="DATA.h5", help="take the real side from this dataset")
     p.add_argument("--episode", type=_non_negative_int, default=0)
@@ -556,14 +558,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", default="samples.png")
     p.add_argument("--n", type=_positive_int, default=64)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--latent", choices=["normal", "zeros", "ones"], default="normal")
     p.add_argument("--set", nargs="+", default=[], metavar="DIM=VALUE")
     p.add_argument("--sweep", type=int, metavar="DIM")
-    p.add_argument("--from", dest="sweep_from", type=float, default=-3.0)
-    p.add_argument("--to", dest="sweep_to", type=float, default=3.0)
+    p.add_argument("--from", dest="sweep_from", type=_finite_float, default=-3.0)
+    p.add_argument("--to", dest="sweep_to", type=_finite_float, default=3.0)
     p.add_argument("--steps", dest="sweep_steps", type=_positive_int, default=8)
-    p.add_argument("--interpolate", nargs=2, type=int, metavar=("SEED_A", "SEED_B"))
+    p.add_argument("--interpolate", nargs=2, type=_seed, metavar=("SEED_A", "SEED_B"))
     p.add_argument("--upscale", type=_positive_int, default=2)
     p.add_argument("--env", metavar="ENV_ID",
                    help="conditional runs: draw this env only (an env id or a unique part of one)")
@@ -577,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("data", metavar="DATA.h5")
     p.add_argument("--n", type=_positive_int, default=1000, help="frames per set")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--classifier-steps", type=_positive_int, default=600,
                    help="training steps of the feature network (cached in RUN_DIR)")
     p.add_argument("--draws", type=_positive_int, default=1,
@@ -606,6 +608,20 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2**63), got {value}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 

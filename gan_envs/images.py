@@ -122,6 +122,8 @@ def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
         raise ValueError(
             f"save_png needs a uint8 H x W x 3 image, got {image.dtype} {image.shape}"
         )
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: images are written as PNG; give the file a .png name")
     path.parent.mkdir(parents=True, exist_ok=True)
     bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), bgr):

@@ -146,6 +146,51 @@ def test_bad_inputs_are_one_line(dataset: Path, tmp_path: Path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_damaged_runs_and_mismatched_inputs_are_one_line(dataset: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2", *TINY]) == 0
+    capsys.readouterr()
+
+    def refused(args: list[str], fragment: str) -> None:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert fragment in err and err.count("\n") == 1, err
+
+    sample = ["sample", str(run), "--n", "4", "--out"]
+    refused([*sample, str(tmp_path / "grid")], "give the file a .png name")
+    refused([*sample, str(tmp_path / "g.png"), "--set", "0=nan"], "finite VALUE")
+    with pytest.raises(SystemExit):  # argparse: "a seed must lie in [0, 2**63)"
+        main([*sample, str(tmp_path / "g.png"), "--seed", str(2**64)])
+    assert "a seed must lie in" in capsys.readouterr().err
+    # a kill can cut the log's last line short: resume drops it
+    with (run / "log.jsonl").open("a") as log:
+        log.write('{"iteration": 3, "loss')
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "4", "--resume",
+                 *TINY]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [row["iteration"] for row in log][-1] == 4
+    # a damaged evaluation cache is trained again
+    evaluate = ["evaluate", str(run), str(dataset), "--n", "32", "--classifier-steps", "3"]
+    assert main(evaluate) == 0
+    (run / "eval_classifier.pt").write_bytes(b"")
+    assert main(evaluate) == 0
+    # data of other games
+    breakout = tmp_path / "breakout.h5"
+    collect(CollectConfig(["GanAtari/Breakout-v0"], breakout, steps=40, num_envs=1, size=32))
+    capsys.readouterr()
+    refused(["evaluate", str(run), str(breakout), "--n", "16"], "the run's own games")
+    # an empty checkpoint (a copy cut short)
+    (run / "checkpoint.pt").write_bytes(b"")
+    refused([*sample, str(tmp_path / "g.png")], "empty or cut short")
+    # a world-model run is not a GAN run, and a GAN run does not go into one
+    wm = tmp_path / "wm"
+    wm.mkdir()
+    (wm / "vae.pt").write_bytes(b"")
+    refused(["sample", str(wm), "--out", str(tmp_path / "g.png")], "holds a world-model run")
+    refused(["train", "gan", str(dataset), "--out", str(wm), "--iterations", "1", *TINY],
+            "holds a world-model run")
+
+
 def test_mlp_on_vector_observations(tmp_path: Path):
     cartpole = tmp_path / "cartpole.h5"
     collect(CollectConfig(["CartPole-v1"], cartpole, steps=200, num_envs=2))

@@ -32,6 +32,12 @@ def test_quick_world_model_from_a_dataset(tmp_path: Path, capsys):
     ok, frame = capture.read()
     capture.release()
     assert ok and frames == 13 and frame.shape[1] > frame.shape[0]  # real beside dream
+    breakout = tmp_path / "breakout.h5"  # another game's data
+    collect(CollectConfig(["GanAtari/Breakout-v0"], breakout, steps=30, num_envs=1))
+    capsys.readouterr()
+    assert main(["dream", str(run), "--steps", "2", "--out", str(video), "--data",
+                 str(breakout)]) == 2
+    assert "trained on GanAtari/Pong-v0: dream on the run's own games" in capsys.readouterr().err
 
 
 def test_world_model_errors_are_one_line(tmp_path: Path, capsys):
@@ -46,7 +52,18 @@ def test_world_model_errors_are_one_line(tmp_path: Path, capsys):
                  "mdrnn", "--quick"]) == 2
     assert "--stage vae` first" in capsys.readouterr().err
     assert main(["dream", str(tmp_path / "none"), "--out", str(tmp_path / "d.mp4")]) == 2
-    assert "has no vae.pt" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
+    gan_run = tmp_path / "gan"
+    gan_run.mkdir()
+    (gan_run / "checkpoint.pt").write_bytes(b"")
+    assert main(["dream", str(gan_run), "--out", str(tmp_path / "d.mp4")]) == 2
+    assert "holds a GAN run" in capsys.readouterr().err
+    assert main(["train", "world-model", str(pong), "--out", str(gan_run), "--quick"]) == 2
+    assert "holds a GAN run" in capsys.readouterr().err
+    assert main(["dream", str(gan_run), "--out", str(tmp_path / "d.png")]) == 2
+    assert "give --out a .mp4 name" in capsys.readouterr().err
+    assert main(["dream", str(gan_run), "--temperature", "-1"]) == 2
+    assert "temperature must be > 0" in capsys.readouterr().err
     assert main(["train", "world-model", str(pong), "--out", str(tmp_path / "c"), "--quick",
                  "--env-id", "GanAtari/Breakout-v0"]) == 2
     assert capsys.readouterr().err.startswith("gan-envs: ")

@@ -662,6 +662,15 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 # ---------------------------------------------------------------- checkpoints
+def _log_iteration(line: str) -> float:
+    """The iteration of one ``log.jsonl`` line; infinity for a line that is not a log record
+    (empty, or cut short by a kill)."""
+    try:
+        return float(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
 def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Load ``run_dir/checkpoint.pt`` (on the CPU), with one-line errors for a missing run.
 
@@ -676,6 +685,9 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist "
                                 f"(train one with `gan-envs train gan DATA.h5 --out {run_dir}`)")
+    if not path.is_file() and (run_dir / "vae.pt").is_file():
+        raise ValueError(f"{run_dir} holds a world-model run (vae.pt), not a GAN run: use "
+                         "gan-envs dream on it, or pass a GAN run directory")
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {CHECKPOINT_NAME} (the run has not reached "
                                 "its first checkpoint; train it or pass another run directory)")
@@ -683,7 +695,9 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file
         raise ValueError(f"{path} is not a readable gan-envs checkpoint "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+                         f"({type(exc).__name__}: "
+                         f"{(str(exc).strip().splitlines() or ['empty or cut short'])[0]})"
+                         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a gan-envs GAN checkpoint")
     if ckpt.get("version", 0) > _CHECKPOINT_VERSION:
@@ -846,6 +860,9 @@ def train_gan(
     elif ckpt_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}): resume it "
                               "(--resume) or choose another output directory")
+    elif (run_dir / "vae.pt").exists():
+        raise FileExistsError(f"{run_dir} holds a world-model run (vae.pt); train the GAN into "
+                              "another --out directory")
     env_ids = env_labels(source)
     cfg = config.resolved(frame_shape, len(env_ids) if env_ids else 0)
     num_classes = len(env_ids) if cfg.conditional and env_ids else 0
@@ -1069,7 +1086,7 @@ def train_gan(
     kept = []
     if saved is not None and log_path.exists():
         kept = [line for line in log_path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iteration"] <= start]
+                if _log_iteration(line) <= start]  # (a line cut short by a kill: dropped)
     log_path.write_text("".join(line + "\n" for line in kept))
     tensorboard = _open_tensorboard(run_dir, start)
 

@@ -364,10 +364,16 @@ def _load_or_train(
     key = {"version": _CLASSIFIER_VERSION, "frame_shape": list(source.frame_shape),
            "env_ids": game_ids or [], "tasks": tasks, "steps": steps, "n_train": n_train,
            "seed": seed, "threads": TRAINING_THREADS}
+    data_ids = list(getattr(source, "env_ids", None) or [])
+    if data_ids and not game_ids:  # one game: the network is still that game's
+        key["data_env_ids"] = data_ids
     path = run_dir / CLASSIFIER_NAME
     if path.is_file():
-        cached = torch.load(path, map_location="cpu")
-        if cached.get("key") == key:
+        try:
+            cached = torch.load(path, map_location="cpu")
+        except Exception:  # a cache cut short or damaged: train it again
+            cached = {}
+        if isinstance(cached, dict) and cached.get("key") == key:
             net = FeatureNet(int(source.frame_shape[0]), len(game_ids or []),
                              "corruption" in tasks)
             net.load_state_dict(cached["state_dict"])
@@ -462,6 +468,10 @@ def evaluation_sets(
         raise ValueError(f"evaluate needs n >= 10 frames per set, got {n}")
     images = is_image_shape(frame_shape)
     env_ids = env_labels(source) if images else None
+    data_ids = list(getattr(source, "env_ids", None) or []) if images else []
+    if data_ids and gen.env_ids and sorted(data_ids) != sorted(gen.env_ids):
+        raise ValueError(f"{run_dir} was trained on {', '.join(gen.env_ids)}, but the data holds "
+                         f"{', '.join(data_ids)}: evaluate against data of the run's own games")
     rng = np.random.default_rng([seed, 2])
 
     say("drawing real frames")

@@ -348,11 +348,17 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
         >>> load_stage("no/such/run", "mdrnn")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        gan_envs.trainers.world_model.WorldModelError: no/such/run has no mdrnn.pt: run ...
+        gan_envs.trainers.world_model.WorldModelError: run directory no/such/run does not exist ...
     """
     if stage not in _FILES:
         raise WorldModelError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     path = Path(run_dir) / _FILES[stage]
+    if not path.is_file() and (Path(run_dir) / "checkpoint.pt").is_file():
+        raise WorldModelError(f"{run_dir} holds a GAN run (checkpoint.pt), not a world model: "
+                              "use gan-envs sample / evaluate on it, or pass a world-model run")
+    if not Path(run_dir).is_dir():
+        raise WorldModelError(f"run directory {run_dir} does not exist (train one with "
+                              f"`gan-envs train world-model DATA.h5 --out {run_dir}`)")
     if not path.is_file():
         raise WorldModelError(f"{run_dir} has no {_FILES[stage]}: run "
                               f"`gan-envs train world-model DATA.h5 --out {run_dir} --stage "
@@ -361,13 +367,30 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
         raise WorldModelError(f"{path} is not a readable gan-envs checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+                              f"({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT.format(stage):
         raise WorldModelError(f"{path} is not a gan-envs world-model {stage} checkpoint")
     if ckpt.get("version", 0) > _VERSION:
         raise WorldModelError(f"{path}: checkpoint version {ckpt['version']} is newer than this "
                               f"gan-envs understands ({_VERSION}); upgrade gan-envs")
     return ckpt
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's text (an empty file's EOFError has none)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "empty or cut short"
+
+
+def _log_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a ``log.jsonl``; a line a kill cut short (not JSON) is dropped."""
+    rows = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 def _saved_config(saved: dict[str, Any]) -> WorldModelConfig:
@@ -404,10 +427,9 @@ class _Log:
 
     def __init__(self, run_dir: Path, stage: str, start: int) -> None:
         self.path = run_dir / "log.jsonl"
-        lines = self.path.read_text().splitlines() if self.path.exists() else []
-        kept = [line for line in lines if line.strip() and (
-            json.loads(line)["stage"] != stage or json.loads(line)["step"] <= start)]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        kept = [row for row in _log_lines(self.path)
+                if "stage" in row and (row["stage"] != stage or row.get("step", 0) <= start)]
+        self.path.write_text("".join(json.dumps(row) + "\n" for row in kept))
         self.stage = stage
 
     def write(self, step: int, metrics: dict[str, float], seconds: float) -> None:
@@ -1099,6 +1121,9 @@ def train_world_model(
         # an env C cannot play is an error now, not after V and M have trained
         _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))
     run_dir = Path(run_dir)
+    if (run_dir / "checkpoint.pt").exists():
+        raise WorldModelError(f"{run_dir} holds a GAN run (checkpoint.pt); train the world "
+                              "model into another --out directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     summary = WorldModelSummary(str(run_dir))
@@ -1276,6 +1301,20 @@ def metrics_table(results: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- dream
 @torch.no_grad()
+def _check_dream_source(source: Any, vae_ckpt: dict[str, Any]) -> None:
+    """Refuse a dataset of other frames or other games than the run's V was trained on."""
+    name = getattr(source, "path", None) or type(source).__name__
+    shape = tuple(observation_shape_of(source))
+    want = tuple(vae_ckpt["observation_shape"])
+    if shape != want:
+        raise WorldModelError(f"{name} holds frames {shape}, but this world model was trained on "
+                              f"{want}: dream on the run's own kind of data")
+    ids, trained = list(getattr(source, "env_ids", []) or []), list(vae_ckpt["env_ids"])
+    if ids and trained and not set(ids) <= set(trained):
+        raise WorldModelError(f"{name} holds {', '.join(ids)}, but this world model was trained "
+                              f"on {', '.join(trained)}: dream on the run's own games")
+
+
 def dream(
     run_dir: str | os.PathLike[str],
     *,
@@ -1301,12 +1340,21 @@ def dream(
         Written as an MP4 to ``out`` when given.
     """
     run_dir = Path(run_dir)
+    if not temperature > 0:
+        raise WorldModelError(f"the dream's temperature must be > 0, got {temperature}")
+    if not fps > 0:
+        raise WorldModelError(f"the video's fps must be > 0, got {fps}")
+    if out is not None and Path(out).suffix.lower() != ".mp4":
+        raise WorldModelError(f"{out}: the dream is written as an MP4 video; give --out a .mp4 "
+                              "name")
     vae_ckpt = load_stage(run_dir, "vae")
     vae, m = _vae_from(vae_ckpt), _mdrnn_from(load_stage(run_dir, "mdrnn"))
+    if source is not None:
+        _check_dream_source(source, vae_ckpt)
     if source is not None and start_episode is not None:
         if not 0 <= start_episode < source.num_episodes:
-            raise WorldModelError(f"start_episode must lie in [0, {source.num_episodes}), "
-                                  f"got {start_episode}")
+            raise WorldModelError(f"the start episode (--episode) must lie in [0, "
+                                  f"{source.num_episodes}), got {start_episode}")
         ep = source.episode(start_episode)
         real, actions = list(ep["observations"][:steps + 1]), [int(a) for a in ep["actions"]]
     else:
@@ -1318,8 +1366,9 @@ def dream(
         else:
             ids = vae_ckpt["env_ids"]
             if len(ids) != 1:
-                raise WorldModelError("dream needs a source and start_episode for a run on "
-                                      f"{len(ids)} env ids")
+                raise WorldModelError(f"{run_dir} was trained on {len(ids)} env ids and has no "
+                                      "controller: dream needs a dataset and an episode "
+                                      "(--data DATA.h5 --episode I)")
             env_id, make_kwargs, params = ids[0], _make_kwargs(None, ids[0]), None
         player = _Player(str(run_dir), env_id, make_kwargs)
         try:
