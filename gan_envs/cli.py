@@ -14,6 +14,7 @@ import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main", "build_parser"]
 
@@ -163,6 +164,8 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         template_mask=args.template_mask, template_gate=args.template_gate,
         template_mask_init=args.template_mask_init, standing_stats=args.standing_stats,
     )
+    if args.resume:
+        _check_typed_defaults(args, config)
     source = _frame_source(args)
     bars: list[tqdm] = []  # made at the first iteration, after the checks passed
 
@@ -192,6 +195,34 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         if path is not None:
             print(f"  {label}: {path}")
     return 0
+
+
+_GAN_FIELDS_OF_OPTIONS = {"ema": "ema_decay"}
+
+
+def _check_typed_defaults(args: argparse.Namespace, config: Any) -> None:
+    """Refuse ``--resume`` with a setting typed at its default value that the run was trained
+    with another value of (the library cannot tell a typed default from an absent option)."""
+    import dataclasses
+
+    from gan_envs.trainers.gan import _RESUMABLE_CHANGES, GanConfig, load_checkpoint
+
+    run_dir = Path(args.out)
+    if not (run_dir / "checkpoint.pt").is_file():
+        return  # train_gan says what is missing
+    saved = load_checkpoint(run_dir)["config"]
+    typed = {token.split("=", 1)[0] for token in args.argv if token.startswith("--")}
+    defaults = {f.name: f.default for f in dataclasses.fields(GanConfig)}
+    for action in args.command_parser._actions:
+        field = _GAN_FIELDS_OF_OPTIONS.get(action.dest, action.dest)
+        if not typed & set(action.option_strings) or field in _RESUMABLE_CHANGES \
+                or field not in defaults or defaults[field] is None or field not in saved:
+            continue
+        asked = getattr(config, field)
+        if asked == defaults[field] and asked != saved[field]:
+            raise CommandError(f"{run_dir} was trained with {field}={saved[field]!r}, not "
+                               f"{asked!r}; resume with the same settings (only --iterations "
+                               "and the output intervals may change)")
 
 
 def _parse_set(items: Sequence[str]) -> dict[int, float]:
@@ -490,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)
-    p.set_defaults(func=_cmd_train_gan)
+    p.set_defaults(func=_cmd_train_gan, command_parser=p)
 
     p = trainers.add_parser(
         "world-model", help="train World Models (VAE, MDN-RNN, CMA-ES controller) on a dataset",

@@ -1011,6 +1011,10 @@ def train_gan(
         if num_classes:
             label_probs, fixed_labels = saved["label_probs"], saved["fixed_labels"]
         start = int(saved["iteration"])
+        if cfg.iterations < start:
+            raise ValueError(f"{ckpt_path} is at iteration {start} already, past iterations="
+                             f"{cfg.iterations}: pass more iterations to train on (sample or "
+                             "evaluate the run as it is)")
 
     # what training batches hold of each env: the data's proportions, or cfg.env_shares (real
     # frames drawn uniformly, each kept with a probability proportional to share / proportion)

@@ -86,7 +86,10 @@ class RunGenerator:
         if env in self.env_ids:
             return self.env_ids.index(env)
         matches = [i for i, e in enumerate(self.env_ids) if env.lower() in e.lower()]
-        if len(matches) != 1:
+        if len(matches) > 1:
+            raise ValueError(f"env {env!r} is ambiguous: it matches "
+                             f"{', '.join(self.env_ids[i] for i in matches)}; give more of the id")
+        if not matches:
             raise ValueError(f"unknown env {env!r}: this run knows {', '.join(self.env_ids)}")
         return matches[0]
 
