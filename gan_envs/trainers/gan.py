@@ -286,9 +286,10 @@ class GanConfig:
             preset["diffaugment"] = ""  # translation and colour need images
         if (num_envs or 0) < 2:
             if self.conditional and num_envs is not None:
-                raise ValueError(f"conditional=True needs frames labelled with at least two envs "
-                                 f"(this source has {num_envs}): train on a multi-game dataset "
-                                 "or pass conditional=False")
+                raise ValueError("conditional=True (--conditional) needs frames labelled with at "
+                                 "least two envs, and this source labels "
+                                 f"{'none' if num_envs == 0 else num_envs}: train on a multi-game "
+                                 "dataset or pass conditional=False (--no-conditional)")
             preset["conditional"] = False
         if not is_image_shape(frame_shape):  # screens' modes and templates: images only
             preset.update(_VECTOR_RECIPES[self.recipe])

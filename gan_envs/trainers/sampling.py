@@ -76,7 +76,8 @@ class RunGenerator:
         (``"Pong"``)."""
         if not self.conditional:
             raise ValueError("this run is unconditional: it cannot draw one env (train with "
-                             "conditional=True, the fast recipe's default on multi-game data)")
+                             "conditional=True (--conditional), the fast recipe's default on "
+                             "multi-game data)")
         if isinstance(env, int) or (isinstance(env, str) and env.isdigit()):
             index = int(env)
             if not 0 <= index < len(self.env_ids):

@@ -786,7 +786,7 @@ def _resolve_env(cfg: WorldModelConfig, info: dict[str, Any], make_kwargs: dict[
     if env_id is None:
         if len(ids) != 1:
             raise WorldModelError(f"the dataset holds {len(ids)} env ids ({ids}); choose the "
-                                  "one the controller plays with env_id")
+                                  "one the controller plays with env_id (--env-id)")
         env_id = ids[0]
     elif env_id not in ids:
         raise WorldModelError(f"env id {env_id!r} does not match the dataset's {ids}; the "
