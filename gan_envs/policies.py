@@ -43,6 +43,44 @@ class RandomPolicy:
         return np.asarray(self.action_space.sample())
 
 
+def policy_actions(policy: Policy, observations: np.ndarray, infos: dict[str, Any],
+                   action_space: gym.Space) -> np.ndarray:
+    """Call ``policy`` and check that it returned one valid action per sub-environment.
+
+    A policy that raises, or returns actions outside the vector env's ``action_space`` (an
+    out-of-range index, a wrong shape or type), raises :class:`PolicyError` here, before the
+    actions reach the emulators (which may not say what went wrong).
+
+    Example:
+        >>> space = gym.spaces.MultiDiscrete([4, 4])
+        >>> policy_actions(lambda obs, infos: [1, 3], None, {}, space).tolist()
+        [1, 3]
+        >>> policy_actions(lambda obs, infos: [1, 7], None, {}, space)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gan_envs.policies.PolicyError: policy <lambda> returned [1, 7], which is not ...
+    """
+    name = getattr(policy, "__name__", type(policy).__name__)
+    try:
+        actions = np.asarray(policy(observations, infos))
+    except Exception as error:  # the user's code: report it as the policy's failure
+        text = (str(error).strip().splitlines() or [""])[0]
+        raise PolicyError(f"policy {name} raised {type(error).__name__}: {text}") from error
+    try:
+        castable = actions.dtype.kind in "iu" or (
+            actions.dtype.kind == "f" and isinstance(action_space, gym.spaces.Box))
+        valid = bool(action_space.contains(actions)) or (castable and bool(
+            action_space.contains(actions.astype(action_space.dtype))))
+    except Exception:  # noqa: BLE001 - a value the space cannot even compare
+        valid = False
+    if not valid:
+        shown = np.array2string(actions.ravel()[:8], separator=", ")
+        raise PolicyError(f"policy {name} returned {shown}{'...' if actions.size > 8 else ''}, "
+                          f"which is not in the action space {action_space}: return one "
+                          "valid action per sub-environment")
+    return actions
+
+
 def load_policy(spec: str, envs: gym.vector.VectorEnv, seed: int | None = None) -> Policy:
     """Turn ``"random"`` or ``"package.module:name"`` into a policy for ``envs``.
 
@@ -66,7 +104,13 @@ def load_policy(spec: str, envs: gym.vector.VectorEnv, seed: int | None = None) 
         raise PolicyError(f"policy {spec!r}: {module_name} has no callable {attribute!r}")
     if _is_factory(target):
         kwargs = {"seed": seed} if "seed" in _parameters(target) else {}
-        target = target(envs, **kwargs)
+        try:
+            target = target(envs, **kwargs)
+        except Exception as error:  # the user's code: name it and what it raised
+            text = (str(error).strip().splitlines() or [""])[0]
+            raise PolicyError(f"policy {spec!r}: {attribute}(envs) raised "
+                              f"{type(error).__name__}: {text}; pass a policy "
+                              "(observations, infos) -> actions, or a factory of one") from error
         if not callable(target):
             raise PolicyError(f"policy {spec!r}: the factory returned a non-callable {target!r}")
     return target

@@ -20,3 +20,18 @@ class CyclingPolicy:
     def __call__(self, observations, infos):
         self.t += 1
         return np.full(len(observations), self.t % self.n, dtype=np.int64)
+
+
+def out_of_range(observations, infos):
+    """A bad policy: action 77, which no Atari game has (ALE's vector env hangs on it)."""
+    return np.full(len(observations), 77, dtype=np.int64)
+
+
+def raises(observations, infos):
+    """A bad policy: it fails."""
+    raise RuntimeError("the policy's own bug\nwith a second line")
+
+
+def needs_no_env():
+    """Not a policy: a factory call with the env fails."""
+    return 0

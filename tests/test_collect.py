@@ -109,6 +109,16 @@ def test_policies_plug_in(tmp_path: Path, monkeypatch):
                        ("collect_policies:missing", "no callable")]:
         with pytest.raises(PolicyError, match=match):
             collect(CollectConfig(["CartPole-v1"], tmp_path / "x.h5", steps=5, policy=bad))
+    # policies that fail when they act: one line each, and no empty file left behind
+    for bad, match in [("out_of_range", r"returned \[77, 77\], which is not in the action "
+                                        r"space MultiDiscrete\(\[4 4\]\)"),
+                       ("raises", "raised RuntimeError: the policy's own bug$"),
+                       ("needs_no_env", r"raised TypeError: .* takes 0 positional")]:
+        out = tmp_path / "bad.h5"
+        with pytest.raises(PolicyError, match=match):
+            collect(CollectConfig(["GanAtari/Breakout-v0"], out, steps=20, num_envs=2,
+                                  policy=f"collect_policies:{bad}"))
+        assert not out.exists()
 
 
 def test_refusals(tmp_path: Path):

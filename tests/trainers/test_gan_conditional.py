@@ -43,7 +43,8 @@ def test_fast_recipe_is_conditional_on_labelled_data_only(tmp_path, atari32, tin
     assert load_checkpoint(tmp_path / "plain")["config"]["conditional"] is False
     train_gan(GanConfig(iterations=1, recipe="tutorial", **tiny), atari32, tmp_path / "tut")
     assert load_checkpoint(tmp_path / "tut")["config"]["conditional"] is False
-    with pytest.raises(ValueError, match=r"conditional=True \(--conditional\) needs frames labelled"):
+    with pytest.raises(ValueError,
+                       match=r"conditional=True \(--conditional\) needs frames labelled"):
         train_gan(GanConfig(iterations=1, conditional=True, **tiny), unlabelled, tmp_path / "x")
 
 
