@@ -93,6 +93,11 @@ def env_preview(
     rows = []
     for env_id in env_ids:
         env = gym.make(resolve_env_id(env_id))
+        space = env.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) in (2, 3)):
+            env.close()
+            raise ValueError(f"{env_id} observes {space}, not frames: preview shows image "
+                             "environments (GanAtari/..., or ids rendering frames)")
         try:
             env.action_space.seed(seed)
             obs, _ = env.reset(seed=seed)

@@ -35,6 +35,13 @@ def test_preview_writes_a_png(tmp_path: Path, capsys):
     assert str(out) in capsys.readouterr().out
 
 
+def test_preview_of_an_env_without_frames_is_one_line(tmp_path: Path, capsys):
+    assert main(["preview", "CartPole-v1", "--out", str(tmp_path / "p.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gan-envs: CartPole-v1 observes Box(") and "not frames" in err
+    assert err.count("\n") == 1
+
+
 def test_preview_unknown_env_is_one_line_with_suggestion(tmp_path: Path, capsys):
     assert main(["preview", "GanAtari/Breakot-v0", "--out", str(tmp_path / "p.png")]) == 2
     err = capsys.readouterr().err.strip()

@@ -114,6 +114,12 @@ class RolloutReader:
                 self.chunk_frames = int(self.metadata["chunk_frames"])
                 self._ds = {name: self._file[name] for name in self._file
                             if name in _ARRAYS}
+                missing = [name for name in ("observations", *STEP_ARRAYS)
+                           if name not in self._ds]
+                if missing:
+                    raise CorruptDatasetError(
+                        f"{self.path}: the file has no {', '.join(missing)} dataset (it was "
+                        "changed by another program); copy it again from its source")
             self.has_blank_frame = "blank_frame" in self._ds
             self.in_memory = in_memory
             self._cache = _ChunkCache(cache_bytes)

@@ -253,6 +253,12 @@ class RolloutWriter:
         self._file: h5py.File | None = None
         self._journal: Journal | None = None
 
+        if self.path.is_symlink():
+            raise DatasetError(f"{self.path} is a symbolic link; pass the file it points to "
+                               f"({self.path.resolve()}) or another name")
+        if self.path.exists() and not self.path.is_file():
+            raise DatasetError(f"{self.path} is not a regular file (a directory or a device); "
+                               "pass the path of a rollout .h5 file")
         if self.path.exists() and not (overwrite or resume):
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
                                   "resume=True to append to it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -102,6 +103,17 @@ def test_existing_files_are_kept_unless_asked(written, tmp_path):
         assert reader.num_episodes == 0
     with pytest.raises(FileNotFoundError, match="create the folder"):
         RolloutWriter(tmp_path / "no" / "x.h5", FRAME_SPACE, ACTION_SPACE)
+    # overwrite replaces a rollout file, never a link (it would cut the link and leave its
+    # target) nor something that is not a file (a device, a pipe)
+    link, pipe = tmp_path / "link.h5", tmp_path / "pipe.h5"
+    link.symlink_to(written)
+    os.mkfifo(pipe)
+    for path, match in [(link, "is a symbolic link; pass the file it points to"),
+                        (pipe, "is not a regular file")]:
+        with pytest.raises(DatasetError, match=match) as err:
+            RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, overwrite=True)
+        _one_line(err, path)
+    assert link.is_symlink() and pipe.is_fifo()
 
 
 def test_bad_writer_arguments(tmp_path, written):
@@ -147,6 +159,13 @@ def test_missing_and_foreign_files(tmp_path, written):
     with pytest.raises(DatasetError, match="not a gan-envs rollout file") as err:
         RolloutReader(other)
     _one_line(err, other)
+    changed = tmp_path / "changed.h5"  # a file another program took an array out of
+    changed.write_bytes(written.read_bytes())
+    with h5py.File(changed, "r+") as f:
+        del f["observations"]
+    with pytest.raises(DatasetError, match="has no observations dataset") as err:
+        RolloutReader(changed)
+    _one_line(err, changed)
     with h5py.File(written, "r+") as f:
         f.attrs["format_version"] = "2.0"
     with pytest.raises(DatasetVersionError) as err:
