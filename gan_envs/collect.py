@@ -388,6 +388,22 @@ def _check_output(config: CollectConfig) -> None:
         raise PermissionError(f"{out.parent} is not writable; choose another --out")
 
 
+def _check_resumed_settings(config: CollectConfig, reader: Any) -> None:
+    """Refuse to resume a file with another policy, seed or compression than it records: the
+    new episodes would not be what its metadata says."""
+    recorded = reader.metadata
+    clashes = []
+    if recorded.get("policy") is not None and recorded["policy"] != config.policy:
+        clashes.append(f"--policy {recorded['policy']}")
+    if recorded.get("seed") is not None and recorded["seed"] != config.seed:
+        clashes.append(f"--seed {recorded['seed']}")
+    if config.compression is not None and _codec(config) != reader.compression:
+        clashes.append(f"--compression {reader.compression or 'none'}")
+    if clashes:
+        raise CollectError(f"{config.out} was collected with {', '.join(clashes)}; resume with "
+                           "the same settings, or write a new file")
+
+
 def collect(config: CollectConfig,
             progress: Callable[[CollectProgress], None] | None = None) -> CollectSummary:
     """Collect rollouts into ``config.out``; see the module docstring for the targets.
@@ -411,6 +427,7 @@ def collect(config: CollectConfig,
             if list(reader.env_ids) != list(config.env_ids):
                 raise CollectError(f"{config.out} holds {reader.env_ids}, not "
                                    f"{list(config.env_ids)}; resume with the same ids")
+            _check_resumed_settings(config, reader)
     steps_left = None if config.steps is None else config.steps - done_steps
     episodes_left = None if config.episodes is None else config.episodes - done_episodes
     summary = dict(path=config.out, env_ids=list(config.env_ids), resumed_from_steps=done_steps)

@@ -138,6 +138,13 @@ def test_refusals(tmp_path: Path):
         collect(CollectConfig(["CartPole-v1"], tmp_path / "no" / "e.h5", steps=10))
     with pytest.raises(CollectError, match="holds"):
         collect(CollectConfig(["CartPole-v0"], out, steps=40, resume=True))
+    # new episodes must be what the file's metadata says they are
+    for changed, match in [({"policy": "no_such_module:f"}, "--policy random"),
+                           ({"seed": 5}, "--seed 0"),
+                           ({"compression": "lzf"}, "--compression ")]:
+        with pytest.raises(CollectError, match=f"collected with {match}"):
+            collect(CollectConfig(["CartPole-v1"], out, steps=40, resume=True, **changed))
+    assert out.read_bytes() == before
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys):
