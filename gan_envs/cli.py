@@ -91,6 +91,9 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         for bar in bars:
             bar.close()
+        if not Path(args.out).exists():
+            print("gan-envs: interrupted before anything was written", file=sys.stderr)
+            return 130
         print(f"gan-envs: interrupted; {last['episodes']} finished episodes "
               f"are safe in {args.out}. Continue with:\n"
               f"  {_resume_command(args.argv)}", file=sys.stderr)
@@ -689,6 +692,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gan-envs: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`gan-envs info x | head`)
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 1
     except _user_errors() as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         print(f"gan-envs: {message}", file=sys.stderr)

@@ -104,8 +104,16 @@ class CollectConfig:
             raise CollectError("choose --resume or --overwrite, not both")
         self.env_ids = [resolve_env_id(env_id) for env_id in self.env_ids]
         if len(set(self.env_ids)) != len(self.env_ids):
-            raise CollectError(f"environment ids repeat: {list(self.env_ids)}")
+            raise CollectError(f"environment ids repeat: {list(self.env_ids)}; give each once "
+                               "(--num-envs sets the copies of each)")
+        if max(normalize_size(self.size, "collect")) > MAX_SIZE:
+            raise CollectError(f"collect frames of at most {MAX_SIZE} pixels a side, got size "
+                               f"{self.size!r}; pass a smaller --size")
         self.out = Path(self.out)
+
+
+MAX_SIZE = 1024
+"""Largest frame side ``collect`` resizes to (a 1024x1024 RGB frame is 3 MiB)."""
 
 
 @dataclass
@@ -377,11 +385,13 @@ def _env_spec_json(env_id: str, envs: gym.vector.VectorEnv) -> str | None:
 
 def _check_output(config: CollectConfig) -> None:
     out = config.out
+    if out.is_dir():
+        raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'data.h5'}")
     if out.exists() and not (config.resume or config.overwrite):
         raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to "
                               "replace it")
-    if out.exists() and out.is_dir():
-        raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'data.h5'}")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise NotADirectoryError(f"{out.parent} is a file, not a folder; choose another --out")
     if not out.parent.is_dir():
         raise FileNotFoundError(f"{out.parent} does not exist; create the folder first")
     if not os.access(out.parent, os.W_OK):

@@ -138,6 +138,10 @@ def test_refusals(tmp_path: Path):
         collect(CollectConfig(["CartPole-v1"], tmp_path / "no" / "e.h5", steps=10))
     with pytest.raises(CollectError, match="holds"):
         collect(CollectConfig(["CartPole-v0"], out, steps=40, resume=True))
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
+        collect(CollectConfig(["CartPole-v1"], tmp_path, steps=10))
+    with pytest.raises(CollectError, match="at most 1024 pixels a side"):
+        CollectConfig(["GanAtari/Pong-v0"], tmp_path / "e.h5", steps=10, size=100_000)
     # new episodes must be what the file's metadata says they are
     for changed, match in [({"policy": "no_such_module:f"}, "--policy random"),
                            ({"seed": 5}, "--seed 0"),
@@ -160,7 +164,8 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys):
     (tmp_path / "file").write_text("a file, not a folder")
     assert main(["collect", "CartPole-v1", "--out", str(tmp_path / "file" / "x.h5"),
                  "--steps", "10"]) == 2
-    assert capsys.readouterr().err.strip().endswith("does not exist; create the folder first")
+    assert capsys.readouterr().err.strip().endswith("file is a file, not a folder; choose "
+                                                    "another --out")
     if os.geteuid() != 0:  # root may write anywhere
         (tmp_path / "ro").mkdir(mode=0o500)
         assert main(["collect", "CartPole-v1", "--out", str(tmp_path / "ro" / "x.h5"),

@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from gan_envs.datasets.errors import DatasetError, DatasetVersionError
+from gan_envs.datasets.errors import CorruptDatasetError, DatasetError, DatasetVersionError
 
 __all__ = [
     "EPISODE_DTYPE",
@@ -146,7 +146,7 @@ def space_from_json(text: str | bytes | Mapping[str, Any]) -> gym.Space:
         Discrete(4)
     """
     doc = dict(text) if isinstance(text, Mapping) else json.loads(text)
-    kind = doc.get("type")
+    kind = doc.get("type") if isinstance(doc, dict) else None
     if kind == "Box":
         dtype = np.dtype(doc["dtype"])
         shape = tuple(doc["shape"])
@@ -160,6 +160,9 @@ def space_from_json(text: str | bytes | Mapping[str, Any]) -> gym.Space:
                                     start=np.asarray(doc["start"]))
     if kind == "MultiBinary":
         return spaces.MultiBinary(doc["n"])
+    if not isinstance(kind, str) or not kind:
+        raise CorruptDatasetError(f"{json.dumps(doc)[:80]} is not a space description; the "
+                                  "file's metadata is damaged, copy it again from its source")
     raise DatasetError(f"unknown space type {kind!r} in {json.dumps(doc)[:80]}; upgrade gan-envs")
 
 
@@ -260,15 +263,22 @@ def write_metadata(h5file: Any, values: Mapping[str, Any]) -> None:
         h5file.attrs[key] = json.dumps(value) if key in JSON_KEYS else value
 
 
-def read_metadata(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Decode the root attributes into a dict (JSON ones parsed); unknown keys are kept."""
+def read_metadata(attrs: Mapping[str, Any], name: str = "the file") -> dict[str, Any]:
+    """Decode the root attributes into a dict (JSON ones parsed); unknown keys are kept.
+
+    ``name`` (the file's path) starts the error raised for a damaged JSON attribute."""
     out: dict[str, Any] = {}
     for key, value in attrs.items():
         if isinstance(value, bytes):
             value = value.decode()
         elif isinstance(value, np.generic):
             value = value.item()
-        out[key] = json.loads(value) if key in JSON_KEYS and isinstance(value, str) else value
+        try:
+            out[key] = json.loads(value) if key in JSON_KEYS and isinstance(value, str) else value
+        except ValueError as err:  # a damaged attribute
+            raise CorruptDatasetError(f"{name}: its {key!r} attribute is not valid JSON ({err}); "
+                                      "the file is damaged, copy it again from its source"
+                                      ) from None
     return out
 
 

@@ -106,10 +106,14 @@ class RolloutReader:
         try:
             with self._reading("the metadata"):
                 check_format(self._file.attrs, str(self.path))
-                self.metadata: dict[str, Any] = read_metadata(self._file.attrs)
-                self.observation_space: gym.Space = space_from_json(
-                    self.metadata["observation_space"])
-                self.action_space: gym.Space = space_from_json(self.metadata["action_space"])
+                self.metadata: dict[str, Any] = read_metadata(self._file.attrs, str(self.path))
+                try:
+                    self.observation_space: gym.Space = space_from_json(
+                        self.metadata["observation_space"])
+                    self.action_space: gym.Space = space_from_json(
+                        self.metadata["action_space"])
+                except CorruptDatasetError as err:
+                    raise CorruptDatasetError(f"{self.path}: {err}") from None
                 self.env_ids: list[str] = list(self.metadata["env_ids"])
                 self.chunk_frames = int(self.metadata["chunk_frames"])
                 self._ds = {name: self._file[name] for name in self._file

@@ -166,6 +166,14 @@ def test_missing_and_foreign_files(tmp_path, written):
     with pytest.raises(DatasetError, match="has no observations dataset") as err:
         RolloutReader(changed)
     _one_line(err, changed)
+    for attribute, value, match in [("env_ids", "[oops", "'env_ids' attribute is not valid JSON"),
+                                    ("observation_space", "{}", "is not a space description")]:
+        changed.write_bytes(written.read_bytes())
+        with h5py.File(changed, "r+") as f:
+            f.attrs[attribute] = value
+        with pytest.raises(CorruptDatasetError, match=match) as err:
+            RolloutReader(changed)
+        assert _one_line(err, changed).endswith("copy it again from its source")
     with h5py.File(written, "r+") as f:
         f.attrs["format_version"] = "2.0"
     with pytest.raises(DatasetVersionError) as err:
