@@ -43,6 +43,12 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from gan_envs.images import save_png
     from gan_envs.preview import dataset_preview, env_preview
 
+    if not Path(args.out).suffix.lower() == ".png":  # before the environments play
+        raise CommandError(f"{args.out}: the preview is a PNG; give --out a .png name")
+    datasets = [s for s in args.sources if _is_dataset_path(s)]
+    if datasets and len(args.sources) > 1:
+        raise CommandError(f"preview shows one dataset or several environment ids, got "
+                           f"{' '.join(args.sources)}; run it once per dataset")
     if len(args.sources) == 1 and _is_dataset_path(args.sources[0]):
         image = dataset_preview(args.sources[0], per_env=args.per_env, seed=args.seed)
     else:

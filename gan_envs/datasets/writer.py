@@ -159,6 +159,12 @@ class _Episode:
         self.terminated = self.truncated = False
 
 
+def _is_out_of_space(err: BaseException) -> bool:
+    """Whether ``err`` is a write that failed for want of space (a full disk, a size limit)."""
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG) or any(
+        text in str(err) for text in ("No space left", "File too large"))
+
+
 class RolloutWriter:
     """Append episodes to a rollout HDF5 file; a SIGKILL loses at most the unfinished episode.
 
@@ -312,12 +318,21 @@ class RolloutWriter:
         :meth:`_open_and_publish`)."""
         tmp = self._temp_path()
         try:
-            with h5py.File(tmp, "w", libver="latest", userblock_size=USERBLOCK_SIZE) as f:
-                create_layout(f, observation_space, action_space,
-                              chunk_frames=values["chunk_frames"], **layout)
-                create_log(f)
-                write_metadata(f, values)
-            _allocate_userblock(tmp)
+            try:
+                with h5py.File(tmp, "w", libver="latest",
+                               userblock_size=USERBLOCK_SIZE) as f:
+                    create_layout(f, observation_space, action_space,
+                                  chunk_frames=values["chunk_frames"], **layout)
+                    create_log(f)
+                    write_metadata(f, values)
+                _allocate_userblock(tmp)
+            except (OSError, RuntimeError) as err:
+                if _is_out_of_space(err):
+                    raise DatasetWriteError(
+                        f"{self.path}: creating the file failed, the disk is full "
+                        f"({_h5.reason(err)}); free space and run again"
+                        " (nothing was written)") from None
+                raise
             # under the folder lock even when linking (which never overwrites): an overwriter
             # checks the path and replaces it in one step only if no one links a file in
             # between, which would otherwise be unlinked under its new writer
@@ -447,8 +462,7 @@ class RolloutWriter:
 
     def _check_space(self, err: BaseException) -> None:
         """Raise DatasetWriteError if ``err`` is the recovered copy running out of space."""
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG) or any(
-                text in str(err) for text in ("No space left", "File too large")):
+        if _is_out_of_space(err):
             raise DatasetWriteError(f"{self.path}: recovering its committed episodes needs "
                                     f"space for a copy ({_h5.reason(err)}); free space and "
                                     "resume again (the file is unchanged)") from None

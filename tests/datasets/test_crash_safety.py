@@ -202,6 +202,17 @@ def test_a_new_file_linked_while_an_overwriter_takes_the_path_is_refused(tmp_pat
     _check_file(path, [0])
 
 
+def test_disk_full_while_creating_the_file_is_one_line_and_leaves_nothing(tmp_path):
+    path = tmp_path / "full.h5"
+    child = start_child(path, "--fsize-limit", "3000")  # not even the empty layout fits
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert out.splitlines()[-1] == (f"error: {path}: creating the file failed, the disk is full "
+                                    "(File too large); free space and run again (nothing was "
+                                    "written)")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_disk_full_raises_and_keeps_committed_episodes(tmp_path):
     path = tmp_path / "full.h5"
     child = start_child(path, "--fsize-limit", str(600_000))
