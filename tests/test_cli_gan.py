@@ -159,6 +159,8 @@ def test_damaged_runs_and_mismatched_inputs_are_one_line(dataset: Path, tmp_path
     sample = ["sample", str(run), "--n", "4", "--out"]
     refused([*sample, str(tmp_path / "grid")], "give the file a .png name")
     refused([*sample, str(tmp_path / "g.png"), "--set", "0=nan"], "finite VALUE")
+    refused(["sample", str(run), "--n", "100000", "--out", str(tmp_path / "g.png")],
+            "more than one grid holds")
     with pytest.raises(SystemExit):  # argparse: "a seed must lie in [0, 2**63)"
         main([*sample, str(tmp_path / "g.png"), "--seed", str(2**64)])
     assert "a seed must lie in" in capsys.readouterr().err
