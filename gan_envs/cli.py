@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from gan_envs._text import first_line
+
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
@@ -40,16 +42,14 @@ def _is_dataset_path(text: str) -> bool:
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
-    from gan_envs.images import save_png
+    from gan_envs.images import check_png_path, save_png
     from gan_envs.preview import dataset_preview, env_preview
 
-    if not Path(args.out).suffix.lower() == ".png":  # before the environments play
-        raise CommandError(f"{args.out}: the preview is a PNG; give --out a .png name")
-    datasets = [s for s in args.sources if _is_dataset_path(s)]
-    if datasets and len(args.sources) > 1:
-        raise CommandError(f"preview shows one dataset or several environment ids, got "
-                           f"{' '.join(args.sources)}; run it once per dataset")
-    if len(args.sources) == 1 and _is_dataset_path(args.sources[0]):
+    check_png_path(args.out)  # before the environments play
+    if any(_is_dataset_path(s) for s in args.sources):
+        if len(args.sources) > 1:
+            raise CommandError(f"preview shows one dataset or several environment ids, got "
+                               f"{' '.join(args.sources)}; run it once per dataset")
         image = dataset_preview(args.sources[0], per_env=args.per_env, seed=args.seed)
     else:
         image = env_preview(args.sources, snapshots=args.snapshots, steps_between=args.steps,
@@ -214,12 +214,12 @@ def _check_typed_defaults(args: argparse.Namespace, config: Any) -> None:
     with another value of (the library cannot tell a typed default from an absent option)."""
     import dataclasses
 
-    from gan_envs.trainers.gan import _RESUMABLE_CHANGES, GanConfig, load_checkpoint
+    from gan_envs.trainers.gan import _RESUMABLE_CHANGES, GanConfig
 
-    run_dir = Path(args.out)
-    if not (run_dir / "checkpoint.pt").is_file():
-        return  # train_gan says what is missing
-    saved = load_checkpoint(run_dir)["config"]
+    try:  # the run's resolved settings, as train_gan wrote them (its checkpoint is larger)
+        saved = json.loads((Path(args.out) / "config.json").read_text())
+    except (OSError, ValueError):
+        return  # train_gan says what is missing or damaged
     typed = {token.split("=", 1)[0] for token in args.argv if token.startswith("--")}
     defaults = {f.name: f.default for f in dataclasses.fields(GanConfig)}
     for action in args.command_parser._actions:
@@ -229,7 +229,7 @@ def _check_typed_defaults(args: argparse.Namespace, config: Any) -> None:
             continue
         asked = getattr(config, field)
         if asked == defaults[field] and asked != saved[field]:
-            raise CommandError(f"{run_dir} was trained with {field}={saved[field]!r}, not "
+            raise CommandError(f"{args.out} was trained with {field}={saved[field]!r}, not "
                                f"{asked!r}; resume with the same settings (only --iterations "
                                "and the output intervals may change)")
 
@@ -253,8 +253,10 @@ MAX_GRID_SAMPLES = 4096
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from gan_envs.images import make_grid, save_png
+    from gan_envs.images import check_png_path, make_grid, save_png
     from gan_envs.trainers import sampling
+
+    check_png_path(args.out)
 
     if args.sweep is not None:
         images = sampling.sweep(args.run_dir, args.sweep, args.sweep_from, args.sweep_to,
@@ -712,7 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 1
     except _user_errors() as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        message = first_line(error, repr(error))
         print(f"gan-envs: {message}", file=sys.stderr)
         return EXIT_USAGE
     finally:

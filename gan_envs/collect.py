@@ -427,7 +427,7 @@ def collect(config: CollectConfig,
         CollectError: bad targets, mismatched spaces, a resumed file for other env ids.
         PolicyError: a policy that cannot be loaded.
     """
-    from gan_envs.datasets import RolloutReader
+    from gan_envs.datasets import RolloutReader, RolloutWriter
 
     _check_output(config)
     done_steps = done_episodes = 0
@@ -448,6 +448,7 @@ def collect(config: CollectConfig,
     run_seed = config.seed if done_episodes == 0 else int(
         np.random.SeedSequence([config.seed, done_episodes]).generate_state(1)[0] >> 1)
     vector_envs: list[gym.vector.VectorEnv] = []
+    created = not config.out.exists()
     try:
         for env_id in config.env_ids:
             vector_envs.append(make_collection_envs(env_id, config.num_envs, config.size))
@@ -455,15 +456,43 @@ def collect(config: CollectConfig,
                                                                         vector_envs)
         policies = [load_policy(config.policy, envs, seed=_stream_seed(run_seed, index))
                     for index, envs in enumerate(vector_envs)]
-        created = not (config.resume and config.out.exists())
-        try:
-            _collect_into(config, vector_envs, policies, observation_space, action_space,
-                          action_spaces, run_seed, steps_left, episodes_left, done_steps,
-                          done_episodes, progress)
-        except PolicyError:  # a policy that failed before any episode: leave no empty file
-            if created and config.out.exists() and not _has_episodes(config.out):
-                config.out.unlink()
-            raise
+        gan_atari = [gym.spec(e).namespace == NAMESPACE for e in config.env_ids]
+        wrappers = {"size": list(normalize_size(config.size)), "channel_first": True,
+                    "scale": None, "flicker": "flag"} if any(gan_atari) else None
+        with RolloutWriter(
+            config.out, observation_space, action_space,
+            env_ids=list(config.env_ids),
+            env_specs={e: _env_spec_json(e, v) for e, v in zip(config.env_ids, vector_envs,
+                                                               strict=True)},
+            wrappers=wrappers, policy=config.policy, seed=config.seed, command=config.command,
+            metadata={"action_spaces": action_spaces, "num_envs": config.num_envs},
+            blank_frames=any(gan_atari), overwrite=config.overwrite, resume=config.resume,
+            **({} if config.compression is None else {"compression": _codec(config)}),
+        ) as writer:
+
+            def write(index: int, episode: _Episode) -> None:
+                arrays = episode.arrays()
+                writer.add_episode(arrays["observations"], arrays["actions"], arrays["rewards"],
+                                   arrays["terminations"], arrays["truncations"],
+                                   env_id=config.env_ids[index], seed=episode.seed,
+                                   blank=arrays.get("blank_frame"))
+
+            def after_batch(steps: int, episodes: int) -> None:
+                if progress is not None:
+                    progress(CollectProgress(
+                        steps=done_steps + steps, episodes=done_episodes + episodes,
+                        target_steps=config.steps, target_episodes=config.episodes,
+                        bytes_written=config.out.stat().st_size))
+
+            # the writer yields the cores to the emulators: it runs in their idle moments
+            with BackgroundCalls(write, nice=_WRITER_NICE) as commits:
+                run_collection(vector_envs, commits.submit, seed=run_seed, policies=policies,
+                               steps=steps_left, episodes=episodes_left,
+                               after_batch=after_batch)
+    except PolicyError:  # a policy that failed before any episode: leave no empty new file
+        if created and config.out.exists() and not _has_episodes(config.out):
+            config.out.unlink()
+        raise
     finally:
         for envs in vector_envs:
             envs.close()
@@ -478,49 +507,6 @@ def _has_episodes(path: Path) -> bool:
             return reader.num_episodes > 0
     except Exception:  # noqa: BLE001 - unreadable: keep it, someone may want to look
         return True
-
-
-def _collect_into(config: CollectConfig, vector_envs: list[gym.vector.VectorEnv],
-                  policies: list[Any], observation_space: gym.Space, action_space: gym.Space,
-                  action_spaces: Any, run_seed: int, steps_left: int | None,
-                  episodes_left: int | None, done_steps: int, done_episodes: int,
-                  progress: Callable[[CollectProgress], None] | None) -> None:
-    """Write the collection into ``config.out`` (the body of :func:`collect`)."""
-    from gan_envs.datasets import RolloutWriter
-
-    gan_atari = [gym.spec(e).namespace == NAMESPACE for e in config.env_ids]
-    wrappers = {"size": list(normalize_size(config.size)), "channel_first": True,
-                "scale": None, "flicker": "flag"} if any(gan_atari) else None
-    with RolloutWriter(
-        config.out, observation_space, action_space,
-        env_ids=list(config.env_ids),
-        env_specs={e: _env_spec_json(e, v) for e, v in zip(config.env_ids, vector_envs,
-                                                           strict=True)},
-        wrappers=wrappers, policy=config.policy, seed=config.seed, command=config.command,
-        metadata={"action_spaces": action_spaces, "num_envs": config.num_envs},
-        blank_frames=any(gan_atari), overwrite=config.overwrite, resume=config.resume,
-        **({} if config.compression is None else {"compression": _codec(config)}),
-    ) as writer:
-
-        def write(index: int, episode: _Episode) -> None:
-            arrays = episode.arrays()
-            writer.add_episode(arrays["observations"], arrays["actions"], arrays["rewards"],
-                               arrays["terminations"], arrays["truncations"],
-                               env_id=config.env_ids[index], seed=episode.seed,
-                               blank=arrays.get("blank_frame"))
-
-        def after_batch(steps: int, episodes: int) -> None:
-            if progress is not None:
-                progress(CollectProgress(
-                    steps=done_steps + steps, episodes=done_episodes + episodes,
-                    target_steps=config.steps, target_episodes=config.episodes,
-                    bytes_written=config.out.stat().st_size))
-
-        # the writer yields the cores to the emulators: it runs in their idle moments
-        with BackgroundCalls(write, nice=_WRITER_NICE) as commits:
-            run_collection(vector_envs, commits.submit, seed=run_seed, policies=policies,
-                           steps=steps_left, episodes=episodes_left,
-                           after_batch=after_batch)
 
 
 def _codec(config: CollectConfig) -> str | None:

@@ -104,6 +104,40 @@ def make_grid(
     return grid
 
 
+def check_png_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a Path if it names a PNG file (what :func:`save_png` writes); call it before
+    long work whose result goes there.
+
+    Example:
+        >>> check_png_path("grid.jpg")
+        Traceback (most recent call last):
+        ...
+        ValueError: grid.jpg: images are written as PNG; give the file a .png name
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path}: images are written as PNG; give the file a .png name")
+    return path
+
+
+def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
+    """``path`` as a Path if it names an MP4 file and ``fps`` is positive (what
+    :func:`write_video` needs); call it before long work whose result goes there.
+
+    Example:
+        >>> check_video_path("dream.mp4", fps=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: dream.mp4: the video's fps must be > 0, got 0
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".mp4":
+        raise ValueError(f"{path}: videos are written as MP4; give the file a .mp4 name")
+    if not fps > 0:
+        raise ValueError(f"{path}: the video's fps must be > 0, got {fps}")
+    return path
+
+
 def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
     """Write an RGB (``H x W x 3``) or grey (``H x W``) uint8 image to ``path`` as PNG.
 
@@ -122,8 +156,7 @@ def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
         raise ValueError(
             f"save_png needs a uint8 H x W x 3 image, got {image.dtype} {image.shape}"
         )
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: images are written as PNG; give the file a .png name")
+    check_png_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(path), bgr):
@@ -159,7 +192,7 @@ def write_video(
     """
     if len(frames) == 0:
         raise ValueError("write_video needs at least one frame")
-    out_path = Path(out_path)
+    out_path = check_video_path(out_path, fps)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     first = _read_rgb(frames[0])
     height, width = first.shape[:2]

@@ -46,7 +46,7 @@ def test_preview_of_a_dataset_and_an_env_together_is_one_line(tmp_path: Path, ca
     assert main(["preview", "data.h5", "GanAtari/Pong-v0", "--out", str(tmp_path / "p.png")]) == 2
     assert "one dataset or several environment ids" in capsys.readouterr().err
     assert main(["preview", "GanAtari/Pong-v0", "--out", str(tmp_path / "p.jpg")]) == 2
-    assert "give --out a .png name" in capsys.readouterr().err
+    assert "give the file a .png name" in capsys.readouterr().err
 
 
 def test_preview_unknown_env_is_one_line_with_suggestion(tmp_path: Path, capsys):

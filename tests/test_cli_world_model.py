@@ -61,7 +61,7 @@ def test_world_model_errors_are_one_line(tmp_path: Path, capsys):
     assert main(["train", "world-model", str(pong), "--out", str(gan_run), "--quick"]) == 2
     assert "holds a GAN run" in capsys.readouterr().err
     assert main(["dream", str(gan_run), "--out", str(tmp_path / "d.png")]) == 2
-    assert "give --out a .mp4 name" in capsys.readouterr().err
+    assert "give the file a .mp4 name" in capsys.readouterr().err
     assert main(["dream", str(gan_run), "--temperature", "-1"]) == 2
     assert "temperature must be > 0" in capsys.readouterr().err
     assert main(["train", "world-model", str(pong), "--out", str(tmp_path / "c"), "--quick",

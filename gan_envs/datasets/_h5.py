@@ -226,7 +226,7 @@ FOLDER_LOCK_TIMEOUT = 30.0
 
 
 @contextlib.contextmanager
-def folder_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+def folder_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``path``'s folder: the short moment in which a writer
     checks that a file is free and makes it its own (opens it to resume, or puts a fresh copy
     in its place) is then one step for every other gan-envs writer of that folder.
@@ -241,8 +241,7 @@ def folder_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
     fd = _open_folder(folder)
     try:
         if fd is not None:
-            _lock_folder(fd, path, folder,
-                         FOLDER_LOCK_TIMEOUT if timeout is None else timeout)
+            _lock_folder(fd, path, folder, FOLDER_LOCK_TIMEOUT)
         yield
     finally:
         if fd is not None:

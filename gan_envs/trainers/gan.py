@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_envs._text import first_line
 from gan_envs.images import make_grid, save_png, write_video
 
 from .data import FrameSource, env_labels, is_image_shape
@@ -696,8 +697,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file
         raise ValueError(f"{path} is not a readable gan-envs checkpoint "
-                         f"({type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or ['empty or cut short'])[0]})"
+                         f"({type(exc).__name__}: {first_line(exc, 'empty or cut short')})"
                          ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a gan-envs GAN checkpoint")

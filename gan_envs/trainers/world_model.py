@@ -56,9 +56,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan_envs.images import make_grid, write_video
+from gan_envs._text import first_line
+from gan_envs.images import check_video_path, make_grid, write_video
 
-from .gan import _atomic_save, _SigintToFlag
+from .gan import CHECKPOINT_NAME, _atomic_save, _SigintToFlag
 from .sequences import observation_shape_of, split_episodes, window_index
 from .wm_models import (
     MDNRNN,
@@ -353,8 +354,8 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
     if stage not in _FILES:
         raise WorldModelError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     path = Path(run_dir) / _FILES[stage]
-    if not path.is_file() and (Path(run_dir) / "checkpoint.pt").is_file():
-        raise WorldModelError(f"{run_dir} holds a GAN run (checkpoint.pt), not a world model: "
+    if not path.is_file() and (Path(run_dir) / CHECKPOINT_NAME).is_file():
+        raise WorldModelError(f"{run_dir} holds a GAN run ({CHECKPOINT_NAME}), not a world model: "
                               "use gan-envs sample / evaluate on it, or pass a world-model run")
     if not Path(run_dir).is_dir():
         raise WorldModelError(f"run directory {run_dir} does not exist (train one with "
@@ -367,19 +368,14 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
         raise WorldModelError(f"{path} is not a readable gan-envs checkpoint "
-                              f"({type(exc).__name__}: {_first_line(exc)})") from None
+                              f"({type(exc).__name__}: "
+                              f"{first_line(exc, 'empty or cut short')})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT.format(stage):
         raise WorldModelError(f"{path} is not a gan-envs world-model {stage} checkpoint")
     if ckpt.get("version", 0) > _VERSION:
         raise WorldModelError(f"{path}: checkpoint version {ckpt['version']} is newer than this "
                               f"gan-envs understands ({_VERSION}); upgrade gan-envs")
     return ckpt
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's text (an empty file's EOFError has none)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else "empty or cut short"
 
 
 def _log_lines(path: Path) -> list[dict[str, Any]]:
@@ -1121,8 +1117,8 @@ def train_world_model(
         # an env C cannot play is an error now, not after V and M have trained
         _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))
     run_dir = Path(run_dir)
-    if (run_dir / "checkpoint.pt").exists():
-        raise WorldModelError(f"{run_dir} holds a GAN run (checkpoint.pt); train the world "
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise WorldModelError(f"{run_dir} holds a GAN run ({CHECKPOINT_NAME}); train the world "
                               "model into another --out directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
@@ -1300,7 +1296,6 @@ def metrics_table(results: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- dream
-@torch.no_grad()
 def _check_dream_source(source: Any, vae_ckpt: dict[str, Any]) -> None:
     """Refuse a dataset of other frames or other games than the run's V was trained on."""
     name = getattr(source, "path", None) or type(source).__name__
@@ -1315,6 +1310,7 @@ def _check_dream_source(source: Any, vae_ckpt: dict[str, Any]) -> None:
                               f"on {', '.join(trained)}: dream on the run's own games")
 
 
+@torch.no_grad()
 def dream(
     run_dir: str | os.PathLike[str],
     *,
@@ -1342,11 +1338,8 @@ def dream(
     run_dir = Path(run_dir)
     if not temperature > 0:
         raise WorldModelError(f"the dream's temperature must be > 0, got {temperature}")
-    if not fps > 0:
-        raise WorldModelError(f"the video's fps must be > 0, got {fps}")
-    if out is not None and Path(out).suffix.lower() != ".mp4":
-        raise WorldModelError(f"{out}: the dream is written as an MP4 video; give --out a .mp4 "
-                              "name")
+    if out is not None:  # before the dream is computed
+        check_video_path(out, fps)
     vae_ckpt = load_stage(run_dir, "vae")
     vae, m = _vae_from(vae_ckpt), _mdrnn_from(load_stage(run_dir, "mdrnn"))
     if source is not None:
