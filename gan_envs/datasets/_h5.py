@@ -239,13 +239,38 @@ def folder_lock(path: Path) -> Iterator[None]:
     """
     folder = path.parent if str(path.parent) else Path(".")
     fd = _open_folder(folder)
+    if fd is not None:
+        _HELD_FOLDER_LOCKS.add(fd)
     try:
         if fd is not None:
             _lock_folder(fd, path, folder, FOLDER_LOCK_TIMEOUT)
         yield
     finally:
-        if fd is not None:
+        if fd is not None and fd in _HELD_FOLDER_LOCKS:  # a forked child closed it already
+            _HELD_FOLDER_LOCKS.discard(fd)
             os.close(fd)  # closing the descriptor drops the lock
+
+
+#: Descriptors of the folders whose lock this process holds now (see :func:`folder_lock`).
+_HELD_FOLDER_LOCKS: set[int] = set()
+
+
+def _drop_folder_locks_in_child() -> None:
+    """After ``fork()``: close the child's copies of the folder-lock descriptors.
+
+    A ``flock`` belongs to the open file, which a forked child shares; were the child to keep
+    its copy (a worker forked by another thread in the lock's milliseconds), the lock would
+    stay taken until the child exited and every other writer of the folder would wait for it.
+    Closing the child's copy leaves the parent's lock as it was.
+    """
+    for fd in tuple(_HELD_FOLDER_LOCKS):
+        _HELD_FOLDER_LOCKS.discard(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_folder_locks_in_child)
 
 
 def _open_folder(folder: Path) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -200,6 +201,38 @@ def test_a_new_file_linked_while_an_overwriter_takes_the_path_is_refused(tmp_pat
     out, stderr = outputs[0]
     assert out.startswith("started\nin use: ") and not _committed(out), out + stderr
     _check_file(path, [0])
+
+
+def test_a_child_forked_while_the_folder_is_locked_does_not_keep_the_lock(tmp_path):
+    """A process forked in the folder lock's milliseconds (by another thread, say) shares the
+    locked open file; if it kept its copy, every writer of the folder would wait for the child
+    to exit. The child's copy is closed at the fork, and the parent's lock ends with its block."""
+    fcntl = pytest.importorskip("fcntl")
+    with _h5.folder_lock(tmp_path / "r.h5"):
+        pid = os.fork()
+        if pid == 0:  # the child lives on past the parent's lock, then leaves without cleanup
+            time.sleep(10)
+            os._exit(0)
+    try:
+        fd = os.open(tmp_path, os.O_RDONLY)
+        try:  # the child closes its copy as it starts: allow it a few seconds to run
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("the forked child still holds the folder lock")
+                    time.sleep(0.01)
+        finally:
+            os.close(fd)
+        path = write_noise_file(tmp_path / "other.h5", 1)  # a writer takes the folder's lock
+        with RolloutReader(path) as reader:
+            assert reader.num_episodes == 1
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 
 
 def test_disk_full_while_creating_the_file_is_one_line_and_leaves_nothing(tmp_path):
