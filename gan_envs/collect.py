@@ -420,7 +420,8 @@ def collect(config: CollectConfig,
 
     Ctrl-C (``KeyboardInterrupt``) and crashes keep every finished episode; ``resume=True``
     continues to the same target (the interrupted episodes are lost, new ones are collected
-    with a seed derived from ``seed`` and the number of episodes already in the file).
+    with a seed derived from ``seed`` and the number of episodes already in the file). A new
+    file that Ctrl-C or a failing policy stops before its first episode is removed again.
 
     Raises:
         FileExistsError: the output exists and neither ``resume`` nor ``overwrite`` is set.
@@ -489,7 +490,7 @@ def collect(config: CollectConfig,
                 run_collection(vector_envs, commits.submit, seed=run_seed, policies=policies,
                                steps=steps_left, episodes=episodes_left,
                                after_batch=after_batch)
-    except PolicyError:  # a policy that failed before any episode: leave no empty new file
+    except (PolicyError, KeyboardInterrupt):  # before any episode: leave no empty new file
         if created and config.out.exists() and not _has_episodes(config.out):
             config.out.unlink()
         raise

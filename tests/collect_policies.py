@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 
@@ -35,3 +37,10 @@ def raises(observations, infos):
 def needs_no_env():
     """Not a policy: a factory call with the env fails."""
     return 0
+
+
+def interrupted_if_asked(observations, infos):
+    """Ctrl-C as the first step is taken while $INTERRUPT_POLICY is set; action 0 otherwise."""
+    if os.environ.get("INTERRUPT_POLICY"):
+        raise KeyboardInterrupt
+    return np.zeros(len(observations), dtype=np.int64)

@@ -76,3 +76,14 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("gan-envs")
     out = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("gan-envs ")
+
+
+def test_a_closed_output_pipe_ends_quietly():
+    """`gan-envs list | head -1`: the reader goes away; no traceback, exit status 1."""
+    script = Path(sys.executable).with_name("gan-envs")
+    process = subprocess.Popen([str(script), "list"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # before the command has imported anything, let alone printed
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 1
+    assert stderr == ""

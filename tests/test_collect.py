@@ -121,6 +121,28 @@ def test_policies_plug_in(tmp_path: Path, monkeypatch):
         assert not out.exists()
 
 
+def test_ctrl_c_before_the_first_episode_leaves_no_file(tmp_path: Path, monkeypatch, capsys):
+    """Ctrl-C as the first actions are chosen: a new file is removed again and the message says
+    nothing was written; a file being resumed is kept as it was."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    out = tmp_path / "c.h5"
+    args = ["collect", "GanAtari/Breakout-v0", "--out", str(out), "--num-envs", "1",
+            "--policy", "collect_policies:interrupted_if_asked"]
+    monkeypatch.setenv("INTERRUPT_POLICY", "1")
+    assert main([*args, "--steps", "20"]) == 130
+    assert capsys.readouterr().err == "gan-envs: interrupted before anything was written\n"
+    assert not out.exists()
+    monkeypatch.delenv("INTERRUPT_POLICY")
+    assert main([*args, "--steps", "20"]) == 0
+    before = out.read_bytes()
+    monkeypatch.setenv("INTERRUPT_POLICY", "1")
+    assert main([*args, "--steps", "40", "--resume"]) == 130
+    assert "finished episodes are safe in" in capsys.readouterr().err
+    with RolloutReader(out) as reader:
+        assert reader.num_steps == 20
+    assert verify(out).ok and out.stat().st_size == len(before)
+
+
 def test_refusals(tmp_path: Path):
     out = tmp_path / "d.h5"
     collect(CollectConfig(["CartPole-v1"], out, steps=20, num_envs=1))
