@@ -38,6 +38,14 @@ def test_quick_world_model_from_a_dataset(tmp_path: Path, capsys):
     assert main(["dream", str(run), "--steps", "2", "--out", str(video), "--data",
                  str(breakout)]) == 2
     assert "trained on GanAtari/Pong-v0: dream on the run's own games" in capsys.readouterr().err
+    small = tmp_path / "pong32.h5"  # the run's game, other frames
+    collect(CollectConfig(["GanAtari/Pong-v0"], small, steps=30, num_envs=1, size=32))
+    capsys.readouterr()
+    assert main(["dream", str(run), "--steps", "2", "--out", str(video), "--data",
+                 str(small)]) == 2
+    err = capsys.readouterr().err
+    assert "holds frames (3, 32, 32), but this world model was trained on (3, 64, 64)" in err
+    assert "dream on the run's own kind of data" in err and err.count("\n") == 1
 
 
 def test_world_model_errors_are_one_line(tmp_path: Path, capsys):
