@@ -67,6 +67,8 @@ def open_error(path: Path, err: Exception) -> DatasetError:
     match = re.search(r"eof = (\d+).*stored_eof = (\d+)", text)
     if "truncated file" in text and match:
         have, want = (int(g) for g in match.groups())
+        with contextlib.suppress(OSError):  # HDF5's eof can be short of the real size
+            have = os.stat(path).st_size
         return CorruptDatasetError(f"{path}: the file is truncated ({have:,} of {want:,} bytes); "
                                    "copy it again from its source")
     if "unable to lock file" in text:

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from gan_envs.datasets import _h5
-from gan_envs.datasets.errors import CorruptDatasetError, DatasetError
+from gan_envs.datasets.errors import CorruptDatasetError, DatasetError, DatasetVersionError
 from gan_envs.datasets.format import (
     OBSERVATION_ARRAYS,
     STEP_ARRAYS,
@@ -131,7 +131,10 @@ class RolloutReader:
             self._load()
             if truncated is not None:
                 self._check_within_file(truncated)
-        except CorruptDatasetError:
+        except DatasetVersionError:
+            self.close()
+            raise
+        except DatasetError:  # in a cut-short file, missing metadata is the cut's doing
             self.close()
             raise (truncated or sys.exc_info()[1]) from None
         except BaseException:

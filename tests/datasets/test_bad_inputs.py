@@ -253,6 +253,17 @@ def test_a_file_cut_anywhere_is_refused_not_silently_shortened(written, fraction
         assert "truncated" in str(err) and "\n" not in str(err)
 
 
+@pytest.mark.parametrize("size", [600, 2_000, 5_000])
+def test_a_file_cut_inside_its_header_is_called_truncated(written, size):
+    """Cut before its attributes, the file still opens as a SWMR reader, without them: the
+    error is the cut, not "not a gan-envs rollout file"."""
+    written.write_bytes(written.read_bytes()[:size])
+    with pytest.raises(CorruptDatasetError, match=rf"the file is truncated \({size:,} of "):
+        RolloutReader(written)
+    report = verify(written)
+    assert not report.ok and "the file is truncated" in str(report)
+
+
 _HOLD_OPEN = ("import sys; from gan_envs.datasets import RolloutReader; "
               "r = RolloutReader(sys.argv[1]); print(r.num_episodes, flush=True); sys.stdin.read()")
 
