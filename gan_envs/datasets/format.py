@@ -217,8 +217,19 @@ def check_values(space: gym.Space, values: Any, what: str, *, single: bool = Fal
     if not inside.all():
         row = int(np.argmin(inside.reshape(len(arr), -1).all(axis=1)))
         where = what if single else f"{what}[{row}]"
+        if arr.dtype.kind == "f" and np.isnan(arr[row]).any():
+            raise DatasetError(f"{where} holds NaN, which {space} does not contain")
         raise DatasetError(f"{where} is outside {space}")
-    return arr.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        stored = arr.astype(dtype, copy=False)
+    if dtype.kind == "f" and arr.dtype != dtype:  # finite float64 beyond float32's range
+        lost = np.isinf(stored) & ~np.isinf(arr)
+        if lost.any():
+            row = int(np.argmax(lost.reshape(len(arr), -1).any(axis=1)))
+            where = what if single else f"{what}[{row}]"
+            raise DatasetError(f"{where} holds a value too large for {dtype} (the dtype of "
+                               f"{space})")
+    return stored
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 
 from gan_envs.datasets import _h5
+from gan_envs.datasets.arguments import whole_number
 from gan_envs.datasets.errors import CorruptDatasetError, DatasetError, DatasetVersionError
 from gan_envs.datasets.format import (
     OBSERVATION_ARRAYS,
@@ -102,6 +103,7 @@ class RolloutReader:
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.path = Path(path)
         self._file: h5py.File | None = None
+        cache_bytes = whole_number(cache_bytes, f"{self.path}: cache_bytes")
         self._file, truncated = _h5.open_for_read(self.path)
         try:
             with self._reading("the metadata"):
@@ -162,6 +164,7 @@ class RolloutReader:
     @property
     def compression(self) -> str | None:
         """The observations' codec (``"gzip"``, ``"lzf"``) or None when stored raw."""
+        self._check_open()
         return self._ds["observations"].compression
 
     @property
@@ -197,17 +200,33 @@ class RolloutReader:
     # -----------------------------------------------------------------------------------------
     # Frames
     # -----------------------------------------------------------------------------------------
-    def frames(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Observations at the given frame numbers (any order, repeats allowed)."""
-        logical = np.asarray(indices, dtype=np.int64).reshape(-1)
+    def frames(self, indices: int | Sequence[int] | np.ndarray) -> np.ndarray:
+        """Observations at the given frame numbers (any order, repeats allowed), stacked; as
+        with numpy, one frame number gives one frame and a boolean mask over all frames (such
+        as ``~reader.blank_flags()``) gives the frames where it is True."""
+        self._check_open()
+        arr = np.asarray(indices)
+        if arr.dtype == bool:
+            if arr.shape != (self.num_frames,):
+                raise IndexError(f"{self.path}: a boolean mask needs one entry per frame "
+                                 f"({self.num_frames}), got shape {arr.shape}")
+            arr = np.flatnonzero(arr)
+        elif arr.size == 0:
+            arr = arr.astype(np.int64)
+        if arr.dtype.kind not in "iu" or arr.ndim > 1:
+            raise IndexError(f"{self.path}: frames() takes whole frame numbers (an int, a 1-D "
+                             f"sequence or a boolean mask), got {arr.ndim}-D {arr.dtype} values")
+        logical = arr.astype(np.int64).reshape(-1)
         if len(logical) and (logical.min() < 0 or logical.max() >= self.num_frames):
             bad = logical[(logical < 0) | (logical >= self.num_frames)][0]
             raise IndexError(f"{self.path}: frame {bad} out of range (0..{self.num_frames - 1})")
-        return self._gather("observations", self._physical(logical))
+        out = self._gather("observations", self._physical(logical))
+        return out[0] if arr.ndim == 0 else out
 
     def frame_indices(self, *, env_ids: Sequence[str] | None = None,
                       exclude_blank: bool = False) -> np.ndarray:
         """Frame numbers that pass the filters, ascending."""
+        self._check_open()
         keep = self._episode_mask(env_ids)[self._frame_episode()]
         if exclude_blank:
             keep &= ~self._blank_flags()
@@ -215,15 +234,18 @@ class RolloutReader:
 
     def frame_env_index(self) -> np.ndarray:
         """Per frame number, the index into ``env_ids`` of its episode's env (-1: unknown)."""
+        self._check_open()
         return self._table["env_index"].astype(np.int64)[self._frame_episode()]
 
     def blank_flags(self) -> np.ndarray:
         """Per frame number, whether the frame is flagged blank (files with ``blank_frame``)."""
+        self._check_open()
         return self._blank_flags().astype(bool)
 
     def chunk_index(self, *, env_ids: Sequence[str] | None = None,
                     exclude_blank: bool = False) -> ChunkIndex:
         """The frames that pass the filters, grouped by chunk (for chunk-aware samplers)."""
+        self._check_open()
         key = (tuple(env_ids) if env_ids is not None else None, bool(exclude_blank))
         index = self._chunk_indices.get(key)
         if index is None:
@@ -240,6 +262,7 @@ class RolloutReader:
         A batch draws from ``chunks_per_batch`` chunks (default ``ceil(n / 16)``): fewer is
         faster, more is closer to independent draws. See docs/dataset-format.md.
         """
+        n = whole_number(n, f"{self.path}: sample_frames(n)")
         index = self.chunk_index(env_ids=env_ids, exclude_blank=exclude_blank)
         positions = index.sample(n, np.random.default_rng(rng), chunks_per_batch)
         return self._gather("observations", index.physical[positions])
@@ -249,13 +272,16 @@ class RolloutReader:
     # -----------------------------------------------------------------------------------------
     def window_index(self, length: int, *, env_ids: Sequence[str] | None = None) -> WindowIndex:
         """Every window of ``length`` steps inside one (filtered) episode."""
+        length = whole_number(length, f"{self.path}: the window length", low=1)
         return WindowIndex.build(self._table["length"], self._episode_mask(env_ids), length)
 
     def read_window(self, episode: int, start: int, length: int) -> dict[str, np.ndarray]:
         """Steps ``start .. start+length-1`` of an episode: length + 1 observations, length of
         each step array."""
         row = self._row(episode)
-        if not (0 <= start and length >= 1 and start + length <= row["length"]):
+        start = whole_number(start, f"{self.path}: start", low=-2**62, error=TypeError)
+        length = whole_number(length, f"{self.path}: the window length", low=1)
+        if not (0 <= start and start + length <= row["length"]):
             raise IndexError(f"{self.path}: window [{start}, {start + length}) does not fit "
                              f"episode {episode} of {int(row['length'])} steps")
         obs0, step0 = int(row["obs_offset"]) + start, int(row["step_offset"]) + start
@@ -268,20 +294,35 @@ class RolloutReader:
                        env_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """``n`` windows of ``length`` steps, uniform over all windows that fit in an episode;
         a window never crosses an episode boundary. Arrays are stacked along a new axis 0."""
+        self._check_open()
+        n = whole_number(n, f"{self.path}: sample_windows(n)")
         index = self.window_index(length, env_ids=env_ids)
         if len(index) == 0:
-            longest = int(self._table["length"].max()) if self.num_episodes else 0
-            raise DatasetError(f"{self.path}: no episode has {length} steps (the longest has "
-                               f"{longest}); pass a shorter length")
+            raise DatasetError(self.no_windows(length, env_ids))
+        if n == 0:
+            return {name: np.empty((0, length + (name in OBSERVATION_ARRAYS), *ds.shape[1:]),
+                                   bool if name in _FLAGS else ds.dtype)
+                    for name, ds in self._ds.items()
+                    if name in ("observations", *STEP_ARRAYS)}
         picks = np.random.default_rng(rng).integers(len(index), size=n)
         windows = [self.read_window(*index.locate(int(i)), length) for i in picks]
-        return {key: np.stack([w[key] for w in windows]) for key in windows[0]} if windows else {}
+        return {key: np.stack([w[key] for w in windows]) for key in windows[0]}
+
+    def no_windows(self, length: int, env_ids: Sequence[str] | None = None) -> str:
+        """Why no window of ``length`` steps fits (the message of the error to raise)."""
+        lengths = self._table["length"][self._episode_mask(env_ids)]
+        which = "" if env_ids is None else f" of {list(env_ids)}"
+        if len(lengths) == 0:
+            return f"{self.path}: no committed episodes{which} to take windows from"
+        return (f"{self.path}: no episode{which} has {length} steps (the longest has "
+                f"{int(lengths.max())}); pass a shorter length")
 
     # -----------------------------------------------------------------------------------------
     # Life cycle
     # -----------------------------------------------------------------------------------------
     def refresh(self) -> int:
         """See episodes a live writer committed since opening; returns how many are new."""
+        self._check_open()
         before = self.num_episodes
         if self._file is not None and self._file.swmr_mode:
             with self._reading("the episode table"):
@@ -368,7 +409,13 @@ class RolloutReader:
             raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_h5.reason(err)}); the "
                                       f"file is damaged, {hint}") from None
 
+    def _check_open(self) -> None:
+        if self._file is None:
+            raise DatasetError(f"{self.path}: the reader is closed; open a new RolloutReader")
+
     def _row(self, i: int) -> np.void:
+        self._check_open()
+        i = whole_number(i, f"{self.path}: the episode number", low=-2**62, error=TypeError)
         if not -self.num_episodes <= i < self.num_episodes:
             raise IndexError(f"{self.path}: episode {i} out of range ({self.num_episodes} "
                              "episodes)")
@@ -461,9 +508,12 @@ class RolloutReader:
         return self._blank_cache
 
 
+_FLAGS = ("terminations", "truncations", "blank_frame")
+
+
 def _typed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Flags come back as bool arrays (they are stored as uint8 0/1)."""
-    for name in ("terminations", "truncations", "blank_frame"):
+    for name in _FLAGS:
         if name in arrays:
             arrays[name] = arrays[name].astype(bool)
     return arrays

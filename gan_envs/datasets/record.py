@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -11,7 +13,8 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 
 from gan_envs.datasets.errors import DatasetError
-from gan_envs.datasets.writer import RolloutWriter
+from gan_envs.datasets.format import space_storage
+from gan_envs.datasets.writer import COMPRESSIONS, RolloutWriter
 
 __all__ = ["RecordRollouts"]
 
@@ -54,6 +57,9 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     Raises:
         FileExistsError: ``path`` exists and neither ``overwrite`` nor ``resume`` is set.
+        FileNotFoundError: ``path``'s folder does not exist.
+        TypeError: an unknown writer option.
+        DatasetError: a space the format cannot store (``Dict``, ``Tuple``), a bad codec.
     """
 
     def __init__(self, env: gym.Env, path: str | os.PathLike[str], *, policy: str = "",
@@ -67,6 +73,7 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if self.path.exists() and not (overwrite or resume):
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
                                   "resume=True to append to it")
+        _check_options(self.path, env, writer_options)
         spec = env.spec
         self._blank_key = blank_key
         self._options: dict[str, Any] = {
@@ -79,6 +86,7 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
             **writer_options,
         }
         self._writer: RolloutWriter | None = None
+        self._stopped = "step() before reset()"  # why step() cannot record now
         if blank_frames is not None:
             self._writer = self._open_writer(blank_frames)
 
@@ -107,15 +115,17 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, reward, terminated, truncated, info = self.env.step(action)
         writer = self._writer
         if writer is None or not writer.in_episode:
-            raise DatasetError(f"{self.path}: step() before reset(); RecordRollouts records "
-                               "episodes from their first observation")
+            raise DatasetError(f"{self.path}: {self._stopped}; call reset() (RecordRollouts "
+                               "records episodes from their first observation)")
         try:
             writer.add_step(action, reward, obs, terminated, truncated, blank=self._blank(info))
         except DatasetError:
             writer.discard_episode()  # never commit an episode with a missing step
+            self._stopped = "the episode was discarded after a step the file refused"
             raise
         if terminated or truncated:
             writer.commit_episode()
+            self._stopped = "step() after the episode ended (it is committed)"
         return obs, reward, terminated, truncated, info
 
     def close(self) -> None:
@@ -130,6 +140,29 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _blank(self, info: dict[str, Any]) -> bool:
         return bool(info.get(self._blank_key, False)) if self._writer.blank_frames else False
+
+
+def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> None:
+    """What the writer would refuse at the first ``reset()``, refused now."""
+    allowed = set(inspect.signature(RolloutWriter).parameters) - {
+        "path", "observation_space", "action_space", "env_ids", "env_specs", "wrappers",
+        "policy", "overwrite", "resume", "blank_frames"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(sorted(allowed))}"
+        raise TypeError(f"RecordRollouts got an unknown writer option {unknown[0]!r}; {hint}")
+    if options.get("compression", "gzip") not in COMPRESSIONS:
+        raise DatasetError(f"{path}: compression must be one of {COMPRESSIONS} (lossless only), "
+                           f"got {options['compression']!r}")
+    for space, name in ((env.observation_space, "observation"), (env.action_space, "action")):
+        try:
+            space_storage(space)
+        except DatasetError as err:
+            raise DatasetError(f"{path}: cannot record this env's {name}s: {err}") from None
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent} does not exist; create the folder for "
+                                f"{path.name} first")
 
 
 def _spec_json(spec: gym.envs.registration.EnvSpec) -> str | None:

@@ -21,6 +21,7 @@ import torch
 from gymnasium import spaces
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gan_envs.datasets.arguments import whole_number
 from gan_envs.datasets.errors import DatasetError
 from gan_envs.datasets.reader import DEFAULT_CACHE_BYTES, RolloutReader
 from gan_envs.datasets.sampling import ChunkIndex
@@ -39,6 +40,8 @@ class _PerProcessReader:
             raise DatasetError(f"{self.path}: value_range must be (low, high) with low < high, "
                                f"got {value_range}")
         self.value_range = (low, high)
+        reader_options["cache_bytes"] = whole_number(reader_options["cache_bytes"],
+                                                     f"{self.path}: cache_bytes")
         self._reader_options = reader_options
         self._reader: RolloutReader | None = None
         self._pid = -1
@@ -140,12 +143,11 @@ class ChunkBatchSampler(Sampler[list[int]]):
 
     def __init__(self, dataset: FrameDataset, batch_size: int, *, num_batches: int | None = None,
                  chunks_per_batch: int | None = None, seed: int | None = None) -> None:
-        if batch_size < 1:
-            raise DatasetError(f"batch_size must be >= 1, got {batch_size}")
+        batch_size = whole_number(batch_size, "batch_size", low=1)
         self.index = dataset.chunk_index
         self.batch_size = batch_size
         self.num_batches = (math.ceil(len(self.index) / batch_size) if num_batches is None
-                            else int(num_batches))
+                            else whole_number(num_batches, "num_batches"))
         self.chunks_per_batch = chunks_per_batch
         self.seed = seed
         self._epoch = 0
@@ -204,15 +206,19 @@ class WindowDataset(Dataset, _PerProcessReader):
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         _PerProcessReader.__init__(self, path, value_range,
                                    {"in_memory": in_memory, "cache_bytes": cache_bytes})
-        self.length = length
+        self.length = whole_number(length, f"{self.path}: length", low=1)
         with RolloutReader(path, cache_bytes=0) as reader:
-            self.window_index = reader.window_index(length, env_ids=env_ids)
+            self.window_index = reader.window_index(self.length, env_ids=env_ids)
+            if len(self.window_index) == 0:  # a DataLoader over it would fail obscurely
+                raise DatasetError(reader.no_windows(self.length, env_ids))
 
     def __len__(self) -> int:
         return len(self.window_index)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        episode, start = self.window_index.locate(int(i))
+        i = whole_number(i, "the window number", low=-len(self), high=len(self) - 1,
+                         error=IndexError)
+        episode, start = self.window_index.locate(i % len(self))
         window = self.reader.read_window(episode, start, self.length)
         out = {name: torch.from_numpy(np.ascontiguousarray(array))
                for name, array in window.items()}

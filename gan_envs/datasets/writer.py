@@ -42,6 +42,7 @@ import h5py
 import numpy as np
 
 from gan_envs.datasets import _h5
+from gan_envs.datasets.arguments import json_friendly, whole_number
 from gan_envs.datasets.chunks import ChunkEncoder
 from gan_envs.datasets.errors import (
     CorruptDatasetError,
@@ -61,6 +62,7 @@ from gan_envs.datasets.format import (
     library_versions,
     read_metadata,
     space_from_json,
+    space_storage,
     space_to_dict,
     write_metadata,
 )
@@ -80,6 +82,10 @@ from gan_envs.datasets.journal import (
 __all__ = ["RolloutWriter"]
 
 COMPRESSIONS = (None, "gzip", "lzf")
+#: The most rows a chunk may hold (HDF5 also caps a chunk at 4 GiB).
+MAX_CHUNK_FRAMES = 65_536
+#: Seeds are stored as int64.
+MAX_SEED = 2**63 - 1
 _DIRECT_CHUNK_BYTES = 16384
 
 
@@ -207,7 +213,10 @@ class RolloutWriter:
             level 3 at the same size, about 3x faster than level 6 for files ~25 % larger).
         chunk_frames: rows per chunk along time; every episode starts on a chunk boundary.
         overwrite: replace an existing file.
-        resume: append to an existing file after its last committed episode.
+        resume: append to an existing file after its last committed episode. The file keeps
+            its own spaces (given ones must match), chunking, compression, blank-frame flags
+            (``blank_frames=True`` on a file without them is refused) and metadata: ``policy``,
+            ``seed``, ``command``, ``metadata``, ``wrappers`` and ``env_specs`` are ignored.
         fsync: also ``fsync`` at each commit (survives power loss, not only a killed process).
 
     Raises:
@@ -243,15 +252,25 @@ class RolloutWriter:
         if compression not in COMPRESSIONS:
             raise DatasetError(f"{self.path}: compression must be one of {COMPRESSIONS} "
                                f"(lossless only), got {compression!r}")
-        if not (isinstance(chunk_frames, int) and chunk_frames >= 1):
-            raise DatasetError(f"{self.path}: chunk_frames must be a positive int, got "
-                               f"{chunk_frames!r}")
-        if not 0 <= compression_level <= 9:
-            raise DatasetError(f"{self.path}: compression_level must be 0-9, got "
-                               f"{compression_level}")
-        env_ids = list(env_ids)
+        chunk_frames = whole_number(chunk_frames, f"{self.path}: chunk_frames", low=1,
+                                    high=MAX_CHUNK_FRAMES)
+        compression_level = whole_number(compression_level, f"{self.path}: compression_level",
+                                         high=9)
+        env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)
+        if not all(isinstance(e, str) and e for e in env_ids):
+            raise DatasetError(f"{self.path}: env_ids must be env id strings, got {env_ids!r}")
         if len(set(env_ids)) != len(env_ids):
             raise DatasetError(f"{self.path}: env_ids has duplicates: {env_ids}")
+        if seed is not None:
+            seed = whole_number(seed, f"{self.path}: seed", high=MAX_SEED)
+        for text, name in ((policy, "policy"), (command, "command")):
+            if not (text is None and name == "command") and not isinstance(text, str):
+                raise DatasetError(f"{self.path}: {name} must be a string, got {text!r}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise DatasetError(f"{self.path}: metadata must be a dict, got {metadata!r:.60}")
+        metadata = json_friendly(dict(metadata or {}), f"{self.path}: metadata")
+        env_specs = json_friendly(env_specs, f"{self.path}: env_specs")
+        wrappers = json_friendly(wrappers, f"{self.path}: wrappers")
         self._fsync = fsync
         self._lock = _h5.ProcessLock(self.path)
         self._episode: _Episode | None = None
@@ -274,6 +293,11 @@ class RolloutWriter:
             if observation_space is None or action_space is None:
                 raise DatasetError(f"{self.path}: observation_space and action_space are needed "
                                    "to create a new file")
+            chunk_bytes = chunk_frames * _row_bytes(observation_space)
+            if chunk_bytes >= 2**32:
+                raise DatasetError(f"{self.path}: chunks of {chunk_frames} observations would "
+                                   f"take {chunk_bytes / 2**30:.1f} GiB, over HDF5's 4 GiB; "
+                                   "pass a smaller chunk_frames")
             if not self.path.parent.is_dir():
                 raise FileNotFoundError(f"{self.path.parent} does not exist; create the folder "
                                         f"for {self.path.name} first")
@@ -294,7 +318,7 @@ class RolloutWriter:
                 "action_space": space_to_dict(action_space),
                 "wrappers": wrappers,
                 "versions": library_versions(),
-                "user_metadata": dict(metadata or {}),
+                "user_metadata": metadata,
             }
             self._file = self._create(values, observation_space, action_space,
                                       compression=compression,
@@ -302,6 +326,10 @@ class RolloutWriter:
                                       blank_frames=blank_frames, replace=overwrite)
         try:
             self._setup()
+            if blank_frames and not self.blank_frames:  # resumed: the file decides
+                raise DatasetError(f"{self.path} stores no blank_frame flags, so resuming "
+                                   "with blank_frames=True would drop them; resume without it "
+                                   "or write a new file")
         except BaseException:
             self.close()
             raise
@@ -803,10 +831,7 @@ class RolloutWriter:
     def _seed(self, seed: int | None) -> int:
         if seed is None:
             return -1
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise DatasetError(f"{self.path}: seed must be a non-negative int or None, got "
-                               f"{seed!r}")
-        return int(seed)
+        return whole_number(seed, f"{self.path}: seed", high=MAX_SEED)
 
     def _values(self, space: gym.Space, values: Any, what: str, *, single: bool = False
                 ) -> np.ndarray:
@@ -820,14 +845,25 @@ class RolloutWriter:
         if arr.shape != () or arr.dtype.kind not in "biuf" or not math.isfinite(float(arr)):
             raise DatasetError(f"{self.path}: reward must be a finite real number, got "
                                f"{reward!r}")
-        return np.float32(arr)
+        with np.errstate(over="ignore"):
+            stored = np.float32(arr)
+        if not math.isfinite(stored):
+            raise DatasetError(f"{self.path}: reward {float(arr)!r} is too large for float32 "
+                               "(rewards are stored as float32); scale it down")
+        return stored
 
     def _rewards(self, rewards: Any) -> np.ndarray:
         arr = np.asarray(rewards)
         if arr.ndim != 1 or arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
             raise DatasetError(f"{self.path}: rewards must be a 1-D array of finite real "
                                f"numbers, got shape {arr.shape} dtype {arr.dtype}")
-        return arr.astype(np.float32)
+        with np.errstate(over="ignore"):
+            stored = arr.astype(np.float32)
+        if not np.isfinite(stored).all():
+            i = int(np.argmin(np.isfinite(stored)))
+            raise DatasetError(f"{self.path}: rewards[{i}] = {float(arr[i])!r} is too large for "
+                               "float32 (rewards are stored as float32); scale it down")
+        return stored
 
     def _flag(self, value: Any, what: str) -> np.uint8:
         arr = np.asarray(value)
@@ -866,6 +902,16 @@ class RolloutWriter:
             raise DatasetError(f"{self.path}: blank must be {n} True/False values (one per "
                                f"observation), got shape {arr.shape}")
         return arr.astype(np.uint8)
+
+
+def _row_bytes(space: gym.Space) -> int:
+    """Bytes of one stored row of ``space`` (0 for a space the format cannot store: the
+    layout refuses it with its own message)."""
+    try:
+        shape, dtype = space_storage(space)
+    except DatasetError:
+        return 0
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
 
 
 def _zeros_and_ones(arr: np.ndarray) -> bool:

@@ -223,7 +223,7 @@ def test_a_child_forked_while_the_folder_is_locked_does_not_keep_the_lock(tmp_pa
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise AssertionError("the forked child still holds the folder lock")
+                        raise AssertionError("the forked child still holds the lock") from None
                     time.sleep(0.01)
         finally:
             os.close(fd)

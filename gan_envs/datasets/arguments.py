@@ -1,0 +1,56 @@
+"""Checks of the writer's and reader's arguments: one-line errors at the call that passed them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from gan_envs.datasets.errors import DatasetError
+
+__all__ = ["whole_number", "json_friendly"]
+
+
+def whole_number(value: Any, what: str, *, low: int = 0, high: int | None = None,
+                 error: type[Exception] = DatasetError) -> int:
+    """``value`` as a Python int if it is a whole number (``int`` or a numpy integer, not a
+    bool) in ``[low, high]``; otherwise ``error`` naming ``what``.
+
+    Example:
+        >>> import numpy as np
+        >>> whole_number(np.int64(16), "chunk_frames", low=1)
+        16
+        >>> whole_number(2.5, "n")
+        Traceback (most recent call last):
+        ...
+        gan_envs.datasets.errors.DatasetError: n must be a whole number, got 2.5
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise error(f"{what} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        span = f"≥ {low}" if high is None else f"in [{low}, {high}]"
+        raise error(f"{what} must be {span}, got {int(value)}")
+    return int(value)
+
+
+def json_friendly(value: Any, what: str) -> Any:
+    """``value`` as plain JSON data (numpy numbers and arrays become Python numbers and lists),
+    or a DatasetError naming ``what``: metadata is stored as JSON text.
+
+    Example:
+        >>> import numpy as np
+        >>> json_friendly({"lr": np.float32(0.5), "sizes": np.arange(2)}, "metadata")
+        {'lr': 0.5, 'sizes': [0, 1]}
+    """
+    def plain(obj: Any) -> Any:
+        if isinstance(obj, (np.generic, np.ndarray)):
+            return obj.tolist()
+        raise TypeError(f"{type(obj).__name__} {obj!r:.60}")
+
+    try:
+        return json.loads(json.dumps(value, default=plain, allow_nan=False))
+    except (TypeError, ValueError) as err:
+        held = str(err) if isinstance(err, TypeError) else "NaN or infinity"
+        raise DatasetError(f"{what} must be JSON data (str, numbers, lists, dicts; no NaN or "
+                           f"infinity), it holds {held}") from None
