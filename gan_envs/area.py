@@ -108,12 +108,20 @@ class AreaResizer:
     def __call__(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Resize one frame; ``out`` (uint8, contiguous, target shape) is filled when given."""
         h, w = self.target_hw
+        if frame.shape[:2] != self.source_hw or frame.dtype != np.uint8 or frame.ndim > 3:
+            raise ValueError(f"ResizeFrame was made for uint8 frames of {self.source_hw} pixels "
+                             f"(the env's observation space), got {frame.dtype} {frame.shape}; "
+                             "the env returns other frames than its space declares")
         if not self.exact_fast_path:
             import cv2  # imported on first use: `import gan_envs` stays cheap
 
-            result = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-            if frame.ndim == 3 and result.ndim == 2:  # OpenCV drops a single channel axis
-                result = result[:, :, None]
+            # OpenCV's area resize takes at most 4 channels: larger frames go 4 at a time
+            parts = [frame] if frame.ndim == 2 or frame.shape[2] <= 4 else [
+                frame[:, :, c:c + 4] for c in range(0, frame.shape[2], 4)]
+            resized = [cv2.resize(part, (w, h), interpolation=cv2.INTER_AREA) for part in parts]
+            resized = [r[:, :, None] if r.ndim == 2 and frame.ndim == 3 else r  # OpenCV drops
+                       for r in resized]                                      # one channel
+            result = resized[0] if len(resized) == 1 else np.concatenate(resized, axis=2)
             if out is not None:
                 out[...] = result
                 return out

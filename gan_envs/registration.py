@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from gan_envs.wrappers import (
     FLICKER_MODES,
@@ -39,6 +40,7 @@ from gan_envs.wrappers import (
     VectorChannelFirst,
     VectorFlickerFilter,
     VectorScaleFloat,
+    check_scale_bounds,
     normalize_size,
 )
 
@@ -129,15 +131,29 @@ def _closest_ids(env_id: str, n: int = 3) -> list[str]:
     return found[:n]
 
 
-def _check_stack_options(size: Any, scale: Any, flicker: Any, obs_type: str) -> tuple:
-    """Validate the GanAtari keyword arguments; return (size_hw, scale_pair_or_None)."""
-    size_hw = normalize_size(size, "GanAtari size")
+def _check_stack_options(size: Any, scale: Any, flicker: Any, obs_type: str,
+                         flicker_threshold: Any, flicker_max_skip: Any) -> tuple:
+    """Validate the GanAtari keyword arguments, naming them as the user typed them (the same
+    for ``gym.make`` and ``gym.make_vec``); return (size_hw, scale_pair_or_None)."""
+    size_hw = normalize_size(size, "GanAtari")
     if scale is not None:
         if not (isinstance(scale, (tuple, list)) and len(scale) == 2):
             raise TypeError(
                 f"GanAtari scale must be a (low, high) pair or None for uint8, got {scale!r}"
             )
-        scale = (float(scale[0]), float(scale[1]))
+        scale = check_scale_bounds(scale[0], scale[1], "GanAtari scale")
+    try:
+        threshold = float(flicker_threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"GanAtari flicker_threshold must be a number, got "
+                        f"{flicker_threshold!r}") from None
+    if not 0.0 <= threshold < 255.0:
+        raise ValueError(f"GanAtari flicker_threshold is on the 0-255 scale: 0 <= t < 255, got "
+                         f"{flicker_threshold!r}")
+    if (isinstance(flicker_max_skip, bool) or not isinstance(flicker_max_skip, (int, np.integer))
+            or flicker_max_skip < 1):
+        raise ValueError(f"GanAtari flicker_max_skip must be a whole number >= 1, got "
+                         f"{flicker_max_skip!r}")
     if flicker is not None and flicker not in FLICKER_MODES:
         raise ValueError(
             f"GanAtari flicker must be one of {FLICKER_MODES} or None, got {flicker!r}"
@@ -177,7 +193,8 @@ def make_gan_atari(
     """
     from ale_py.env import AtariEnv
 
-    size_hw, scale = _check_stack_options(size, scale, flicker, obs_type)
+    size_hw, scale = _check_stack_options(size, scale, flicker, obs_type, flicker_threshold,
+                                          flicker_max_skip)
     env: gym.Env = AtariEnv(game=game, obs_type=obs_type, **ale_kwargs)
     env = ChannelFirst(ResizeFrame(env, size=size if isinstance(size, int) else list(size_hw)))
     if scale is not None:
@@ -213,7 +230,11 @@ def make_gan_atari_vector(
     ``frameskip`` range, ``render_mode``, ...) fall back to a ``SyncVectorEnv`` of
     :func:`make_gan_atari` environments with the same observation space.
     """
-    size_hw, scale = _check_stack_options(size, scale, flicker, obs_type)
+    size_hw, scale = _check_stack_options(size, scale, flicker, obs_type, flicker_threshold,
+                                          flicker_max_skip)
+    if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        raise ValueError(f"GanAtari num_envs must be a whole number >= 1, got {num_envs!r}")
+    num_envs = int(num_envs)
     stack = dict(size=size, scale=scale, flicker=flicker, flicker_threshold=flicker_threshold,
                  flicker_max_skip=flicker_max_skip, obs_type=obs_type)
     fast = (flicker != "skip" and isinstance(frameskip, int)
@@ -246,6 +267,7 @@ def make_gan_atari_vector(
         max_num_frames_per_episode=max_num_frames_per_episode,
         num_threads=num_threads,
     )
+    envs = _CheckedInputs(envs)
     if obs_type == "rgb":  # (N, 1, H, W, 3): drop the frame-stack axis, then channels first
         envs = VectorChannelFirst(_DropStackAxis(envs), copy=False)  # fresh arrays every step
     # grayscale frames arrive as (N, 1, H, W): the stack axis already is the channel axis
@@ -254,6 +276,41 @@ def make_gan_atari_vector(
     if flicker is not None:
         envs = VectorFlickerFilter(envs, threshold=flicker_threshold, mode=flicker)
     return envs
+
+
+class _CheckedInputs(AsyncObservations, gym.vector.VectorWrapper):
+    """Gymnasium inputs for ``AtariVectorEnv``: lists of actions and seeds become arrays, and an
+    action outside the action space is refused (ale-py's vector env waits forever on one)."""
+
+    def __init__(self, env: gym.vector.VectorEnv) -> None:
+        super().__init__(env)
+        self._n = int(env.single_action_space.n)
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None):
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            seed = np.asarray(seed, dtype=np.int64)
+        elif isinstance(seed, np.integer):
+            seed = int(seed)
+        if options and "reset_mask" in options:
+            options = {**options, "reset_mask": np.asarray(options["reset_mask"], dtype=bool)}
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, actions: Any):
+        return self.env.step(self._actions(actions))
+
+    def send(self, actions: Any) -> None:
+        self.env.send(self._actions(actions))
+
+    def observations(self, observations: np.ndarray) -> np.ndarray:
+        return observations
+
+    def _actions(self, actions: Any) -> np.ndarray:
+        arr = np.asarray(actions)
+        if (arr.shape != (self.num_envs,) or arr.dtype.kind not in "iu"
+                or (len(arr) and (arr.min() < 0 or arr.max() >= self._n))):
+            raise ValueError(f"GanAtari vector env: actions must be {self.num_envs} whole "
+                             f"numbers in [0, {self._n}), got {actions!r:.80}")
+        return arr
 
 
 class _DropStackAxis(AsyncObservations, gym.vector.VectorObservationWrapper):

@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 FLICKER_MODES = ("hold", "skip", "flag")
+#: The largest output side ResizeFrame makes (a 100,000-pixel side would need ~28 GiB a frame).
+MAX_FRAME_SIDE = 8192
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -63,6 +65,9 @@ def normalize_size(size: int | Sequence[int], owner: str = "ResizeFrame") -> tup
         raise TypeError(f"{owner} size must be an int or a (height, width) pair, got {size!r}")
     if height <= 0 or width <= 0:
         raise ValueError(f"{owner} size must be positive, got {size!r}")
+    if max(height, width) > MAX_FRAME_SIDE:
+        raise ValueError(f"{owner} size must be at most {MAX_FRAME_SIDE} pixels a side, got "
+                         f"{size!r}")
     return height, width
 
 
@@ -74,10 +79,14 @@ def _frame_space(space: gym.Space, owner: str, *, ranks: tuple[int, ...] = (2, 3
     if uint8 and space.dtype != np.uint8:
         raise TypeError(f"{owner} requires uint8 frames, got dtype {space.dtype} ({space})")
     if len(space.shape) not in ranks:
-        wanted = " or ".join(f"rank {r}" for r in ranks)
-        raise ValueError(
-            f"{owner} requires {wanted} frames ((H, W) or (H, W, C)), got shape {space.shape}"
-        )
+        wanted = (" or ".join(f"rank {r}" for r in ranks) + " frames ((H, W) or (H, W, C))"
+                  if len(ranks) == 2 else f"rank {ranks[0]} to {ranks[-1]} arrays")
+        raise ValueError(f"{owner} requires {wanted}, got shape {space.shape}")
+    if len(space.shape) == 3 and ranks == (2, 3) and space.shape[0] <= 4 < space.shape[2]:
+        raise ValueError(f"{owner} takes (H, W, C) frames; {space.shape} looks like channels "
+                         "or stacked frames first: apply it before ChannelFirst or frame "
+                         "stacking (ale-py's make_vec stacks 4 frames: pass "
+                         "vectorization_mode='sync')")
     return space
 
 
@@ -204,13 +213,17 @@ class ByteScaler:
         return out
 
 
-def _check_scale_bounds(low: float, high: float, owner: str) -> tuple[float, float]:
+def check_scale_bounds(low: float, high: float, owner: str) -> tuple[float, float]:
+    """``(low, high)`` as floats for :class:`ByteScaler`, or a one-line error naming ``owner``."""
     try:
         low, high = float(low), float(high)
     except (TypeError, ValueError):
         raise TypeError(f"{owner} low and high must be numbers, got {low!r}, {high!r}") from None
     if not (np.isfinite(low) and np.isfinite(high) and low < high):
         raise ValueError(f"{owner} needs finite low < high, got low={low}, high={high}")
+    if high - low > float(np.finfo(np.float32).max):  # the scaler's float32 step overflows
+        raise ValueError(f"{owner} low and high span more than float32 holds: low={low}, "
+                         f"high={high}")
     if np.float32(low) >= np.float32(high):
         raise ValueError(f"{owner} low and high collapse in float32: low={low}, high={high}")
     return low, high
@@ -236,7 +249,7 @@ class ScaleFloat(TransformObservation, gym.utils.RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env, low: float = -1.0, high: float = 1.0) -> None:
-        low, high = _check_scale_bounds(low, high, "ScaleFloat")
+        low, high = check_scale_bounds(low, high, "ScaleFloat")
         space = _frame_space(env.observation_space, "ScaleFloat", ranks=(1, 2, 3, 4))
         gym.utils.RecordConstructorArgs.__init__(self, low=low, high=high)
 
@@ -353,8 +366,8 @@ class FlickerFilter(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.blank_frames += blank
         info["blank_frame"] = blank
         if self.mode == "hold":
-            if not blank:
-                self._held = obs
+            if not blank:  # a copy: the caller or the env may reuse the array it returns
+                self._held = np.array(obs, copy=True)
             elif self._held is not None:
                 return self._held.copy()
         return obs
@@ -457,7 +470,7 @@ class VectorScaleFloat(AsyncObservations, VectorObservationWrapper):
     """Vector version of :class:`ScaleFloat`, one table lookup for the whole batch."""
 
     def __init__(self, env: VectorEnv, low: float = -1.0, high: float = 1.0) -> None:
-        low, high = _check_scale_bounds(low, high, "VectorScaleFloat")
+        low, high = check_scale_bounds(low, high, "VectorScaleFloat")
         super().__init__(env)
         space = _frame_space(env.single_observation_space, "VectorScaleFloat", ranks=(1, 2, 3, 4))
         self.low, self.high = low, high
@@ -492,38 +505,49 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
         self.threshold, self.mode = float(threshold), mode
         self.frames_seen = 0
         self.blank_frames = 0
-        self._held: list[np.ndarray | None] = [None] * self.num_envs
+        self._held: np.ndarray | None = None  # the last non-blank frame of each sub-env
         self._has_held = np.zeros(self.num_envs, dtype=bool)
         self._episode_over = np.zeros(self.num_envs, dtype=bool)
         mode_name = getattr(env.metadata.get("autoreset_mode"), "value", None)
         self._same_step_reset = mode_name == "SameStep"
 
-    def _filter(self, obs: np.ndarray, infos: dict[str, Any]) -> np.ndarray:
+    def _filter(self, obs: np.ndarray, infos: dict[str, Any],
+                new: np.ndarray | None = None) -> np.ndarray:
+        """Flag, count and (``"hold"``) replace blank frames; ``new`` marks the sub-envs whose
+        frame is new (all but those a partial reset left alone)."""
         blank = self.is_blank.batch(obs)
-        self.frames_seen += len(blank)
-        self.blank_frames += int(blank.sum())
+        counted = blank if new is None else blank[new]
+        self.frames_seen += len(counted)
+        self.blank_frames += int(counted.sum())
         infos["blank_frame"] = blank
         infos["_blank_frame"] = np.ones_like(blank)
         if self.mode == "flag":
             return obs
-        # Hold by reference, as FlickerFilter does: batch i's last non-blank frame stays in the
-        # batch array that held it (a fresh array every step), so nothing is copied per step.
+        # Copied, not referenced: the caller may change the batch it gets in place, and an env
+        # may reuse its batch array (SyncVectorEnv(copy=False)).
+        if self._held is None:
+            self._held = np.empty_like(obs)
         fresh = ~blank
-        for i in np.flatnonzero(fresh):
-            self._held[i] = obs
+        if fresh.all():
+            np.copyto(self._held, obs)  # one pass (a masked copy makes two)
+        else:
+            for i in np.flatnonzero(fresh):
+                self._held[i] = obs[i]
         self._has_held |= fresh
         replace = blank & self._has_held
         if replace.any():
             obs = obs.copy()
-            for i in np.flatnonzero(replace):
-                obs[i] = self._held[i][i]
+            obs[replace] = self._held[replace]
         return obs
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
-        obs, infos = self.env.reset(seed=seed, options=options)
-        self._has_held[:] = False
-        self._episode_over[:] = False
-        return self._filter(obs, infos), infos
+        mask = (options or {}).get("reset_mask")  # a partial reset restarts only these
+        obs, infos = self.env.reset(seed=seed, options=options)  # (it may pop the mask)
+        restarted = (np.ones(self.num_envs, bool) if mask is None
+                     else np.asarray(mask, dtype=bool).reshape(self.num_envs))
+        self._has_held[restarted] = False
+        self._episode_over[restarted] = False
+        return self._filter(obs, infos, new=restarted), infos
 
     def step(self, actions):
         return self._after_step(*self.env.step(actions))
