@@ -81,6 +81,11 @@ def make_grid(
         raise ValueError(
             f"make_grid needs images shaped (N, C, H, W) with C = 1 or 3, got {array.shape}"
         )
+    for name, value in (("nrow", nrow), ("padding", padding), ("upscale", upscale)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"make_grid {name} must be a whole number, got {value!r}")
+    if not 0 <= pad_value <= 255:
+        raise ValueError(f"make_grid pad_value is a grey level 0-255, got {pad_value!r}")
     if nrow < 1 or padding < 0 or upscale < 1:
         raise ValueError(f"make_grid needs nrow >= 1, padding >= 0, upscale >= 1, got "
                          f"nrow={nrow}, padding={padding}, upscale={upscale}")
@@ -133,9 +138,14 @@ def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"{path}: videos are written as MP4; give the file a .mp4 name")
-    if not fps > 0:
-        raise ValueError(f"{path}: the video's fps must be > 0, got {fps}")
+    if not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS):
+        raise ValueError(f"{path}: the video's fps must be > 0 and at most {MAX_FPS:g}, got "
+                         f"{fps}")
     return path
+
+
+#: OpenCV's MP4 writer hangs on an infinite frame rate; no video player shows more than this.
+MAX_FPS = 1000.0
 
 
 def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:

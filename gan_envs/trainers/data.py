@@ -110,6 +110,14 @@ class ArrayFrameSource:
                 "ArrayFrameSource needs frames shaped (N, C, H, W) or (N, D) with N >= 1, "
                 f"got {frames.shape}"
             )
+        if frames.ndim == 4 and frames.shape[3] in (1, 3, 4) and frames.shape[1] > 4:
+            raise ValueError(f"ArrayFrameSource needs channels first (N, C, H, W), got "
+                             f"{frames.shape}: pass np.moveaxis(frames, -1, 1)")
+        if frames.ndim == 4 and frames.dtype != np.uint8:
+            raise ValueError(f"ArrayFrameSource images must be uint8 0-255, got {frames.dtype}: "
+                             "for floats in [0, 1] pass (frames * 255).round().astype(np.uint8)")
+        if isinstance(env_ids, str):  # one id, not its letters
+            env_ids = [env_ids]
         if env_index is not None:
             env_index = np.asarray(env_index, dtype=np.int64)
             if env_index.shape != (len(frames),):
@@ -185,6 +193,8 @@ class DatasetFrameSource:
                  exclude_blank: bool = True, in_memory: bool = False) -> None:
         from gan_envs.datasets import DatasetError, RolloutReader
 
+        if isinstance(env_ids, str):  # one id, not its letters
+            env_ids = [env_ids]
         self.reader = RolloutReader(path, in_memory=in_memory)
         try:
             unknown = sorted(set(env_ids or []) - set(self.reader.env_ids))

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_envs._text import first_line
-from gan_envs.images import make_grid, save_png, write_video
+from gan_envs.datasets.arguments import whole_number
+from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
 
 from .data import FrameSource, env_labels, is_image_shape
 from .models import (
@@ -306,7 +307,7 @@ class GanConfig:
             raise ValueError(f"template_lr={self.template_lr} acts only on templates: pass "
                              "template >= 1 (--template K) too, or leave template_lr unset")
         cfg = dataclasses.replace(self, **filled)
-        cfg.betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+        cfg.betas = _check_betas(cfg.betas)
         if cfg.env_shares is not None:
             cfg.env_shares = _check_env_shares(cfg.env_shares, cfg.conditional, num_envs)
         cfg._check(frame_shape)
@@ -319,8 +320,18 @@ class GanConfig:
         for name in ("iterations", "batch_size", "latent_dim", "width", "sample_every",
                      "checkpoint_every", "log_every", "n_samples"):
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
-            if getattr(self, name) < minimum:
-                raise ValueError(f"{name} must be >= {minimum}, got {getattr(self, name)}")
+            whole_number(getattr(self, name), name, low=minimum, error=ValueError)
+        whole_number(self.seed, "seed", high=2**63 - 8, error=ValueError)  # seed + 3 is used
+        for name in ("lr_d", "lr_g", "video_fps"):  # (fps: OpenCV hangs on inf)
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if self.video_fps > MAX_FPS:
+            raise ValueError(f"video_fps must be at most {MAX_FPS:g}, got {self.video_fps}")
+        if not (isinstance(self.d_relu_slope, (int, float))
+                and 0.0 <= self.d_relu_slope < 1.0):
+            raise ValueError(f"d_relu_slope must lie in [0, 1) (0: ReLU), got "
+                             f"{self.d_relu_slope!r}")
         check_head(self.g_head, self.arch)
         if self.d_width is not None and self.d_width < 2:
             raise ValueError(f"d_width must be >= 2 (or None: the same as width), got "
@@ -364,6 +375,14 @@ class GanConfig:
                 raise ValueError(f"{name} must be a finite weight >= 0, got {weight}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
+        packs = self.batch_size // self.pack
+        if self.mbstd_group and not (self.conditional or self.modes) and not any(
+                packs % g == 0 for g in range(2, self.mbstd_group + 1)):
+            raise ValueError(f"mbstd_group={self.mbstd_group} splits D's batch into groups of "
+                             f"2 to {self.mbstd_group}, and its {packs} packs (batch_size "
+                             f"{self.batch_size} / pack {self.pack}) split into none (the "
+                             "feature would be a constant): pass a batch size whose packs "
+                             "split evenly, or mbstd_group=0 (--mbstd-group 0)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.standing_stats < 0 or self.standing_stats == 1:
@@ -386,6 +405,18 @@ class GanConfig:
         if policies and not is_image_shape(frame_shape):
             raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
                              "pass diffaugment=''")
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    """Adam's ``(beta1, beta2)``, each in [0, 1), or a one-line error."""
+    try:
+        b1, b2 = (float(b) for b in betas)
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair (beta1, beta2) of numbers, got {betas!r}") \
+            from None
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise ValueError(f"betas must each lie in [0, 1), got {betas!r}")
+    return b1, b2
 
 
 def _standing_stats_obstacle(ema_decay: float, arch: str, batch_size: int) -> str | None:
@@ -722,6 +753,24 @@ def _env_proportions(source: Any, num_classes: int, seed: int) -> np.ndarray:
     return counts / counts.sum()
 
 
+def _checked_frames(source: Any, frames: np.ndarray, frame_shape: tuple[int, ...],
+                    images: bool) -> np.ndarray:
+    """``frames`` if they keep the frame source's contract (``frame_shape``, uint8 images,
+    finite vectors), else a one-line error naming the source: a source that breaks it would
+    fail deep inside torch, or train on wrongly scaled frames."""
+    name = getattr(source, "path", None) or type(source).__name__
+    if frames.shape[1:] != frame_shape:
+        raise ValueError(f"{name} promised frames of shape {frame_shape} (its frame_shape) and "
+                         f"gave {frames.shape[1:]}; make sample_frames return (n, *frame_shape)")
+    if images and frames.dtype != np.uint8:
+        raise ValueError(f"{name} gave {frames.dtype} image frames; the trainer reads images "
+                         "as uint8 0-255 (x / 127.5 - 1): scale them to uint8 first")
+    if not images and (frames.dtype.kind not in "biuf" or not np.isfinite(frames).all()):
+        raise ValueError(f"{name} gave vector frames that are not all finite numbers "
+                         f"({frames.dtype}); drop or fix the NaN/inf frames")
+    return frames
+
+
 def _draw_in_shares(draw_labelled: Callable[[int, np.random.Generator], tuple[Any, Any]],
                     n: int, rng: np.random.Generator, keep_prob: np.ndarray,
                     proportions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -930,7 +979,8 @@ def train_gan(
         half_range = torch.from_numpy(np.where(high > low, (high - low) / 2 * 1.05, 1.0))
 
     def to_input(frames: np.ndarray) -> torch.Tensor:
-        x = (torch.from_numpy(np.asarray(frames)).float() - center) / half_range
+        frames = _checked_frames(source, np.asarray(frames), frame_shape, images)
+        x = (torch.from_numpy(frames).float() - center) / half_range
         return x.contiguous(memory_format=memory_format) if memory_format else x
 
     draw_labelled = getattr(source, "sample_batch_with_env", None) \
@@ -940,7 +990,14 @@ def train_gan(
         """``n`` labelled real frames in the envs' training shares (see ``env_shares``)."""
         if keep_prob is None:
             frames, labels = draw_labelled(n, data_rng)
-            return frames, np.asarray(labels)
+            labels = np.asarray(labels)
+            if len(frames) != n or labels.shape != (n,) or (n and not (
+                    0 <= labels.min() and labels.max() < num_classes)):
+                raise ValueError(f"{type(source).__name__} was asked for {n} labelled frames "
+                                 f"and gave {len(frames)} frames with labels of shape "
+                                 f"{labels.shape} (labels must lie in [0, {num_classes}), one "
+                                 "per env id)")
+            return frames, labels
         return _draw_in_shares(draw_labelled, n, data_rng, keep_prob, label_probs.numpy())
 
     # what is measured on the data at the start, from one probe draw of its own (the data

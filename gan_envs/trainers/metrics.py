@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_envs.datasets.arguments import whole_number
+
 from .data import FrameSource, env_labels, is_image_shape
 from .sampling import load_generator, make_latents, proportional_counts
 
@@ -239,6 +241,22 @@ def far_frames(features: np.ndarray, reference: np.ndarray,
     return np.linalg.norm(features - centre, axis=1) > factor * typical
 
 
+def _feature_sets(a: Any, b: Any, what: str, minimum: int = 2
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Two ``(N, D)`` float64 feature sets with the same ``D``, ``N >= minimum``, all finite; or a
+    one-line error naming ``what`` needs them."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"{what} needs two (N, D) feature sets with the same D, got shapes "
+                         f"{a.shape} and {b.shape}")
+    if min(len(a), len(b)) < minimum:
+        raise ValueError(f"{what} needs at least {minimum} samples per set, got {len(a)} and "
+                         f"{len(b)}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"{what} needs finite features; a set holds NaN or infinity")
+    return a, b
+
+
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` ``(N, D)``.
 
@@ -251,7 +269,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
         >>> round(frechet_distance(x, x), 6), round(frechet_distance(x, x + 2.0), 2)
         (0.0, 12.0)
     """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a, b = _feature_sets(a, b, "the Fréchet distance")
     mu1, mu2 = a.mean(0), b.mean(0)
     s1 = np.atleast_2d(np.cov(a, rowvar=False))
     s2 = np.atleast_2d(np.cov(b, rowvar=False))
@@ -281,11 +299,11 @@ def kernel_inception_distance(
         >>> abs(same[0]) < 0.01, shifted[0] > 0.1
         (True, True)
     """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a, b = _feature_sets(a, b, "KID", minimum=4)  # two subsets of >= 2 rows each
+    whole_number(n_subsets, "KID n_subsets", low=1, error=ValueError)
+    whole_number(subset_size, "KID subset_size", low=2, error=ValueError)
     d = a.shape[1]
     m = min(subset_size, max(2, min(len(a), len(b)) // 2))
-    if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_subsets):
@@ -335,7 +353,8 @@ def precision_recall(
         >>> precision_recall(x, x + 100.0)
         (0.0, 0.0)
     """
-    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    real, fake = _feature_sets(real, fake, "precision/recall")
+    whole_number(k, "precision/recall k", low=1, error=ValueError)
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
     r_real, r_fake = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
@@ -553,6 +572,8 @@ def evaluate(
         judged_clean; with game labels, game_mix, game_mix_max_diff_points, game_confidence),
         always measured against real set A.
     """
+    whole_number(classifier_steps, "classifier_steps", low=1, error=ValueError)
+    whole_number(classifier_frames, "classifier_frames", low=2, error=ValueError)
     drawn = evaluation_sets(run_dir, source, n, seed, ema=ema,
                             classifier_steps=classifier_steps,
                             classifier_frames=classifier_frames,
@@ -781,6 +802,10 @@ def report_table(report: dict[str, Any]) -> str:
         lines.append(f"{label:<12}" + "".join(cells))
     if report.get("fd_over_floor") is not None:
         lines.append(f"fd / floor: {report['fd_over_floor']:.2f}")
+    if report.get("real_sets_disjoint") is False:
+        lines.append(f"real sets A and B share frames (the data holds fewer than 2 x "
+                     f"{report.get('n')} distinct frames), so the floor is too low: evaluate "
+                     "with a smaller n or more data")
     far = report.get("far_frames")
     if far:
         uneven = ("; A and B differ, so this floor is unsteady: compare several draws (--draws 5)"

@@ -580,6 +580,14 @@ def _finish_discriminator(module: nn.Module, layers: list[nn.Module], features: 
         module.embed = _sn(nn.Embedding(module.num_classes, features), spectral_norm)
 
 
+def _check_input(module: nn.Module, x: torch.Tensor) -> None:
+    """A one-line error for discriminator inputs of another shape than it was built for (with
+    ``pack >= 2``: packs, :func:`pack_frames`)."""
+    if tuple(x.shape[1:]) != module.input_shape:
+        raise ValueError(f"this discriminator takes inputs of shape (N, *{module.input_shape}), "
+                         f"got {tuple(x.shape)}")
+
+
 def _projection_logits(module: nn.Module, x: torch.Tensor, labels: torch.Tensor | None
                        ) -> torch.Tensor:
     """``head(h)`` plus, for a conditional discriminator, the projection ``<embed(y), pool(h)>``.
@@ -686,8 +694,10 @@ class DCGANDiscriminator(nn.Module):
         extra = 1 if mbstd_group else 0
         layers.append(_sn(nn.Conv2d(widths[-1] + extra, 1, 4, 1, 0), spectral_norm))
         _finish_discriminator(self, layers, widths[-1], spectral_norm, num_classes, mbstd_group)
+        self.input_shape = (channels * pack, size, size)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        _check_input(self, x)  # other sizes would give several logits per input
         return _projection_logits(self, x, labels)
 
 
@@ -737,8 +747,11 @@ class MLPDiscriminator(nn.Module):
         extra = 1 if mbstd_group else 0
         layers.append(_sn(nn.Linear(widths[-1] + extra, 1), spectral_norm))
         _finish_discriminator(self, layers, widths[-1], spectral_norm, num_classes, mbstd_group)
+        first, *rest = (int(v) for v in frame_shape)
+        self.input_shape = (first * pack, *rest)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        _check_input(self, x)
         return _projection_logits(self, x, labels)
 
 
@@ -792,6 +805,12 @@ def build_models(
         raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
+    for name, value, low in (("latent_dim", latent_dim, 1), ("width", width, 2),
+                             ("d_width", width if d_width is None else d_width, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    if relu_slope is not None and not 0.0 <= relu_slope < 1.0:
+        raise ValueError(f"relu_slope must lie in [0, 1) (0: ReLU), got {relu_slope!r}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,
                                 modes, g_head, template_mask, template_gate,
                                 template_mask_init)

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from gan_envs.datasets.arguments import whole_number
+
 from .data import is_image_shape
 from .gan import load_checkpoint
 from .models import build_generator
@@ -78,7 +80,9 @@ class RunGenerator:
             raise ValueError("this run is unconditional: it cannot draw one env (train with "
                              "conditional=True (--conditional), the fast recipe's default on "
                              "multi-game data)")
-        if isinstance(env, int) or (isinstance(env, str) and env.isdigit()):
+        if isinstance(env, bool) or not isinstance(env, (int, np.integer, str)):
+            raise ValueError(f"env must be an env id, a part of one, or an index, got {env!r}")
+        if isinstance(env, (int, np.integer)) or env.isdigit():
             index = int(env)
             if not 0 <= index < len(self.env_ids):
                 raise ValueError(f"env index {index} is out of range: this run knows "
@@ -112,10 +116,17 @@ class RunGenerator:
 
         ``labels`` (conditional runs): one env index per latent; default :meth:`labels`.
         """
+        z = torch.as_tensor(z, dtype=torch.float32)  # numpy or float64 latents too
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must be shaped (N, {self.latent_dim}), got {tuple(z.shape)}")
+        whole_number(batch_size, "batch_size", low=1, error=ValueError)
         if self.conditional:
-            labels = self.labels(len(z)) if labels is None else labels
+            labels = self.labels(len(z)) if labels is None else torch.as_tensor(labels).long()
+            n_envs = len(self.env_ids) if self.env_ids else int(self.label_probs.numel())
+            if labels.shape != (len(z),) or (len(z) and not (
+                    0 <= int(labels.min()) and int(labels.max()) < n_envs)):
+                raise ValueError(f"labels must be {len(z)} env indices in [0, {n_envs}) (one "
+                                 f"per latent), got shape {tuple(labels.shape)}")
             chunks = [self.net(z[i : i + batch_size], labels[i : i + batch_size])
                       for i in range(0, len(z), batch_size)]
         else:
@@ -249,8 +260,8 @@ def sweep(
     """Sweep latent dimension ``dim`` over ``linspace(start, stop, steps)``, the other dimensions
     fixed to one normal latent from ``seed``: ``steps`` frames, left to right (conditional
     runs: all of env ``env``, default the env drawn for ``seed``)."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    whole_number(steps, "steps", low=1, error=ValueError)
+    whole_number(dim, "dim", error=ValueError)
     gen = load_generator(run_dir, ema)
     z = make_latents(1, gen.latent_dim, seed, set_dims={dim: 0.0}).repeat(steps, 1)
     z[:, int(dim)] = torch.linspace(start, stop, steps)
@@ -272,8 +283,7 @@ def interpolate(
     a Gaussian; the default is a straight line. Conditional runs keep one env along the path
     (``env``, default the env drawn for ``seed_a``).
     """
-    if steps < 2:
-        raise ValueError(f"interpolate needs steps >= 2 (both ends), got {steps}")
+    whole_number(steps, "interpolate steps (>= 2: both ends)", low=2, error=ValueError)
     gen = load_generator(run_dir, ema)
     a = make_latents(1, gen.latent_dim, seed_a)[0]
     b = make_latents(1, gen.latent_dim, seed_b)[0]

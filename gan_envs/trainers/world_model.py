@@ -57,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_envs._text import first_line
+from gan_envs.datasets.arguments import whole_number
 from gan_envs.images import check_video_path, make_grid, write_video
 
 from .gan import CHECKPOINT_NAME, _atomic_save, _SigintToFlag
@@ -233,13 +234,25 @@ class WorldModelConfig:
                      "hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_epochs",
                      "population", "rollouts", "rollout_steps", "eval_rollouts",
                      "checkpoint_every", "log_every"):
-            minimum = 2 if name == "population" else 1
-            if getattr(cfg, name) < minimum:
-                raise WorldModelError(f"{name} must be >= {minimum}, got {getattr(cfg, name)}")
+            whole_number(getattr(cfg, name), name, low=2 if name == "population" else 1,
+                         error=WorldModelError)
         for name in ("max_episodes", "vae_max_steps", "mdrnn_max_steps", "generations",
                      "workers", "select_rollouts"):
+            whole_number(getattr(cfg, name), name, error=WorldModelError)
+        whole_number(cfg.eval_seed, "eval_seed", high=2**62, error=WorldModelError)
+        for name in ("kl_tolerance", "vae_lr", "mdrnn_lr", "reward_weight", "done_weight",
+                     "grad_clip", "sigma0", "temperature", "moving_weight", "moving_threshold",
+                     "holdout_fraction"):  # NaN passes every comparison below: refuse it here
+            value = getattr(cfg, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float))
+                                               and math.isfinite(value)):
+                raise WorldModelError(f"{name} must be a finite number, got {value!r}")
+        for name in ("kl_tolerance", "reward_weight", "done_weight", "grad_clip"):
             if getattr(cfg, name) < 0:
-                raise WorldModelError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+                raise WorldModelError(f"{name} must be >= 0 (0: off), got {getattr(cfg, name)}")
+        for name in ("vae_lr", "mdrnn_lr"):
+            if getattr(cfg, name) <= 0:
+                raise WorldModelError(f"{name} must be > 0, got {getattr(cfg, name)}")
         if cfg.controller_env not in ("real", "dream"):
             raise WorldModelError(f"controller_env must be 'real' or 'dream', "
                                   f"got {cfg.controller_env!r}")
@@ -1176,8 +1189,11 @@ def evaluate_world_model(
     n_used = _used_episodes(cfg, source)
     train, held = split_episodes(n_used, cfg.holdout_fraction)
     if len(held) == 0:
+        fix = ("it was trained with holdout_fraction=0: train it with holdout_fraction > 0 "
+               "(e.g. 0.1) to evaluate" if cfg.holdout_fraction == 0 else
+               "record at least 2")
         raise WorldModelError(f"the evaluation needs held-out episodes; the run uses {n_used} "
-                              "episode(s): record at least 2")
+                              f"episode(s): {fix}")
     results: dict[str, Any] = {"run_dir": str(run_dir), "held_out_episodes": len(held)}
 
     # ---- V

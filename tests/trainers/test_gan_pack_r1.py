@@ -50,8 +50,8 @@ def test_packed_discriminator_gives_one_logit_per_pack(arch, shape, num_classes)
     labels = (torch.tensor([0, 0, 1, 1]),) if num_classes else ()
     frames = g(torch.randn(4, 8), *labels)
     assert d(pack_frames(frames, 2), *(y[::2] for y in labels)).shape == (2,)
-    with pytest.raises(RuntimeError):  # unpacked frames have too few channels / features
-        d(frames, *labels)
+    with pytest.raises(ValueError, match="takes inputs of shape"):  # unpacked: too few
+        d(frames, *labels)                                            # channels / features
 
 
 def test_diversity_pairs_are_pack_mates_of_one_label():
