@@ -133,7 +133,7 @@ def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
         >>> check_video_path("dream.mp4", fps=0)
         Traceback (most recent call last):
         ...
-        ValueError: dream.mp4: the video's fps must be > 0, got 0
+        ValueError: dream.mp4: the video's fps must be > 0 and at most 1000, got 0
     """
     path = Path(path)
     if path.suffix.lower() != ".mp4":
