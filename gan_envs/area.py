@@ -90,11 +90,13 @@ class AreaResizer:
     Frames may be ``(H, W)`` or ``(H, W, C)`` uint8 arrays; the result has the same rank.
     """
 
-    def __init__(self, source_hw: tuple[int, int], target_hw: tuple[int, int]) -> None:
+    def __init__(self, source_hw: tuple[int, int], target_hw: tuple[int, int], *,
+                 owner: str = "AreaResizer", mismatch_hint: str = "") -> None:
         (H, W), (h, w) = (int(v) for v in source_hw), (int(v) for v in target_hw)
         if min(H, W, h, w) <= 0:
             raise ValueError(f"AreaResizer needs positive sizes, got {source_hw} -> {target_hw}")
         self.source_hw, self.target_hw = (H, W), (h, w)
+        self.owner, self.mismatch_hint = owner, mismatch_hint  # for the frame check's message
         self.exact_fast_path = False
         if _kernel is not None and h <= H and w <= W and max(h, w) < 1000:
             rows, row_w, row_d = area_taps(H, h)
@@ -109,9 +111,8 @@ class AreaResizer:
         """Resize one frame; ``out`` (uint8, contiguous, target shape) is filled when given."""
         h, w = self.target_hw
         if frame.shape[:2] != self.source_hw or frame.dtype != np.uint8 or frame.ndim > 3:
-            raise ValueError(f"ResizeFrame was made for uint8 frames of {self.source_hw} pixels "
-                             f"(the env's observation space), got {frame.dtype} {frame.shape}; "
-                             "the env returns other frames than its space declares")
+            raise ValueError(f"{self.owner} was made for uint8 frames of {self.source_hw} "
+                             f"pixels, got {frame.dtype} {frame.shape}{self.mismatch_hint}")
         if not self.exact_fast_path:
             import cv2  # imported on first use: `import gan_envs` stays cheap
 

@@ -497,7 +497,8 @@ def collect(config: CollectConfig,
                                steps=steps_left, episodes=episodes_left,
                                after_batch=after_batch)
     except (PolicyError, KeyboardInterrupt):  # before any episode: leave no empty new file
-        if created and config.out.exists() and not _has_episodes(config.out):
+        if (created or config.overwrite) and config.out.exists() and not _has_episodes(
+                config.out):
             config.out.unlink()
         raise
     finally:

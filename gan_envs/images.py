@@ -11,6 +11,7 @@ Torch tensors are accepted wherever arrays are, but this module never imports to
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,7 +139,7 @@ def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"{path}: videos are written as MP4; give the file a .mp4 name")
-    if not (isinstance(fps, (int, float)) and 0 < fps <= MAX_FPS):
+    if not (isinstance(fps, numbers.Real) and 0 < fps <= MAX_FPS):
         raise ValueError(f"{path}: the video's fps must be > 0 and at most {MAX_FPS:g}, got "
                          f"{fps}")
     return path

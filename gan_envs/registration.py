@@ -150,8 +150,9 @@ def _check_stack_options(size: Any, scale: Any, flicker: Any, obs_type: str,
     if not 0.0 <= threshold < 255.0:
         raise ValueError(f"GanAtari flicker_threshold is on the 0-255 scale: 0 <= t < 255, got "
                          f"{flicker_threshold!r}")
-    if (isinstance(flicker_max_skip, bool) or not isinstance(flicker_max_skip, (int, np.integer))
-            or flicker_max_skip < 1):
+    if isinstance(flicker_max_skip, bool) or not isinstance(flicker_max_skip, (int, np.integer)):
+        raise TypeError(f"GanAtari flicker_max_skip must be an int, got {flicker_max_skip!r}")
+    if flicker_max_skip < 1:
         raise ValueError(f"GanAtari flicker_max_skip must be a whole number >= 1, got "
                          f"{flicker_max_skip!r}")
     if flicker is not None and flicker not in FLICKER_MODES:

@@ -83,10 +83,10 @@ def _frame_space(space: gym.Space, owner: str, *, ranks: tuple[int, ...] = (2, 3
                   if len(ranks) == 2 else f"rank {ranks[0]} to {ranks[-1]} arrays")
         raise ValueError(f"{owner} requires {wanted}, got shape {space.shape}")
     if len(space.shape) == 3 and ranks == (2, 3) and space.shape[0] <= 4 < space.shape[2]:
+        before = "frame stacking" if "ChannelFirst" in owner else "ChannelFirst or frame stacking"
         raise ValueError(f"{owner} takes (H, W, C) frames; {space.shape} looks like channels "
-                         "or stacked frames first: apply it before ChannelFirst or frame "
-                         "stacking (ale-py's make_vec stacks 4 frames: pass "
-                         "vectorization_mode='sync')")
+                         f"or stacked frames first: apply it before {before} (ale-py's "
+                         "make_vec stacks 4 frames: pass vectorization_mode='sync')")
     return space
 
 
@@ -130,7 +130,9 @@ class ResizeFrame(TransformObservation, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, size=recorded)
 
         self.size = (height, width)
-        self.resizer = AreaResizer(space.shape[:2], (height, width))
+        self.resizer = AreaResizer(space.shape[:2], (height, width), owner="ResizeFrame",
+                                   mismatch_hint="; the env returns other frames than its "
+                                   "observation space declares")
         new_space = _uint8_box((height, width) + tuple(space.shape[2:]))
         TransformObservation.__init__(self, env, self.resizer, new_space)
 

@@ -141,6 +141,10 @@ def test_ctrl_c_before_the_first_episode_leaves_no_file(tmp_path: Path, monkeypa
     with RolloutReader(out) as reader:
         assert reader.num_steps == 20
     assert verify(out).ok and out.stat().st_size == len(before)
+    # --overwrite replaced the file with an empty one: nothing of it is left to resume
+    assert main([*args, "--steps", "20", "--overwrite"]) == 130
+    assert capsys.readouterr().err == "gan-envs: interrupted before anything was written\n"
+    assert not out.exists()
 
 
 def test_refusals(tmp_path: Path):

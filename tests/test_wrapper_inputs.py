@@ -106,7 +106,7 @@ class _LyingEnv(FrameEnv):
 
 def test_frames_other_than_the_space_declares_are_named():
     env = ResizeFrame(_LyingEnv([np.zeros((60, 40, 3), np.uint8)]), size=16)
-    with pytest.raises(ValueError, match=r"made for uint8 frames of \(60, 40\) pixels .* got "
+    with pytest.raises(ValueError, match=r"made for uint8 frames of \(60, 40\) pixels, got "
                                          r"uint8 \(50, 40, 3\)"):
         env.reset()
 
@@ -119,7 +119,7 @@ def test_frames_other_than_the_space_declares_are_named():
     ({"size": 100_000}, ValueError, "at most 8192 pixels a side"),
     ({"flicker_threshold": -1}, ValueError, "GanAtari flicker_threshold is on the 0-255"),
     ({"flicker_max_skip": -5}, ValueError, "GanAtari flicker_max_skip must be"),
-    ({"flicker_max_skip": "x"}, ValueError, "GanAtari flicker_max_skip must be"),
+    ({"flicker_max_skip": "x"}, TypeError, "GanAtari flicker_max_skip must be an int"),
 ])
 @pytest.mark.parametrize("vector", [False, True])
 def test_gan_atari_keywords_are_named_alike_by_make_and_make_vec(kwargs, error, match, vector):

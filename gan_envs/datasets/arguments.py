@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from gan_envs._numbers import whole_number as _whole_number
 from gan_envs.datasets.errors import DatasetError
 
 __all__ = ["whole_number", "json_friendly"]
@@ -14,24 +15,15 @@ __all__ = ["whole_number", "json_friendly"]
 
 def whole_number(value: Any, what: str, *, low: int = 0, high: int | None = None,
                  error: type[Exception] = DatasetError) -> int:
-    """``value`` as a Python int if it is a whole number (``int`` or a numpy integer, not a
-    bool) in ``[low, high]``; otherwise ``error`` naming ``what``.
+    """:func:`gan_envs._numbers.whole_number` raising :class:`DatasetError` by default.
 
     Example:
-        >>> import numpy as np
-        >>> whole_number(np.int64(16), "chunk_frames", low=1)
-        16
         >>> whole_number(2.5, "n")
         Traceback (most recent call last):
         ...
         gan_envs.datasets.errors.DatasetError: n must be a whole number, got 2.5
     """
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise error(f"{what} must be a whole number, got {value!r}")
-    if value < low or (high is not None and value > high):
-        span = f"≥ {low}" if high is None else f"in [{low}, {high}]"
-        raise error(f"{what} must be {span}, got {int(value)}")
-    return int(value)
+    return _whole_number(value, what, low=low, high=high, error=error)
 
 
 def json_friendly(value: Any, what: str) -> Any:

@@ -6,6 +6,7 @@ import contextlib
 import difflib
 import inspect
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -48,7 +49,8 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
         path: the rollout file to create (or to append to with ``resume=True``).
         policy: a description of the acting policy, stored as metadata.
         blank_frames: store ``info[blank_key]`` per observation; None (default) decides at the
-            first ``reset()``: yes when its info has ``blank_key``.
+            first ``reset()``: yes when its info has ``blank_key`` (a resumed file keeps what it
+            has).
         blank_key: the info key that flags blank frames (``FlickerFilter`` sets it).
         overwrite: replace an existing file.
         resume: append to an existing file.
@@ -103,8 +105,9 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None
               ) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        if self._writer is None:
-            self._writer = self._open_writer(self._blank_key in info)
+        if self._writer is None:  # auto: flags if the env gives them (a resumed file decides)
+            resumed = self._options["resume"] and self.path.exists()
+            self._writer = self._open_writer(self._blank_key in info and not resumed)
         writer = self._writer
         if writer.in_episode:
             writer.discard_episode()
@@ -178,4 +181,16 @@ def _wrapper_list(spec: gym.envs.registration.EnvSpec | None) -> list[dict[str, 
         return []
     wrappers = [{"name": w.name, "entry_point": w.entry_point, "kwargs": w.kwargs}
                 for w in spec.additional_wrappers]
-    return json.loads(json.dumps(wrappers, default=repr))
+    return _finite(json.loads(json.dumps(wrappers, default=repr)))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float as its text (``ClipReward(min_reward=-inf)``):
+    metadata is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

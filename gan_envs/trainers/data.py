@@ -218,6 +218,12 @@ class DatasetFrameSource:
             raise
         self.frame_shape: tuple[int, ...] = tuple(int(s) for s in
                                                   self.reader.observation_space.shape)
+        dtype = self.reader.observation_space.dtype
+        if len(self.frame_shape) == 3 and dtype != np.uint8:
+            self.reader.close()
+            raise DatasetError(f"{path} holds {dtype} image frames; the trainers read images as "
+                               "uint8 0-255: collect the data with scale=None (gan-envs collect "
+                               "does)")
 
     def __len__(self) -> int:
         return len(self._indices)

@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import json
 import math
+import numbers
 import os
 import signal
 import threading
@@ -40,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_envs._numbers import whole_number
 from gan_envs._text import first_line
-from gan_envs.datasets.arguments import whole_number
 from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
 
 from .data import FrameSource, env_labels, is_image_shape
@@ -274,11 +275,14 @@ class GanConfig:
     frames); the fast recipe uses 2 on images (session 7: final distances 7-12x the floor over
     three seeds, against 29-87x without)"""
 
-    def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None) -> GanConfig:
+    def resolved(self, frame_shape: tuple[int, ...], num_envs: int | None = None, *,
+                 resuming: bool = False) -> GanConfig:
         """Return a copy with every None filled from the recipe, checked for ``frame_shape``.
 
         ``num_envs`` is how many envs the source labels its frames with (None: unknown, as
         for unlabelled sources); a recipe turns ``conditional`` on only when it is >= 2.
+        ``resuming``: the settings come from a checkpoint, so checks added since it was
+        written and that only advise (the minibatch-std grouping) are skipped.
         """
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
@@ -310,28 +314,35 @@ class GanConfig:
         cfg.betas = _check_betas(cfg.betas)
         if cfg.env_shares is not None:
             cfg.env_shares = _check_env_shares(cfg.env_shares, cfg.conditional, num_envs)
-        cfg._check(frame_shape)
+        cfg._check(frame_shape, resuming)
         return cfg
 
-    def _check(self, frame_shape: tuple[int, ...]) -> None:
+    def _check(self, frame_shape: tuple[int, ...], resuming: bool = False) -> None:
+        """Raise a one-line ValueError for a bad field; store numpy numbers as Python ones
+        (``self`` is the fresh copy :meth:`resolved` made)."""
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; choose one of "
                              + ", ".join(map(repr, LOSSES)))
         for name in ("iterations", "batch_size", "latent_dim", "width", "sample_every",
                      "checkpoint_every", "log_every", "n_samples"):
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
-            whole_number(getattr(self, name), name, low=minimum, error=ValueError)
-        whole_number(self.seed, "seed", high=2**63 - 8, error=ValueError)  # seed + 3 is used
+            setattr(self, name, whole_number(getattr(self, name), name, low=minimum,
+                                             error=ValueError))
+        self.seed = whole_number(self.seed, "seed", high=2**63 - 1, error=ValueError)
+        if self.d_width is not None:
+            self.d_width = whole_number(self.d_width, "d_width (None: the same as width)",
+                                        low=2, error=ValueError)
         for name in ("lr_d", "lr_g", "video_fps"):  # (fps: OpenCV hangs on inf)
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not (_is_real(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            setattr(self, name, float(value))
         if self.video_fps > MAX_FPS:
             raise ValueError(f"video_fps must be at most {MAX_FPS:g}, got {self.video_fps}")
-        if not (isinstance(self.d_relu_slope, (int, float))
-                and 0.0 <= self.d_relu_slope < 1.0):
+        if not (_is_real(self.d_relu_slope) and 0.0 <= self.d_relu_slope < 1.0):
             raise ValueError(f"d_relu_slope must lie in [0, 1) (0: ReLU), got "
                              f"{self.d_relu_slope!r}")
+        self.d_relu_slope = float(self.d_relu_slope)
         check_head(self.g_head, self.arch)
         if self.d_width is not None and self.d_width < 2:
             raise ValueError(f"d_width must be >= 2 (or None: the same as width), got "
@@ -376,7 +387,7 @@ class GanConfig:
         if self.mbstd_group == 1 or self.mbstd_group < 0:
             raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
         packs = self.batch_size // self.pack
-        if self.mbstd_group and not (self.conditional or self.modes) and not any(
+        if self.mbstd_group and not (self.conditional or self.modes or resuming) and not any(
                 packs % g == 0 for g in range(2, self.mbstd_group + 1)):
             raise ValueError(f"mbstd_group={self.mbstd_group} splits D's batch into groups of "
                              f"2 to {self.mbstd_group}, and its {packs} packs (batch_size "
@@ -405,6 +416,11 @@ class GanConfig:
         if policies and not is_image_shape(frame_shape):
             raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
                              "pass diffaugment=''")
+
+
+def _is_real(value: Any) -> bool:
+    """A real number (Python's or numpy's), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_betas(betas: Any) -> tuple[float, float]:
@@ -914,7 +930,8 @@ def train_gan(
         raise FileExistsError(f"{run_dir} holds a world-model run (vae.pt); train the GAN into "
                               "another --out directory")
     env_ids = env_labels(source)
-    cfg = config.resolved(frame_shape, len(env_ids) if env_ids else 0)
+    cfg = config.resolved(frame_shape, len(env_ids) if env_ids else 0,
+                          resuming=saved is not None)
     num_classes = len(env_ids) if cfg.conditional and env_ids else 0
     if saved is not None and num_classes and list(saved.get("env_ids", [])) != env_ids:
         raise ValueError(f"{ckpt_path} is conditional on the envs {saved.get('env_ids')}, this "

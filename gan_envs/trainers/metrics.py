@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_envs.datasets.arguments import whole_number
+from gan_envs._numbers import whole_number
 
 from .data import FrameSource, env_labels, is_image_shape
 from .sampling import load_generator, make_latents, proportional_counts

@@ -72,6 +72,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan_envs._numbers import whole_number
+
 from .data import is_image_shape
 
 __all__ = [
@@ -805,10 +807,10 @@ def build_models(
         raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {mbstd_group}")
     if pack < 1:
         raise ValueError(f"pack must be >= 1 (1: one frame per D input), got {pack}")
-    for name, value, low in (("latent_dim", latent_dim, 1), ("width", width, 2),
-                             ("d_width", width if d_width is None else d_width, 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    latent_dim = whole_number(latent_dim, "latent_dim", low=1, error=ValueError)
+    width = whole_number(width, "width", low=2, error=ValueError)
+    if d_width is not None:
+        d_width = whole_number(d_width, "d_width", low=2, error=ValueError)
     if relu_slope is not None and not 0.0 <= relu_slope < 1.0:
         raise ValueError(f"relu_slope must lie in [0, 1) (0: ReLU), got {relu_slope!r}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,

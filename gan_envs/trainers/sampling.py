@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_envs.datasets.arguments import whole_number
+from gan_envs._numbers import whole_number
 
 from .data import is_image_shape
 from .gan import load_checkpoint
@@ -283,7 +283,7 @@ def interpolate(
     a Gaussian; the default is a straight line. Conditional runs keep one env along the path
     (``env``, default the env drawn for ``seed_a``).
     """
-    whole_number(steps, "interpolate steps (>= 2: both ends)", low=2, error=ValueError)
+    whole_number(steps, "steps (both ends count)", low=2, error=ValueError)
     gen = load_generator(run_dir, ema)
     a = make_latents(1, gen.latent_dim, seed_a)[0]
     b = make_latents(1, gen.latent_dim, seed_b)[0]

@@ -40,6 +40,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import numbers
 import os
 import pickle
 import time
@@ -56,8 +57,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gan_envs._numbers import whole_number
 from gan_envs._text import first_line
-from gan_envs.datasets.arguments import whole_number
 from gan_envs.images import check_video_path, make_grid, write_video
 
 from .gan import CHECKPOINT_NAME, _atomic_save, _SigintToFlag
@@ -234,19 +235,23 @@ class WorldModelConfig:
                      "hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_epochs",
                      "population", "rollouts", "rollout_steps", "eval_rollouts",
                      "checkpoint_every", "log_every"):
-            whole_number(getattr(cfg, name), name, low=2 if name == "population" else 1,
-                         error=WorldModelError)
+            setattr(cfg, name, whole_number(getattr(cfg, name), name,
+                                            low=2 if name == "population" else 1,
+                                            error=WorldModelError))
         for name in ("max_episodes", "vae_max_steps", "mdrnn_max_steps", "generations",
                      "workers", "select_rollouts"):
-            whole_number(getattr(cfg, name), name, error=WorldModelError)
-        whole_number(cfg.eval_seed, "eval_seed", high=2**62, error=WorldModelError)
+            setattr(cfg, name, whole_number(getattr(cfg, name), name, error=WorldModelError))
+        cfg.seed = whole_number(cfg.seed, "seed", high=2**63 - 1, error=WorldModelError)
+        cfg.eval_seed = whole_number(cfg.eval_seed, "eval_seed", high=2**62,  # + offsets
+                                     error=WorldModelError)
         for name in ("kl_tolerance", "vae_lr", "mdrnn_lr", "reward_weight", "done_weight",
                      "grad_clip", "sigma0", "temperature", "moving_weight", "moving_threshold",
                      "holdout_fraction"):  # NaN passes every comparison below: refuse it here
             value = getattr(cfg, name)
-            if isinstance(value, bool) or not (isinstance(value, (int, float))
-                                               and math.isfinite(value)):
+            if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real)
+                                                           and math.isfinite(value)):
                 raise WorldModelError(f"{name} must be a finite number, got {value!r}")
+            setattr(cfg, name, float(value))
         for name in ("kl_tolerance", "reward_weight", "done_weight", "grad_clip"):
             if getattr(cfg, name) < 0:
                 raise WorldModelError(f"{name} must be >= 0 (0: off), got {getattr(cfg, name)}")

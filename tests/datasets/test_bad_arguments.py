@@ -114,11 +114,11 @@ def test_reader_indices(written):
             with pytest.raises(TypeError, match=match):
                 call()
         for call, match in [
-            (lambda: reader.sample_frames(-1), r"sample_frames\(n\) must be ≥ 0, got -1"),
+            (lambda: reader.sample_frames(-1), r"sample_frames\(n\) must be >= 0, got -1"),
             (lambda: reader.sample_frames(10.0), r"sample_frames\(n\) must be a whole number"),
             (lambda: reader.sample_windows(2.0, 4), "must be a whole number"),
             (lambda: reader.sample_windows(2, 2.5), "the window length must be a whole number"),
-            (lambda: reader.read_window(0, 2, 0), "the window length must be ≥ 1, got 0"),
+            (lambda: reader.read_window(0, 2, 0), "the window length must be >= 1, got 0"),
             (lambda: reader.sample_windows(2, 3, env_ids=[]), "no committed episodes of"),
         ]:
             with pytest.raises(DatasetError, match=match) as err:
@@ -194,3 +194,47 @@ def test_record_rollouts_says_why_a_step_cannot_be_recorded(tmp_path):
     env.close()
     with RolloutReader(tmp_path / "p.h5") as reader:
         assert reader.num_episodes == 1
+
+
+def test_what_the_package_and_torch_pass_still_passes(written, tmp_path):
+    """Review of the checks above: 0-d torch integer tensors (a DataLoader's sampler gives
+    them) are whole numbers; an env wrapped with an infinite argument still records; resuming
+    in auto mode lets the file decide its blank flags."""
+    import torch
+    from torch.utils.data import DataLoader, SubsetRandomSampler
+
+    with RolloutReader(written) as reader:
+        np.testing.assert_array_equal(reader.episode(torch.tensor(1))["actions"],
+                                      reader.episode(1)["actions"])
+        assert reader.sample_frames(torch.tensor(2), rng=0).shape[0] == 2
+    windows = WindowDataset(written, length=2)
+    loader = DataLoader(windows, batch_size=3, sampler=SubsetRandomSampler(torch.arange(3)))
+    assert next(iter(loader))["actions"].shape == (3, 2)
+    clipped = gym.wrappers.ClipReward(gym.make("CartPole-v1"), min_reward=-np.inf, max_reward=1.0)
+    path = tmp_path / "clip.h5"
+    env = RecordRollouts(clipped, path)
+    env.reset(seed=0)
+    env.close()
+    with RolloutReader(path) as reader:
+        assert reader.metadata["wrappers"][-1]["kwargs"]["min_reward"] == "-inf"
+    flicker = tmp_path / "flicker.h5"
+    for resume in (False, True):  # the first file has no flags: the env adds none on resume
+        env = RecordRollouts(gym.make("CartPole-v1"), flicker, resume=resume)
+        env.reset(seed=int(resume))
+        env.close()
+        base = RecordRollouts(_BlankInfoEnv(), flicker, resume=True)
+        base.reset(seed=3)
+        assert base.writer.blank_frames is False
+        base.close()
+
+
+class _BlankInfoEnv(gym.Env):
+    """CartPole's spaces, with FlickerFilter's blank flag in every info."""
+
+    def __init__(self):
+        inner = gym.make("CartPole-v1")
+        self.observation_space, self.action_space = inner.observation_space, inner.action_space
+        self.spec = inner.spec
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(4, np.float32), {"blank_frame": False}

@@ -90,9 +90,9 @@ def test_a_frame_source_that_breaks_its_contract_is_named(tmp_path, how, match):
 
 
 def test_build_models_and_the_discriminator_check_their_inputs():
-    for kwargs, match in [({"latent_dim": 0}, "latent_dim must be a whole number >= 1"),
-                          ({"width": 0}, "width must be a whole number >= 2"),
-                          ({"d_width": -4}, "d_width must be a whole number >= 2"),
+    for kwargs, match in [({"latent_dim": 0}, "latent_dim must be >= 1, got 0"),
+                          ({"width": 0}, "width must be >= 2, got 0"),
+                          ({"d_width": -4}, "d_width must be >= 2, got -4"),
                           ({"relu_slope": -0.2}, r"relu_slope must lie in \[0, 1\)")]:
         with pytest.raises(ValueError, match=match):
             build_models("dcgan", IMAGES, **kwargs)
@@ -156,3 +156,19 @@ def test_image_helpers_check_their_arguments(tmp_path):
 def test_world_model_config_fields(fields, match):
     with pytest.raises(WorldModelError, match=match):
         WorldModelConfig(quick=True, **fields).resolved()
+
+
+def test_numpy_numbers_and_resumed_settings_still_pass(tmp_path, atari32):
+    """Review of the checks above: numpy numbers are stored as Python ones (config.json is
+    JSON), build_models takes numpy ints, and a resumed run is not refused by a check newer
+    than its checkpoint (the minibatch-std grouping)."""
+    config = GanConfig(iterations=1, width=np.int64(16), batch_size=np.int64(4),
+                       latent_dim=8, n_samples=4, lr_d=np.float32(4e-4), seed=np.int64(1))
+    summary = train_gan(config, atari32, tmp_path / "run")
+    assert summary.iterations == 1
+    g, _ = build_models("dcgan", IMAGES, latent_dim=np.int64(8), width=np.int64(16))
+    assert tuple(g(torch.zeros(1, 8)).shape) == (1, *IMAGES)
+    old = GanConfig(arch="mlp", batch_size=10)
+    with pytest.raises(ValueError, match="mbstd_group=4"):
+        old.resolved((4,))
+    assert old.resolved((4,), resuming=True).mbstd_group == 4
