@@ -26,7 +26,10 @@ __all__ = ["to_uint8", "make_grid", "save_png", "write_video"]
 def _as_numpy(images: Any) -> np.ndarray:
     """Return ``images`` as a numpy array; a torch tensor is detached and moved to the CPU."""
     if hasattr(images, "detach"):  # a torch.Tensor, without importing torch here
-        images = images.detach().cpu().numpy()
+        images = images.detach().cpu()
+        if images.is_floating_point() and images.dtype.itemsize < 4:  # bf16 has no numpy type
+            images = images.float()
+        images = images.numpy()
     return np.asarray(images)
 
 
@@ -163,9 +166,11 @@ def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
     """
     path = Path(path)
     image = np.asarray(image_rgb)
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or 0 in image.shape or (
+            image.ndim == 3 and image.shape[2] != 3):
         raise ValueError(
-            f"save_png needs a uint8 H x W x 3 image, got {image.dtype} {image.shape}"
+            f"save_png needs a non-empty uint8 H x W x 3 (or H x W) image, got {image.dtype} "
+            f"{image.shape}"
         )
     check_png_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,6 +182,11 @@ def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
 
 def _read_rgb(frame: np.ndarray | str | os.PathLike[str]) -> np.ndarray:
     if isinstance(frame, np.ndarray):
+        if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (
+                frame.ndim == 3 and frame.shape[2] != 3) or 0 in frame.shape:
+            raise ValueError(f"write_video needs uint8 H x W x 3 (or H x W) frames, got "
+                             f"{frame.dtype} {frame.shape} (channels-first frames: "
+                             "frame.transpose(1, 2, 0); floats: gan_envs.images.to_uint8)")
         return frame if frame.ndim == 3 else np.repeat(frame[..., None], 3, axis=2)
     image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
     if image is None:

@@ -284,7 +284,8 @@ class _BlankTest:
             if not (np.isfinite(low) and np.isfinite(high) and uniform and low < high):
                 raise ValueError(
                     f"{owner} needs uint8 frames or float frames with finite, uniform bounds "
-                    f"(as ScaleFloat makes), got {space}"
+                    f"(as ScaleFloat makes), got {space.dtype} frames of shape {space.shape} "
+                    f"with bounds {float(np.min(space.low)):g} to {float(np.max(space.high)):g}"
                 )
             # mean_255 = (mean - low) * 255 / (high - low) <= t  <=>  mean <= low + t * per_level
             self.offset, self.per_level = low, (high - low) / 255.0
@@ -501,6 +502,9 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
                 f"VectorFlickerFilter mode must be 'hold' or 'flag', got {mode!r} "
                 "('skip' needs single environments: use FlickerFilter inside each one)"
             )
+        if not isinstance(env, VectorEnv):
+            raise TypeError(f"VectorFlickerFilter wraps a gymnasium.vector.VectorEnv, got "
+                            f"{type(env).__name__}: use FlickerFilter for a single env")
         self.is_blank = _BlankTest(env.single_observation_space, threshold,
                                    "VectorFlickerFilter")
         super().__init__(env)

@@ -169,3 +169,14 @@ def test_box_of_wrong_dtype_message_is_one_line():
     with pytest.raises(TypeError) as err:
         ResizeFrame(env)
     assert "\n" not in str(err.value) and isinstance(env.observation_space, Box)
+
+
+def test_vector_flicker_filter_names_a_single_env_and_bounds_fit_one_line():
+    with pytest.raises(TypeError, match="wraps a gymnasium.vector.VectorEnv, got FrameEnv"):
+        VectorFlickerFilter(FrameEnv([GOOD]))
+    frames = [np.arange(16, dtype=np.float32).reshape(4, 4)]
+    uneven = FrameEnv(frames, low=np.zeros((4, 4), np.float32),
+                      high=np.arange(1, 17, dtype=np.float32).reshape(4, 4))
+    with pytest.raises(ValueError) as err:
+        FlickerFilter(uneven)
+    assert "with bounds 0 to 16" in str(err.value) and "\n" not in str(err.value)

@@ -172,3 +172,14 @@ def test_numpy_numbers_and_resumed_settings_still_pass(tmp_path, atari32):
     with pytest.raises(ValueError, match="mbstd_group=4"):
         old.resolved((4,))
     assert old.resolved((4,), resuming=True).mbstd_group == 4
+
+
+def test_image_helpers_take_bf16_and_name_bad_frames(tmp_path):
+    assert make_grid(torch.zeros(2, 3, 8, 8, dtype=torch.bfloat16)).shape == (12, 22, 3)
+    with pytest.raises(ValueError, match=r"uint8 H x W x 3 .* got uint8 \(3, 8, 8\) "
+                                         r"\(channels-first frames"):
+        write_video([np.zeros((3, 8, 8), np.uint8)] * 2, tmp_path / "v.mp4")
+    assert not (tmp_path / "v.mp4").exists()
+    from gan_envs.images import save_png
+    with pytest.raises(ValueError, match="non-empty uint8"):
+        save_png(tmp_path / "a.png", np.zeros((0, 0, 3), np.uint8))
