@@ -517,3 +517,10 @@ def test_ctrl_c_checkpoints_the_last_step_then_resume_finishes(tmp_path, pong):
     assert load_stage(tmp_path, "vae")["step"] == 3
     summary = train_world_model(tiny(vae_max_steps=6), pong, tmp_path, stage="vae", resume=True)
     assert (summary.stages["vae"].start_step, summary.stages["vae"].steps) == (3, 6)
+
+
+def test_evaluating_a_run_without_held_out_episodes_names_holdout_fraction(tmp_path, pong):
+    train_world_model(tiny(holdout_fraction=0.0), pong, tmp_path, stage="vae")
+    with pytest.raises(WorldModelError, match="trained with holdout_fraction=0: train it with "
+                                              "holdout_fraction > 0"):
+        evaluate_world_model(tmp_path, pong)
