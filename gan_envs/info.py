@@ -42,7 +42,8 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
         blank_per_frame = reader.blank_flags() if reader.has_blank_frame else None
         frame_env = reader.frame_env_index()
         envs = []
-        for index, env_id in enumerate(reader.env_ids):
+        unlabelled = bool((table["env_index"] < 0).any())  # written without env_ids
+        for index, env_id in [*enumerate(reader.env_ids), *([(-1, None)] if unlabelled else [])]:
             rows = table[table["env_index"] == index]
             envs.append({
                 "env_id": env_id,
@@ -98,7 +99,8 @@ def format_info(info: dict[str, Any]) -> str:
         lo = "-" if r["min"] is None else f"{r['min']:.1f}"
         hi = "-" if r["max"] is None else f"{r['max']:.1f}"
         blank = "-" if env["blank_frames"] is None else str(env["blank_frames"])
-        lines.append(f"  {env['env_id']:28s} {env['episodes']:8d} {env['steps']:8d} "
+        name = env["env_id"] or "(no env id)"
+        lines.append(f"  {name:28s} {env['episodes']:8d} {env['steps']:8d} "
                      f"{blank:>6s} {ret:>19s} {lo:>7s} {hi:>7s}")
     versions = ", ".join(f"{k} {v}" for k, v in (info["versions"] or {}).items() if v)
     lines += ["", f"  policy {info['policy']}, seed {info['seed']}, created {info['created']}",

@@ -238,3 +238,16 @@ class _BlankInfoEnv(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         return np.zeros(4, np.float32), {"blank_frame": False}
+
+
+def test_info_counts_episodes_written_without_env_ids(tmp_path):
+    from gan_envs.info import dataset_info, format_info
+
+    path = tmp_path / "anonymous.h5"
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE) as writer:  # no env_ids
+        for k in range(2):
+            ep = make_episode(k)
+            writer.add_episode(ep["observations"], ep["actions"], ep["rewards"])
+    info = dataset_info(path)
+    assert [(e["env_id"], e["episodes"]) for e in info["envs"]] == [(None, 2)]
+    assert "(no env id)" in format_info(info)
