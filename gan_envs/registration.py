@@ -203,6 +203,10 @@ def make_gan_atari(
     if flicker is not None:
         env = FlickerFilter(env, threshold=flicker_threshold, mode=flicker,
                             max_skip=flicker_max_skip)
+    layer = env
+    while layer is not layer.unwrapped:  # the id's keywords describe these: keep them out of
+        layer.in_factory_stack = True    # env.spec, so that gym.make(env.spec, size=32) and
+        layer = layer.env                # gym.make_vec(env.spec) work (docs/wrappers.md)
     return env
 
 

@@ -95,7 +95,25 @@ def _uint8_box(shape: tuple[int, ...]) -> Box:
 
 
 # --------------------------------------------------------------------------- single-env wrappers
-class ResizeFrame(TransformObservation, gym.utils.RecordConstructorArgs):
+class _FactoryStackMember:
+    """A wrapper that an env factory (the GanAtari entry point) may leave out of ``env.spec``.
+
+    Used alone, each wrapper records itself in ``env.spec.additional_wrappers`` as Gymnasium
+    wrappers do. Inside the GanAtari stack the keywords of the id already describe it, and
+    Gymnasium refuses a spec whose recorded wrappers differ from what its entry point builds:
+    listed there, ``gym.make(env.spec, size=32)`` and ``gym.make_vec(env.spec)`` would fail.
+    """
+
+    in_factory_stack: bool = False
+
+    @property
+    def spec(self) -> Any:
+        if self.in_factory_stack:
+            return self.env.spec  # type: ignore[attr-defined]
+        return super().spec  # type: ignore[misc]
+
+
+class ResizeFrame(_FactoryStackMember, TransformObservation, gym.utils.RecordConstructorArgs):
     """Resize uint8 frames with area interpolation, bit-identical to OpenCV's ``INTER_AREA``.
 
     The common Atari case (210×160 to sizes such as 64×64) runs in a compiled integer kernel
@@ -137,7 +155,7 @@ class ResizeFrame(TransformObservation, gym.utils.RecordConstructorArgs):
         TransformObservation.__init__(self, env, self.resizer, new_space)
 
 
-class ChannelFirst(TransformObservation, gym.utils.RecordConstructorArgs):
+class ChannelFirst(_FactoryStackMember, TransformObservation, gym.utils.RecordConstructorArgs):
     """Move the colour axis first: ``(H, W, C)`` to ``(C, H, W)``; ``(H, W)`` becomes ``(1, H, W)``.
 
     Observations are returned as contiguous arrays (what PyTorch convolutions expect). Any
@@ -231,7 +249,7 @@ def check_scale_bounds(low: float, high: float, owner: str) -> tuple[float, floa
     return low, high
 
 
-class ScaleFloat(TransformObservation, gym.utils.RecordConstructorArgs):
+class ScaleFloat(_FactoryStackMember, TransformObservation, gym.utils.RecordConstructorArgs):
     """Map uint8 frames ``[0, 255]`` affinely onto float32 ``[low, high]`` (default ``[-1, 1]``).
 
     0 maps to ``low`` and 255 to ``high`` exactly; the mapping is monotone. Vector version:
@@ -314,7 +332,7 @@ class _BlankTest:
         return blank
 
 
-class FlickerFilter(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class FlickerFilter(_FactoryStackMember, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Deal with blank ("flickering") frames: a frame is blank when its mean pixel value on the
     0-255 scale is <= ``threshold`` (the tutorial's ``np.mean(obs) > 0.01`` test).
 

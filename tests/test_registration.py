@@ -39,8 +39,12 @@ def test_one_id_per_ale_v5_game():
 def test_default_stack(game):
     env = gym.make(f"GanAtari/{game}-v0")
     assert env.observation_space == gym.spaces.Box(-1.0, 1.0, (3, 64, 64), np.float32)
-    assert [w.name for w in env.spec.additional_wrappers] == [
-        "ResizeFrame", "ChannelFirst", "ScaleFloat", "FlickerFilter"]
+    layers, layer = [], env
+    while layer is not layer.unwrapped:
+        layers.append(type(layer).__name__)
+        layer = layer.env
+    assert layers[-4:] == ["FlickerFilter", "ScaleFloat", "ChannelFirst", "ResizeFrame"]
+    assert env.spec.additional_wrappers == ()  # the id's keywords describe the stack
     assert env.unwrapped.spec.kwargs["repeat_action_probability"] == 0.25
     assert env.unwrapped.spec.kwargs["frameskip"] == 4
     obs, info = env.reset(seed=0)
@@ -118,6 +122,22 @@ def test_spec_round_trips_rebuild_identical_envs(kwargs):
         e.close()
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_a_made_env_spec_takes_changed_keywords_and_make_vec():
+    env = gym.make("GanAtari/Pong-v0")
+    small = gym.make(env.spec, size=32, flicker=None)
+    assert small.observation_space.shape == (3, 32, 32)
+    assert "FlickerFilter" not in str(small)
+    envs = gym.make_vec(env.spec, num_envs=2)
+    assert envs.single_observation_space == env.observation_space
+    envs.close()
+    clipped = gym.wrappers.ClipReward(env, 0.0, 1.0)  # a user's wrapper is recorded, replayed
+    assert [w.name for w in clipped.spec.additional_wrappers] == ["ClipReward"]
+    rebuilt = gym.make(EnvSpec.from_json(clipped.spec.to_json()))
+    assert str(rebuilt) == str(clipped)
+    for e in (env, small, clipped, rebuilt):
+        e.close()
 
 
 def test_module_prefixed_id_works_in_a_fresh_interpreter():
