@@ -193,7 +193,11 @@ def check_values(space: gym.Space, values: Any, what: str, *, single: bool = Fal
     shape, the kind of number or a bound does not fit ``space``; nothing is changed or clipped.
     """
     shape, dtype = space_storage(space)
-    arr = np.asarray(values)[None] if single else np.asarray(values)
+    try:
+        arr = np.asarray(values)[None] if single else np.asarray(values)
+    except ValueError:  # numpy: "inhomogeneous shape"
+        raise DatasetError(f"{what}: rows of different shapes (a ragged list); pass rows of shape "
+                           f"{shape} for {space}") from None
     if arr.ndim != len(shape) + 1 or arr.shape[1:] != shape:
         got = arr.shape[1:] if arr.ndim else ()
         raise DatasetError(f"{what} of shape {got} does not fit {space} (rows of shape {shape})")

@@ -673,7 +673,10 @@ class RolloutWriter:
             raise DatasetError(f"{self.path}: an episode is in progress; call commit_episode() "
                                "or discard_episode() first")
         env_index, seed_value = self._env_index(env_id), self._seed(seed)
-        if np.ndim(actions) == 0 or len(actions) == 0:
+        if np.ndim(actions) == 0:
+            raise DatasetError(f"{self.path}: actions must be a sequence with one action per "
+                               f"step, got the single value {actions!r}")
+        if len(actions) == 0:
             raise DatasetError(f"{self.path}: an episode needs at least one step, got no actions")
         acts = self._values(self.action_space, actions, "actions")
         n = len(acts)

@@ -251,3 +251,14 @@ def test_info_counts_episodes_written_without_env_ids(tmp_path):
     info = dataset_info(path)
     assert [(e["env_id"], e["episodes"]) for e in info["envs"]] == [(None, 2)]
     assert "(no env id)" in format_info(info)
+
+
+def test_ragged_observations_and_a_single_action_are_named(tmp_path):
+    vectors = Box(0, 255, (2,), np.uint8)
+    with RolloutWriter(tmp_path / "r.h5", vectors, ACTION_SPACE) as writer:
+        with pytest.raises(DatasetError, match=r"observations: rows of different shapes .* "
+                                               r"rows of shape \(2,\)"):
+            writer.add_episode([[0, 0], [0]], [0], [0.0])
+        with pytest.raises(DatasetError, match="one action per step, got the single value 1"):
+            writer.add_episode(np.zeros((2, 2), np.uint8), 1, [0.0])
+        assert writer.num_episodes == 0
