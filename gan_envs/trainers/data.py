@@ -20,6 +20,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from gan_envs._numbers import whole_number
+
 __all__ = [
     "FrameSource",
     "LabelledFrameSource",
@@ -342,6 +344,7 @@ class EnvFrameSource:
         self, n: int, rng: np.random.Generator
     ) -> tuple[np.ndarray, np.ndarray]:
         """Play until ``n`` non-blank frames are collected; return them and their env index."""
+        n = whole_number(n, "EnvFrameSource: n")
         frames = np.empty((n, *self.frame_shape), dtype=np.uint8)
         env_index = np.empty(n, dtype=np.int64)
         filled, attempts = 0, 0
