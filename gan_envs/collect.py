@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 
 from gan_envs.background import BackgroundCalls
-from gan_envs.policies import PolicyError, load_policy, policy_actions
+from gan_envs.policies import load_policy, policy_actions
 from gan_envs.registration import NAMESPACE, resolve_env_id
 from gan_envs.wrappers import normalize_size, supports_send_recv
 
@@ -259,6 +259,11 @@ def run_collection(
     Deterministic for fixed arguments. The per-step work is a few array operations per batch;
     Python loops only over the sub-environments whose episode just ended.
     """
+    if not vector_envs or len({envs.num_envs for envs in vector_envs}) != 1:
+        raise CollectError(f"run_collection steps vector envs of one num_envs each, got "
+                           f"{[envs.num_envs for envs in vector_envs]}")
+    if (steps is None) == (episodes is None):
+        raise CollectError("run_collection needs exactly one target: steps or episodes")
     num_envs = vector_envs[0].num_envs
     n_sub = len(vector_envs) * num_envs
     target = _shares(steps if steps is not None else episodes, n_sub)
@@ -456,6 +461,7 @@ def collect(config: CollectConfig,
         np.random.SeedSequence([config.seed, done_episodes]).generate_state(1)[0] >> 1)
     vector_envs: list[gym.vector.VectorEnv] = []
     created = not config.out.exists()
+    opened = False  # whether this run's writer took the file (only then may it remove it)
     try:
         for env_id in config.env_ids:
             vector_envs.append(make_collection_envs(env_id, config.num_envs, config.size))
@@ -476,6 +482,7 @@ def collect(config: CollectConfig,
             blank_frames=any(gan_atari), overwrite=config.overwrite, resume=config.resume,
             **({} if config.compression is None else {"compression": _codec(config)}),
         ) as writer:
+            opened = True
 
             def write(index: int, episode: _Episode) -> None:
                 arrays = episode.arrays()
@@ -496,9 +503,10 @@ def collect(config: CollectConfig,
                 run_collection(vector_envs, commits.submit, seed=run_seed, policies=policies,
                                steps=steps_left, episodes=episodes_left,
                                after_batch=after_batch)
-    except (PolicyError, KeyboardInterrupt):  # before any episode: leave no empty new file
-        if (created or config.overwrite) and config.out.exists() and not _has_episodes(
-                config.out):
+    except BaseException:  # failed before any episode (a policy, an env, Ctrl-C): leave no
+        # empty new file behind, which a rerun without --resume would refuse
+        if opened and (created or config.overwrite) and config.out.exists() \
+                and not _has_episodes(config.out):
             config.out.unlink()
         raise
     finally:

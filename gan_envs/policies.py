@@ -68,12 +68,14 @@ def policy_actions(policy: Policy, observations: np.ndarray, infos: dict[str, An
     except Exception as error:  # the user's code: report it as the policy's failure
         raise PolicyError(f"policy {name} raised {type(error).__name__}: "
                           f"{first_line(error)}") from error
-    if _valid_actions(actions, action_space):
-        return actions
+    if actions.dtype.kind != "b" and _valid_actions(actions, action_space):
+        return actions.copy()  # a policy may refill one array every call: keep what was sent
     shown = np.array2string(actions.ravel()[:8], separator=", ")
     raise PolicyError(f"policy {name} returned {shown}{'...' if actions.size > 8 else ''}, "
                       f"which is not in the action space {action_space}: return one "
-                      "valid action per sub-environment")
+                      "valid action per sub-environment"
+                      + (" (bool actions: cast them, e.g. (obs[:, 2] > 0).astype(int))"
+                         if actions.dtype.kind == "b" else ""))
 
 
 def _valid_actions(actions: np.ndarray, space: gym.Space) -> bool:

@@ -44,3 +44,25 @@ def interrupted_if_asked(observations, infos):
     if os.environ.get("INTERRUPT_POLICY"):
         raise KeyboardInterrupt
     return np.zeros(len(observations), dtype=np.int64)
+
+
+class ReusedArray:
+    """A policy factory that refills one array every call (allowed: the actions are copied)."""
+
+    made: list[ReusedArray] = []  # the instances, for the test to read what they sent
+
+    def __init__(self, envs, seed=None):
+        self.actions = np.zeros(envs.num_envs, dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+        self.sent: list[np.ndarray] = []
+        ReusedArray.made.append(self)
+
+    def __call__(self, observations, infos):
+        self.actions[:] = self.rng.integers(0, 2, len(self.actions))
+        self.sent.append(self.actions.copy())
+        return self.actions
+
+
+def pole_heuristic(observations, infos):
+    """The classic CartPole rule, as bools (not valid actions until cast)."""
+    return observations[:, 2] > 0

@@ -290,3 +290,42 @@ def test_disk_full_while_collecting_keeps_committed_episodes(tmp_path: Path):
     with RolloutReader(out) as reader:
         assert 1 <= reader.num_episodes
         assert f"episodes 0-{reader.num_episodes - 1} are committed and intact" in lines[0]
+
+
+def test_a_policy_that_refills_one_array_records_what_it_sent(tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    out = tmp_path / "reuse.h5"
+    collect(CollectConfig(["CartPole-v1"], out, steps=30, num_envs=1,
+                          policy="collect_policies:ReusedArray"))
+    import collect_policies
+
+    first = all_arrays(out)[0]["actions"]  # the first episode: the first actions sent
+    sent = np.concatenate(collect_policies.ReusedArray.made[-1].sent)[:len(first)]
+    assert len(set(sent.tolist())) == 2
+    np.testing.assert_array_equal(first, sent)  # was the last array sent, over and over
+
+
+def test_bool_actions_are_a_policy_error_and_leave_no_file(tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    out = tmp_path / "bool.h5"
+    with pytest.raises(PolicyError, match=r"bool actions: cast them"):
+        collect(CollectConfig(["CartPole-v1"], out, steps=20, num_envs=2,
+                              policy="collect_policies:pole_heuristic"))
+    assert not out.exists()
+
+
+def test_run_collection_refuses_vector_envs_of_different_sizes():
+    from gan_envs.collect import make_collection_envs, run_collection
+    from gan_envs.policies import load_policy
+
+    a, b = make_collection_envs("CartPole-v1", 2), make_collection_envs("CartPole-v1", 3)
+    try:
+        with pytest.raises(CollectError, match=r"one num_envs each, got \[2, 3\]"):  # hung
+            run_collection([a, b], lambda i, ep: None, seed=0, steps=100, episodes=None,
+                           policies=[load_policy("random", a, 0), load_policy("random", b, 1)])
+        with pytest.raises(CollectError, match="exactly one target"):
+            run_collection([a], lambda i, ep: None, seed=0, steps=None, episodes=None,
+                           policies=[load_policy("random", a, 0)])
+    finally:
+        a.close()
+        b.close()
