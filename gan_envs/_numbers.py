@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import numbers
 import operator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["whole_number"]
+__all__ = ["whole_number", "is_real"]
+
+
+def is_real(value: Any) -> bool:
+    """A real number, Python's or numpy's (``np.float32(0.5)``), but not a bool.
+
+    Example:
+        >>> is_real(np.float32(0.5)), is_real(True), is_real("1")
+        (True, False, False)
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def whole_number(value: Any, what: str, *, low: int = 0, high: int | None = None,

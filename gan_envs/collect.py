@@ -107,14 +107,9 @@ class CollectConfig:
             raise CollectError(f"environment ids repeat: {list(self.env_ids)}; give each once "
                                "(--num-envs sets the copies of each)")
         try:
-            too_big = max(normalize_size(self.size, "collect")) > MAX_SIZE
-        except ValueError as err:  # past the wrappers' own cap
-            too_big = "at most" in str(err)
-            if not too_big:
-                raise
-        if too_big:
-            raise CollectError(f"collect frames of at most {MAX_SIZE} pixels a side, got size "
-                               f"{self.size!r}; pass a smaller --size")
+            normalize_size(self.size, "collect", max_side=MAX_SIZE)
+        except ValueError as err:
+            raise CollectError(f"{err}; pass another --size") from None
         self.out = Path(self.out)
 
 

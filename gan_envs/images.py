@@ -11,7 +11,6 @@ Torch tensors are accepted wherever arrays are, but this module never imports to
 from __future__ import annotations
 
 import math
-import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+from gan_envs._numbers import is_real
 
 __all__ = ["to_uint8", "make_grid", "save_png", "write_video"]
 
@@ -142,7 +143,7 @@ def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".mp4":
         raise ValueError(f"{path}: videos are written as MP4; give the file a .mp4 name")
-    if not (isinstance(fps, numbers.Real) and 0 < fps <= MAX_FPS):
+    if not (is_real(fps) and 0 < fps <= MAX_FPS):
         raise ValueError(f"{path}: the video's fps must be > 0 and at most {MAX_FPS:g}, got "
                          f"{fps}")
     return path

@@ -46,8 +46,10 @@ MAX_FRAME_SIDE = 8192
 
 
 # --------------------------------------------------------------------------- argument checks
-def normalize_size(size: int | Sequence[int], owner: str = "ResizeFrame") -> tuple[int, int]:
-    """``64`` or ``(64, 48)`` or ``[64, 48]`` as a ``(height, width)`` tuple of positive ints.
+def normalize_size(size: int | Sequence[int], owner: str = "ResizeFrame",
+                   max_side: int = MAX_FRAME_SIDE) -> tuple[int, int]:
+    """``64`` or ``(64, 48)`` or ``[64, 48]`` as a ``(height, width)`` tuple of positive ints
+    of at most ``max_side``.
 
     Example:
         >>> normalize_size(64), normalize_size([32, 48])
@@ -65,9 +67,8 @@ def normalize_size(size: int | Sequence[int], owner: str = "ResizeFrame") -> tup
         raise TypeError(f"{owner} size must be an int or a (height, width) pair, got {size!r}")
     if height <= 0 or width <= 0:
         raise ValueError(f"{owner} size must be positive, got {size!r}")
-    if max(height, width) > MAX_FRAME_SIDE:
-        raise ValueError(f"{owner} size must be at most {MAX_FRAME_SIDE} pixels a side, got "
-                         f"{size!r}")
+    if max(height, width) > max_side:
+        raise ValueError(f"{owner} size must be at most {max_side} pixels a side, got {size!r}")
     return height, width
 
 

@@ -398,8 +398,7 @@ class RolloutReader:
     @contextlib.contextmanager
     def _reading(self, what: str) -> Iterator[None]:
         """Turn h5py/HDF5 read failures into one-line CorruptDatasetErrors."""
-        if self._file is None:
-            raise DatasetError(f"{self.path}: the reader is closed; open a new RolloutReader")
+        self._check_open()
         try:
             yield
         except (OSError, RuntimeError, KeyError) as err:

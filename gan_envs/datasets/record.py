@@ -15,7 +15,7 @@ import gymnasium as gym
 
 from gan_envs.datasets.errors import DatasetError
 from gan_envs.datasets.format import space_storage
-from gan_envs.datasets.writer import COMPRESSIONS, RolloutWriter
+from gan_envs.datasets.writer import RolloutWriter, check_compression, check_folder
 
 __all__ = ["RecordRollouts"]
 
@@ -155,17 +155,13 @@ def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> None:
         close = difflib.get_close_matches(unknown[0], allowed, n=1)
         hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(sorted(allowed))}"
         raise TypeError(f"RecordRollouts got an unknown writer option {unknown[0]!r}; {hint}")
-    if options.get("compression", "gzip") not in COMPRESSIONS:
-        raise DatasetError(f"{path}: compression must be one of {COMPRESSIONS} (lossless only), "
-                           f"got {options['compression']!r}")
+    check_compression(path, options.get("compression", "gzip"))
     for space, name in ((env.observation_space, "observation"), (env.action_space, "action")):
         try:
             space_storage(space)
         except DatasetError as err:
             raise DatasetError(f"{path}: cannot record this env's {name}s: {err}") from None
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path.parent} does not exist; create the folder for "
-                                f"{path.name} first")
+    check_folder(path)
 
 
 def _spec_json(spec: gym.envs.registration.EnvSpec) -> str | None:

@@ -249,9 +249,7 @@ class RolloutWriter:
         self.path = Path(path)
         if overwrite and resume:
             raise DatasetError(f"{self.path}: pass overwrite=True or resume=True, not both")
-        if compression not in COMPRESSIONS:
-            raise DatasetError(f"{self.path}: compression must be one of {COMPRESSIONS} "
-                               f"(lossless only), got {compression!r}")
+        check_compression(self.path, compression)
         chunk_frames = whole_number(chunk_frames, f"{self.path}: chunk_frames", low=1,
                                     high=MAX_CHUNK_FRAMES)
         compression_level = whole_number(compression_level, f"{self.path}: compression_level",
@@ -298,9 +296,7 @@ class RolloutWriter:
                 raise DatasetError(f"{self.path}: chunks of {chunk_frames} observations would "
                                    f"take {chunk_bytes / 2**30:.1f} GiB, over HDF5's 4 GiB; "
                                    "pass a smaller chunk_frames")
-            if not self.path.parent.is_dir():
-                raise FileNotFoundError(f"{self.path.parent} does not exist; create the folder "
-                                        f"for {self.path.name} first")
+            check_folder(self.path)
             if overwrite:  # fail early; probed again when the new file takes its place
                 with _h5.folder_lock(self.path):  # (a bare probe could make another
                     self._lock.probe_exclusive()  # writer's own open or lock fail)
@@ -905,6 +901,20 @@ class RolloutWriter:
             raise DatasetError(f"{self.path}: blank must be {n} True/False values (one per "
                                f"observation), got shape {arr.shape}")
         return arr.astype(np.uint8)
+
+
+def check_compression(path: Path, compression: Any) -> None:
+    """A DatasetError unless ``compression`` is one the writer takes (lossless only)."""
+    if compression not in COMPRESSIONS:
+        raise DatasetError(f"{path}: compression must be one of {COMPRESSIONS} (lossless only), "
+                           f"got {compression!r}")
+
+
+def check_folder(path: Path) -> None:
+    """A FileNotFoundError unless the folder a new file goes into exists."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path.parent} does not exist; create the folder for "
+                                f"{path.name} first")
 
 
 def _row_bytes(space: gym.Space) -> int:

@@ -26,7 +26,6 @@ import copy
 import dataclasses
 import json
 import math
-import numbers
 import os
 import signal
 import threading
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_envs._numbers import whole_number
+from gan_envs._numbers import is_real, whole_number
 from gan_envs._text import first_line
 from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
 
@@ -334,12 +333,12 @@ class GanConfig:
                                         low=2, error=ValueError)
         for name in ("lr_d", "lr_g", "video_fps"):  # (fps: OpenCV hangs on inf)
             value = getattr(self, name)
-            if not (_is_real(value) and math.isfinite(value) and value > 0):
+            if not (is_real(value) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
             setattr(self, name, float(value))
         if self.video_fps > MAX_FPS:
             raise ValueError(f"video_fps must be at most {MAX_FPS:g}, got {self.video_fps}")
-        if not (_is_real(self.d_relu_slope) and 0.0 <= self.d_relu_slope < 1.0):
+        if not (is_real(self.d_relu_slope) and 0.0 <= self.d_relu_slope < 1.0):
             raise ValueError(f"d_relu_slope must lie in [0, 1) (0: ReLU), got "
                              f"{self.d_relu_slope!r}")
         self.d_relu_slope = float(self.d_relu_slope)
@@ -416,11 +415,6 @@ class GanConfig:
         if policies and not is_image_shape(frame_shape):
             raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
                              "pass diffaugment=''")
-
-
-def _is_real(value: Any) -> bool:
-    """A real number (Python's or numpy's), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_betas(betas: Any) -> tuple[float, float]:

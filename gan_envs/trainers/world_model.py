@@ -40,7 +40,6 @@ import hashlib
 import json
 import math
 import multiprocessing
-import numbers
 import os
 import pickle
 import time
@@ -57,7 +56,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan_envs._numbers import whole_number
+from gan_envs._numbers import is_real, whole_number
 from gan_envs._text import first_line
 from gan_envs.images import check_video_path, make_grid, write_video
 
@@ -248,8 +247,7 @@ class WorldModelConfig:
                      "grad_clip", "sigma0", "temperature", "moving_weight", "moving_threshold",
                      "holdout_fraction"):  # NaN passes every comparison below: refuse it here
             value = getattr(cfg, name)
-            if isinstance(value, (bool, np.bool_)) or not (isinstance(value, numbers.Real)
-                                                           and math.isfinite(value)):
+            if not (is_real(value) and math.isfinite(value)):
                 raise WorldModelError(f"{name} must be a finite number, got {value!r}")
             setattr(cfg, name, float(value))
         for name in ("kl_tolerance", "reward_weight", "done_weight", "grad_clip"):
