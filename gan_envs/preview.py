@@ -18,6 +18,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 
+from gan_envs._numbers import whole_number
 from gan_envs.registration import resolve_env_id
 
 __all__ = ["dataset_preview", "env_preview", "frame_to_rgb", "is_image_space"]
@@ -25,22 +26,38 @@ __all__ = ["dataset_preview", "env_preview", "frame_to_rgb", "is_image_space"]
 _GAP = 4
 _LABEL_HEIGHT = 18
 
+MAX_SNAPSHOTS = 64
+"""Most snapshots :func:`env_preview` puts in a row (a row of 64 at height 210 is ~27k px wide)."""
+MAX_HEIGHT = 1024
+"""Tallest snapshot :func:`env_preview` draws."""
+MAX_PER_ENV = 1024
+"""Most frames :func:`dataset_preview` shows per environment."""
+
 
 def frame_to_rgb(frame: np.ndarray, space: gym.Space | None = None) -> np.ndarray:
     """Any frame the wrappers produce as an ``(H, W, 3)`` uint8 RGB image.
 
-    Float frames are mapped back from the space's ``[low, high]`` (default ``[-1, 1]``);
-    channel-first frames are moved channel-last; one channel becomes grey RGB.
+    Other frames are mapped back from the space's ``[low, high]`` where it is finite, else
+    from ``[-1, 1]`` (float frames), ``[0, 255]`` (integer frames) or ``[0, 1]`` (bool
+    frames); channel-first frames are
+    moved channel-last; one channel becomes grey RGB.
 
     Example:
         >>> frame_to_rgb(np.full((1, 2, 2), 1.0, dtype=np.float32)).tolist()[0][0]
         [255, 255, 255]
+        >>> frame_to_rgb(np.full((2, 2), 128, dtype=np.int64)).tolist()[0][0]
+        [128, 128, 128]
     """
     frame = np.asarray(frame)
+    if frame.dtype.kind not in "biuf":
+        raise ValueError(f"cannot show a frame of dtype {frame.dtype} as an image")
     if frame.dtype != np.uint8:
-        low, high = -1.0, 1.0
-        if isinstance(space, gym.spaces.Box) and np.all(np.isfinite([space.low, space.high])):
+        low, high = {"b": (0.0, 1.0), "f": (-1.0, 1.0)}.get(frame.dtype.kind, (0.0, 255.0))
+        if isinstance(space, gym.spaces.Box) and np.all(np.isfinite(space.low)) \
+                and np.all(np.isfinite(space.high)):
             low, high = float(np.min(space.low)), float(np.max(space.high))
+        if high <= low:
+            high = low + 1.0
         frame = np.clip((frame.astype(np.float64) - low) * (255.0 / (high - low)), 0, 255)
         frame = np.rint(frame).astype(np.uint8)
     if frame.ndim == 3 and frame.shape[0] in (1, 3) and frame.shape[2] not in (1, 3):
@@ -87,9 +104,16 @@ def env_preview(
 
     Raises:
         UnknownEnvironmentError: an id Gymnasium does not know (with close matches).
+        ValueError: ``snapshots``, ``steps_between``, ``seed`` or ``height`` is not a whole
+            number in its range.
     """
-    if snapshots < 1 or steps_between < 0:
-        raise ValueError("env_preview needs snapshots >= 1 and steps_between >= 0")
+    env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)
+    if not env_ids:
+        raise ValueError("env_preview needs at least one environment id")
+    snapshots = whole_number(snapshots, "env_preview's snapshots", low=1, high=MAX_SNAPSHOTS)
+    steps_between = whole_number(steps_between, "env_preview's steps_between")
+    seed = whole_number(seed, "env_preview's seed", high=2**63 - 1)
+    height = whole_number(height, "env_preview's height", low=8, high=MAX_HEIGHT)
     rows = []
     for env_id in env_ids:
         env = gym.make(resolve_env_id(env_id))
@@ -133,7 +157,11 @@ def dataset_preview(path: str | os.PathLike[str], *, per_env: int = 16, seed: in
 
     Raises:
         FileNotFoundError, DatasetError: the file is missing or not a rollout dataset.
+        ValueError: ``per_env``, ``seed`` or ``upscale`` is not a whole number in its range.
     """
+    per_env = whole_number(per_env, "dataset_preview's per_env", low=1, high=MAX_PER_ENV)
+    seed = whole_number(seed, "dataset_preview's seed", high=2**63 - 1)
+    upscale = whole_number(upscale, "dataset_preview's upscale", low=1, high=16)
     from gan_envs.datasets import RolloutReader
     from gan_envs.images import make_grid
 
