@@ -3,8 +3,10 @@
 The stepping thread hands each finished episode over and goes on; the worker gathers, compresses
 (``zlib`` releases the GIL) and commits it. Calls run one at a time, in submission order. A
 failure in the worker is raised in the submitting thread at its next :meth:`~BackgroundCalls.submit`
-or when the block exits; leaving the block (normally, on an error, or on Ctrl-C) first finishes
-every call already submitted, so every finished episode is committed.
+or when the block exits, and the calls queued after the failed one are skipped, so the calls that
+ran are always a prefix of those submitted (no episode after a failed one is committed, leaving
+no gap). Leaving the block (normally, on an error, or on Ctrl-C) first finishes every call
+already submitted, so every finished episode is committed.
 
 Example:
     >>> done = []
@@ -48,11 +50,21 @@ class BackgroundCalls:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="gan-envs-writer",
                                         initializer=_lower_priority, initargs=(nice,))
         self._pending: deque[Future[Any]] = deque()
+        self._failed = False  # set on the worker thread by the first failing call
 
     def submit(self, *args: Any) -> None:
         """Queue ``function(*args)``; raises the error of an earlier call that failed."""
         self._collect(block=len(self._pending) >= self.max_pending)
-        self._pending.append(self._pool.submit(self.function, *args))
+        self._pending.append(self._pool.submit(self._call, *args))
+
+    def _call(self, *args: Any) -> Any:
+        if self._failed:
+            return None  # a call before this one failed: its error is the one raised
+        try:
+            return self.function(*args)
+        except BaseException:
+            self._failed = True
+            raise
 
     def finish(self) -> None:
         """Wait for every queued call; raise the first error among them."""

@@ -41,8 +41,10 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from gan_envs._numbers import whole_number
+from gan_envs._text import first_line
 from gan_envs.background import BackgroundCalls
-from gan_envs.policies import load_policy, policy_actions
+from gan_envs.policies import load_policy, policy_actions, policy_name
 from gan_envs.registration import NAMESPACE, resolve_env_id
 from gan_envs.wrappers import normalize_size, supports_send_recv
 
@@ -77,8 +79,9 @@ class CollectConfig:
     """Parallel copies of each environment."""
     seed: int = 0
     """Seeds the resets and the random policy: the same config gives identical arrays."""
-    policy: str = "random"
-    """``"random"`` or ``"module:callable"`` (see :mod:`gan_envs.policies`)."""
+    policy: str | Callable[..., Any] = "random"
+    """``"random"``, ``"module:callable"``, or a policy or factory itself (see
+    :mod:`gan_envs.policies`)."""
     size: int | Sequence[int] = 64
     """Frame size for GanAtari ids."""
     compression: str | None = None
@@ -91,15 +94,40 @@ class CollectConfig:
     """Recorded in the dataset's metadata."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.env_ids, str):  # one id, not its letters
+            self.env_ids = [self.env_ids]
+        try:
+            self.env_ids = list(self.env_ids)
+        except TypeError:
+            raise CollectError(f"env_ids must be a list of environment ids, got "
+                               f"{self.env_ids!r:.80}") from None
         if not self.env_ids:
             raise CollectError("collect needs at least one environment id")
+        for env_id in self.env_ids:
+            if not isinstance(env_id, str):
+                raise CollectError(f"environment ids are strings such as 'GanAtari/Pong-v0', "
+                                   f"got {env_id!r:.80}")
         if (self.steps is None) == (self.episodes is None):
             raise CollectError("collect needs exactly one target: steps=N or episodes=N")
-        target = self.steps if self.steps is not None else self.episodes
-        if not isinstance(target, (int, np.integer)) or target < 1:
-            raise CollectError(f"the collection target must be a positive int, got {target!r}")
-        if self.num_envs < 1:
-            raise CollectError(f"num_envs must be >= 1, got {self.num_envs}")
+        if self.steps is not None:
+            self.steps = whole_number(self.steps, "the collection target steps", low=1,
+                                      error=CollectError)
+        else:
+            self.episodes = whole_number(self.episodes, "the collection target episodes",
+                                         low=1, error=CollectError)
+        self.num_envs = whole_number(self.num_envs, "num_envs", low=1, high=MAX_NUM_ENVS,
+                                     error=CollectError)
+        self.seed = whole_number(self.seed, "collect's seed", high=2**63 - 1, error=CollectError)
+        if not (isinstance(self.policy, str) or callable(self.policy)):
+            raise CollectError(f"policy must be 'random', 'module:callable' or a callable, got "
+                               f"{self.policy!r:.80}")
+        if self.compression is not None and self.compression not in COMPRESSION_CHOICES:
+            raise CollectError(f"compression must be one of {COMPRESSION_CHOICES}, got "
+                               f"{self.compression!r}")
+        if not isinstance(self.command, str):
+            raise CollectError(f"command must be a string, got {self.command!r:.80}")
+        if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
+            raise CollectError(f"out must be a file path, got {self.out!r:.80}")
         if self.resume and self.overwrite:
             raise CollectError("choose --resume or --overwrite, not both")
         self.env_ids = [resolve_env_id(env_id) for env_id in self.env_ids]
@@ -112,9 +140,18 @@ class CollectConfig:
             raise CollectError(f"{err}; pass another --size") from None
         self.out = Path(self.out)
 
+    @property
+    def policy_name(self) -> str:
+        """The policy as recorded in the dataset: its spec, or ``module:name`` of a callable."""
+        return policy_name(self.policy)
+
 
 MAX_SIZE = 1024
 """Largest frame side ``collect`` resizes to (a 1024x1024 RGB frame is 3 MiB)."""
+MAX_NUM_ENVS = 1024
+"""Most copies of one environment ``collect`` steps (each ALE copy holds its emulator)."""
+COMPRESSION_CHOICES = ("gzip", "lzf", "none")
+"""Codecs ``collect`` takes (``"none"``: uncompressed)."""
 
 
 @dataclass
@@ -405,16 +442,19 @@ def _check_output(config: CollectConfig) -> None:
 
 
 def _check_resumed_settings(config: CollectConfig, reader: Any) -> None:
-    """Refuse to resume a file with another policy, seed or compression than it records: the
-    new episodes would not be what its metadata says."""
+    """Refuse to resume a file with another policy, seed, compression or number of copies
+    than it records: the new episodes would not be what its metadata says."""
     recorded = reader.metadata
     clashes = []
-    if recorded.get("policy") is not None and recorded["policy"] != config.policy:
+    if recorded.get("policy") is not None and recorded["policy"] != config.policy_name:
         clashes.append(f"--policy {recorded['policy']}")
     if recorded.get("seed") is not None and recorded["seed"] != config.seed:
         clashes.append(f"--seed {recorded['seed']}")
     if config.compression is not None and _codec(config) != reader.compression:
         clashes.append(f"--compression {reader.compression or 'none'}")
+    recorded_envs = (recorded.get("user_metadata") or {}).get("num_envs")
+    if recorded_envs is not None and recorded_envs != config.num_envs:
+        clashes.append(f"--num-envs {recorded_envs}")
     if clashes:
         raise CollectError(f"{config.out} was collected with {', '.join(clashes)}; resume with "
                            "the same settings, or write a new file")
@@ -434,7 +474,14 @@ def collect(config: CollectConfig,
         CollectError: bad targets, mismatched spaces, a resumed file for other env ids.
         PolicyError: a policy that cannot be loaded.
     """
-    from gan_envs.datasets import RolloutReader, RolloutWriter
+    from gan_envs.datasets import (
+        CorruptDatasetError,
+        DatasetError,
+        DatasetInUseError,
+        DatasetWriteError,
+        RolloutReader,
+        RolloutWriter,
+    )
 
     _check_output(config)
     done_steps = done_episodes = 0
@@ -472,7 +519,7 @@ def collect(config: CollectConfig,
             env_ids=list(config.env_ids),
             env_specs={e: _env_spec_json(e, v) for e, v in zip(config.env_ids, vector_envs,
                                                                strict=True)},
-            wrappers=wrappers, policy=config.policy, seed=config.seed, command=config.command,
+            wrappers=wrappers, policy=config.policy_name, seed=config.seed, command=config.command,
             metadata={"action_spaces": action_spaces, "num_envs": config.num_envs},
             blank_frames=any(gan_atari), overwrite=config.overwrite, resume=config.resume,
             **({} if config.compression is None else {"compression": _codec(config)}),
@@ -481,10 +528,18 @@ def collect(config: CollectConfig,
 
             def write(index: int, episode: _Episode) -> None:
                 arrays = episode.arrays()
-                writer.add_episode(arrays["observations"], arrays["actions"], arrays["rewards"],
-                                   arrays["terminations"], arrays["truncations"],
-                                   env_id=config.env_ids[index], seed=episode.seed,
-                                   blank=arrays.get("blank_frame"))
+                try:
+                    writer.add_episode(arrays["observations"], arrays["actions"],
+                                       arrays["rewards"], arrays["terminations"],
+                                       arrays["truncations"], env_id=config.env_ids[index],
+                                       seed=episode.seed, blank=arrays.get("blank_frame"))
+                except (DatasetWriteError, DatasetInUseError, CorruptDatasetError):
+                    raise  # the file's or the disk's problem: its message says so
+                except DatasetError as error:  # the episode's values: the environment's doing
+                    raise CollectError(
+                        f"{config.env_ids[index]} gave an episode that cannot be stored "
+                        f"({first_line(error)}); make its values fit its spaces, e.g. wrap "
+                        "the env in gymnasium.wrappers.ClipObservation") from error
 
             def after_batch(steps: int, episodes: int) -> None:
                 if progress is not None:

@@ -1,7 +1,12 @@
 """Policies for collection: any callable ``(observations, infos) -> actions`` for a vector batch.
 
 ``"random"`` samples the vector action space (seeded); ``"module:callable"`` imports a callable
-(or a class or factory that takes the vector env and returns one).
+(or a class or factory that takes the vector env and returns one); a callable may also be given
+directly.
+
+A class is a factory. A function or other callable is a factory when it takes one positional
+parameter (``make(envs)``), or when its second is named ``seed`` (``make(envs, seed=None)``);
+otherwise it is a policy (``act(observations, infos)``, ``act(observations, infos=None)``).
 
 Example:
     >>> import gymnasium as gym, numpy as np
@@ -25,7 +30,7 @@ import numpy as np
 
 from gan_envs._text import first_line
 
-__all__ = ["Policy", "RandomPolicy", "load_policy", "PolicyError"]
+__all__ = ["Policy", "RandomPolicy", "load_policy", "policy_name", "PolicyError"]
 
 Policy = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
 
@@ -93,15 +98,22 @@ def _valid_actions(actions: np.ndarray, space: gym.Space) -> bool:
         return False
 
 
-def load_policy(spec: str, envs: gym.vector.VectorEnv, seed: int | None = None) -> Policy:
-    """Turn ``"random"`` or ``"package.module:name"`` into a policy for ``envs``.
+def load_policy(spec: str | Callable[..., Any], envs: gym.vector.VectorEnv,
+                seed: int | None = None) -> Policy:
+    """Turn ``"random"``, ``"package.module:name"`` or a callable into a policy for ``envs``.
 
-    ``name`` may be a policy itself, or a class/factory whose only required parameter is the
-    vector env (called as ``name(envs)``; ``seed=`` is passed when it accepts one).
+    ``name`` (or the callable) may be a policy itself, or a class/factory whose only required
+    parameter is the vector env (called as ``name(envs)``; ``seed=`` is passed when it accepts
+    one). See the module docstring for how the two are told apart.
 
     Raises:
         PolicyError: the module or attribute does not exist, or it is not callable.
     """
+    if callable(spec):
+        return _built(spec, policy_name(spec), envs, seed)
+    if not isinstance(spec, str):
+        raise PolicyError(f"policy must be 'random', 'module:callable' or a callable, got "
+                          f"{spec!r:.80}")
     if spec == "random":
         return RandomPolicy(envs, seed)
     module_name, sep, attribute = spec.partition(":")
@@ -114,17 +126,39 @@ def load_policy(spec: str, envs: gym.vector.VectorEnv, seed: int | None = None) 
     target = getattr(module, attribute, None)
     if target is None or not callable(target):
         raise PolicyError(f"policy {spec!r}: {module_name} has no callable {attribute!r}")
-    if _is_factory(target):
-        kwargs = {"seed": seed} if "seed" in _parameters(target) else {}
-        try:
-            target = target(envs, **kwargs)
-        except Exception as error:  # the user's code: name it and what it raised
-            raise PolicyError(f"policy {spec!r}: {attribute}(envs) raised "
-                              f"{type(error).__name__}: {first_line(error)}; pass a policy "
-                              "(observations, infos) -> actions, or a factory of one") from error
-        if not callable(target):
-            raise PolicyError(f"policy {spec!r}: the factory returned a non-callable {target!r}")
-    return target
+    return _built(target, spec, envs, seed)
+
+
+def policy_name(policy: str | Callable[..., Any]) -> str:
+    """How a policy is recorded in a dataset: a spec as given, a callable as ``module:name``.
+
+    Example:
+        >>> policy_name("random"), policy_name(np.zeros_like)
+        ('random', 'numpy:zeros_like')
+    """
+    if isinstance(policy, str):
+        return policy
+    module = getattr(policy, "__module__", None) or type(policy).__module__
+    name = getattr(policy, "__qualname__", None) or type(policy).__qualname__
+    return f"{module}:{name}"
+
+
+def _built(target: Callable[..., Any], spec: str, envs: gym.vector.VectorEnv,
+           seed: int | None) -> Policy:
+    """``target`` itself if it is a policy, else what its factory call returns."""
+    if not _is_factory(target):
+        return target
+    kwargs = {"seed": seed} if "seed" in _parameters(target) else {}
+    attribute = spec.rpartition(":")[2]
+    try:
+        policy = target(envs, **kwargs)
+    except Exception as error:  # the user's code: name it and what it raised
+        raise PolicyError(f"policy {spec!r}: {attribute}(envs) raised "
+                          f"{type(error).__name__}: {first_line(error)}; pass a policy "
+                          "(observations, infos) -> actions, or a factory of one") from error
+    if not callable(policy):
+        raise PolicyError(f"policy {spec!r}: the factory returned a non-callable {policy!r:.80}")
+    return policy
 
 
 def _parameters(obj: Any) -> dict[str, inspect.Parameter]:
@@ -135,9 +169,19 @@ def _parameters(obj: Any) -> dict[str, inspect.Parameter]:
 
 
 def _is_factory(obj: Any) -> bool:
-    """A class, or a callable whose required parameters are fewer than a policy's two."""
+    """A class; or a callable taking one positional parameter, or two whose second is ``seed``
+    (``make(envs)``, ``make(envs, seed=None)``), whether or not they have defaults.
+
+    Example:
+        >>> _is_factory(lambda envs: None), _is_factory(lambda envs, seed=None: None)
+        (True, True)
+        >>> _is_factory(lambda obs, infos: None), _is_factory(lambda obs, infos=None: None)
+        (False, False)
+    """
     if inspect.isclass(obj):
         return True
-    required = [p for p in _parameters(obj).values()
-                if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(required) == 1
+    positional = [p for p in _parameters(obj).values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in _parameters(obj).values()):
+        return False  # f(*args): called as a policy
+    return len(positional) == 1 or (len(positional) >= 2 and positional[1].name == "seed")

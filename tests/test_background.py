@@ -38,6 +38,25 @@ def test_a_failed_call_raises_at_the_next_submit_or_at_exit():
             calls.submit(i)
 
 
+def test_calls_queued_after_a_failed_one_are_skipped():
+    """The calls that ran are a prefix of those submitted: after episode 2 failed, episodes 3
+    and 4 (already queued) were still committed, leaving a gap in the file."""
+    done: list[int] = []
+    gate = threading.Event()
+
+    def write(i: int) -> None:
+        gate.wait(5)
+        if i == 2:
+            raise OSError("disk full")
+        done.append(i)
+
+    with pytest.raises(OSError, match="disk full"), BackgroundCalls(write) as calls:
+        for i in range(5):
+            calls.submit(i)  # all queued before the first one runs
+        gate.set()
+    assert done == [0, 1]
+
+
 def test_leaving_on_an_error_finishes_submitted_calls_and_keeps_the_error():
     done: list[int] = []
 

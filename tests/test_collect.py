@@ -329,3 +329,76 @@ def test_run_collection_refuses_vector_envs_of_different_sizes():
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize(("changed", "message"), [
+    ({"seed": None}, "collect's seed must be a whole number, got None"),
+    ({"seed": -1}, r"collect's seed must be in \[0, 9223372036854775807\], got -1"),
+    ({"seed": 2.5}, "collect's seed must be a whole number, got 2.5"),
+    ({"num_envs": 2.0}, "num_envs must be a whole number, got 2.0"),
+    ({"num_envs": 0}, r"num_envs must be in \[1, 1024\], got 0"),
+    ({"steps": True}, "the collection target steps must be a whole number, got True"),
+    ({"policy": 3}, "policy must be 'random', 'module:callable' or a callable, got 3"),
+    ({"compression": "zstd"}, r"compression must be one of \('gzip', 'lzf', 'none'\)"),
+    ({"env_ids": [3]}, "environment ids are strings such as 'GanAtari/Pong-v0', got 3"),
+    ({"env_ids": 3}, "env_ids must be a list of environment ids, got 3"),
+    ({"out": None}, "out must be a file path, got None"),
+])
+def test_bad_config_values_are_one_line(tmp_path: Path, changed, message):
+    """Each was a numpy, gym or pathlib traceback, some only after the envs were made."""
+    arguments = {"env_ids": ["CartPole-v1"], "out": tmp_path / "x.h5", "steps": 10} | changed
+    with pytest.raises(CollectError, match=f"^{message}"):
+        CollectConfig(**arguments)
+
+
+def test_one_env_id_as_a_string_and_a_policy_object(tmp_path: Path, monkeypatch):
+    """``env_ids="CartPole-v1"`` was split into letters; a callable policy was refused late;
+    ``f(obs, infos=None)`` was called as a factory with the vector env."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    import collect_policies
+
+    config = CollectConfig("CartPole-v1", tmp_path / "a.h5", steps=20, num_envs=2,
+                           policy=collect_policies.zero_with_optional_infos)
+    assert config.env_ids == ["CartPole-v1"]
+    collect(config)
+    with RolloutReader(tmp_path / "a.h5") as reader:
+        assert reader.metadata["policy"] == "collect_policies:zero_with_optional_infos"
+    assert all((ep["actions"] == 0).all() for ep in all_arrays(tmp_path / "a.h5"))
+    # the same by name, and a factory object
+    collect(CollectConfig("CartPole-v1", tmp_path / "b.h5", steps=20, num_envs=2,
+                          policy="collect_policies:zero_with_optional_infos"))
+    collect(CollectConfig(["GanAtari/Breakout-v0"], tmp_path / "c.h5", steps=40, num_envs=2,
+                          policy=collect_policies.CyclingPolicy))
+    assert set(np.concatenate([ep["actions"] for ep in all_arrays(tmp_path / "c.h5")])) \
+        == {0, 1, 2, 3}
+
+
+def test_resume_with_other_num_envs_is_refused(tmp_path: Path):
+    """The file's metadata records num_envs; a resume with another one would make it wrong."""
+    out = tmp_path / "d.h5"
+    collect(CollectConfig(["CartPole-v1"], out, steps=20, num_envs=2))
+    before = out.read_bytes()
+    with pytest.raises(CollectError, match="collected with --num-envs 2; resume with the same"):
+        collect(CollectConfig(["CartPole-v1"], out, steps=40, num_envs=4, resume=True))
+    assert out.read_bytes() == before
+    collect(CollectConfig(["CartPole-v1"], out, steps=40, num_envs=2, resume=True))
+    with RolloutReader(out) as reader:
+        assert reader.num_steps == 40
+
+
+def test_observations_outside_the_envs_own_space_name_the_env(tmp_path: Path):
+    """An env whose frames leave its own Box: was the writer's message with no env id or fix."""
+    import gymnasium as gym
+    from frame_env import FrameEnv
+
+    frames = [np.full(4, v, np.float32) for v in (0.1, 0.2, 0.3, 5.0)]
+    gym.register("OutsideItsBox-v0", entry_point=lambda: FrameEnv(frames, length=3, high=1))
+    try:
+        out = tmp_path / "o.h5"
+        with pytest.raises(CollectError, match=r"^OutsideItsBox-v0 gave an episode that cannot "
+                           r"be stored \(.*observations\[3\] is outside Box\(0.0, 1.0, \(4,\), "
+                           r"float32\)\); make its values fit its spaces"):
+            collect(CollectConfig(["OutsideItsBox-v0"], out, steps=20, num_envs=2))
+        assert not out.exists()  # nothing was committed: no file left
+    finally:
+        del gym.registry["OutsideItsBox-v0"]
