@@ -17,6 +17,7 @@ order shuffled by ``seed``); ``env=`` draws one environment only.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_envs._numbers import whole_number
+from gan_envs._numbers import is_real, whole_number
 
 from .data import is_image_shape
 from .gan import load_checkpoint
@@ -197,8 +198,8 @@ def make_latents(
         >>> make_latents(2, 4, latent="zeros", set_dims={"1": 3.0}).tolist()
         [[0.0, 3.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]
     """
-    if n < 0:
-        raise ValueError(f"the number of samples must be >= 0, got {n}")
+    n = whole_number(n, "the number of samples")
+    seed = whole_number(seed, "the latent seed", low=-(2**63), high=2**64 - 1)
     if latent == "normal":
         z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
     else:
@@ -206,16 +207,24 @@ def make_latents(
         try:
             value = constants[latent] if isinstance(latent, str) and latent in constants \
                 else float(latent)
-        except ValueError:
-            raise ValueError(f"unknown latent {latent!r}; use normal, zeros, ones or a number") \
-                from None
+        except (TypeError, ValueError):
+            value = math.nan
+        if isinstance(latent, bool) or not math.isfinite(value):
+            raise ValueError(f"unknown latent {latent!r}; use normal, zeros, ones or a finite "
+                             "number")
         z = torch.full((n, latent_dim), value)
     for dim, value in (set_dims or {}).items():
-        index = int(dim)
-        if not 0 <= index < latent_dim:
-            raise ValueError(f"latent dimension {index} is out of range: this run's latent "
-                             f"vectors have {latent_dim} dimensions (0 to {latent_dim - 1})")
-        z[:, index] = float(value)
+        try:
+            index = int(dim)
+            number = float(value)
+        except (TypeError, ValueError):
+            index, number = -1, math.nan
+        if not 0 <= index < latent_dim or str(index) != str(dim).strip() \
+                or not math.isfinite(number):
+            raise ValueError(f"cannot set latent dimension {dim!r} to {value!r}: give a "
+                             f"dimension 0 to {latent_dim - 1} (this run's latent vectors "
+                             f"have {latent_dim}) and a finite value")
+        z[:, index] = number
     return z
 
 
@@ -262,6 +271,9 @@ def sweep(
     runs: all of env ``env``, default the env drawn for ``seed``)."""
     whole_number(steps, "steps", low=1, error=ValueError)
     whole_number(dim, "dim", error=ValueError)
+    for name, value in (("start", start), ("stop", stop)):
+        if not (is_real(value) and math.isfinite(value)):
+            raise ValueError(f"the sweep's {name} must be a finite number, got {value!r}")
     gen = load_generator(run_dir, ema)
     z = make_latents(1, gen.latent_dim, seed, set_dims={dim: 0.0}).repeat(steps, 1)
     z[:, int(dim)] = torch.linspace(start, stop, steps)

@@ -55,8 +55,23 @@ def test_missing_run_and_missing_checkpoint_are_one_line(tmp_path):
         assert words in str(excinfo.value) and "\n" not in str(excinfo.value)
 
 
-@pytest.mark.parametrize("kwargs", [dict(set_dims={999: 1.0}), dict(latent="uniform")])
-def test_bad_latents_are_one_line(tiny_run, kwargs):
+@pytest.mark.parametrize(("kwargs", "words"), [
+    (dict(set_dims={999: 1.0}), "cannot set latent dimension 999 to 1.0: give a dimension 0 to"),
+    (dict(set_dims={"1.5": 1.0}), "cannot set latent dimension '1.5'"),
+    (dict(set_dims={0: "inf"}), "cannot set latent dimension 0 to 'inf'"),
+    (dict(latent="uniform"), "unknown latent 'uniform'"),
+    (dict(latent="nan"), "unknown latent 'nan'; use normal, zeros, ones or a finite number"),
+    (dict(latent=None), "unknown latent None"),
+    (dict(n=2.5), "the number of samples must be a whole number, got 2.5"),
+    (dict(seed=0.5), "the latent seed must be a whole number, got 0.5"),
+])
+def test_bad_latents_are_one_line(tiny_run, kwargs, words):
+    """``latent="nan"`` was torch's two-line error; ``latent=None`` a TypeError traceback."""
     with pytest.raises(ValueError) as excinfo:
-        sample(tiny_run, n=1, **kwargs)
-    assert "\n" not in str(excinfo.value)
+        sample(tiny_run, **({"n": 1} | kwargs))
+    assert words in str(excinfo.value) and "\n" not in str(excinfo.value)
+
+
+def test_sweep_ends_must_be_finite(tiny_run):
+    with pytest.raises(ValueError, match=r"^the sweep's stop must be a finite number, got nan$"):
+        sweep(tiny_run, dim=0, start=-1.0, stop=float("nan"))
