@@ -69,7 +69,14 @@ def policy_actions(policy: Policy, observations: np.ndarray, infos: dict[str, An
     """
     name = getattr(policy, "__name__", type(policy).__name__)
     try:
-        actions = np.asarray(policy(observations, infos))
+        returned = policy(observations, infos)
+        if callable(returned):
+            raise PolicyError(f"policy {name} returned a callable, {returned!r:.60}: if {name} "
+                              "is a factory, give it one positional parameter (envs) or name "
+                              "its second one seed")
+        actions = np.asarray(returned)
+    except PolicyError:
+        raise
     except Exception as error:  # the user's code: report it as the policy's failure
         raise PolicyError(f"policy {name} raised {type(error).__name__}: "
                           f"{first_line(error)}") from error

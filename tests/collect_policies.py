@@ -71,3 +71,8 @@ def pole_heuristic(observations, infos):
 def zero_with_optional_infos(observations, infos=None):
     """A policy whose infos parameter has a default (was taken for a factory)."""
     return np.zeros(len(observations), dtype=np.int64)
+
+
+def factory_with_other_second_parameter(envs, rng_seed=0):
+    """A factory whose second parameter is not named seed: it is taken for a policy."""
+    return always_zero

@@ -373,6 +373,16 @@ def test_one_env_id_as_a_string_and_a_policy_object(tmp_path: Path, monkeypatch)
         == {0, 1, 2, 3}
 
 
+def test_a_factory_taken_for_a_policy_says_how_to_declare_it(tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(TESTS))
+    with pytest.raises(PolicyError, match=r"returned a callable, .*: if "
+                       r"factory_with_other_second_parameter is a factory, give it one "
+                       r"positional parameter \(envs\) or name its second one seed$"):
+        collect(CollectConfig("CartPole-v1", tmp_path / "f.h5", steps=10, num_envs=2,
+                              policy="collect_policies:factory_with_other_second_parameter"))
+    assert not (tmp_path / "f.h5").exists()
+
+
 def test_resume_with_other_num_envs_is_refused(tmp_path: Path):
     """The file's metadata records num_envs; a resume with another one would make it wrong."""
     out = tmp_path / "d.h5"
