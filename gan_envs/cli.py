@@ -46,6 +46,10 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     from gan_envs.preview import dataset_preview, env_preview
 
     check_png_path(args.out)  # before the environments play
+    for source in args.sources:
+        if Path(source).is_dir():
+            raise CommandError(f"{source} is a folder; preview takes environment ids or one "
+                               "dataset file (DATA.h5)")
     if any(_is_dataset_path(s) for s in args.sources):
         if len(args.sources) > 1:
             raise CommandError(f"preview shows one dataset or several environment ids, got "
@@ -133,6 +137,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     if not Path(args.path).exists():
         raise FileNotFoundError(f"{args.path} does not exist")
+    if Path(args.path).is_dir():  # a usage error, not a damaged file
+        raise CommandError(f"{args.path} is a folder; pass the path of a rollout .h5 file")
     report = verify(args.path)
     print(report)
     return 0 if report.ok else 1
@@ -145,8 +151,16 @@ def _frame_source(args: argparse.Namespace):
     if args.source == "env":
         from gan_envs.registration import resolve_env_id
 
-        return EnvFrameSource([resolve_env_id(e) for e in args.inputs], size=args.size,
-                              seed=args.seed)
+        for text in args.inputs:
+            if _is_dataset_path(text):
+                raise CommandError(f"{text} is a dataset file, not an environment id; drop "
+                                   "--source env to train on it")
+        return EnvFrameSource([resolve_env_id(e) for e in args.inputs],
+                              size=64 if args.size is None else args.size, seed=args.seed)
+    if args.size is not None:
+        raise CommandError(f"--size {args.size} sets the frame size of live environments "
+                           "(--source env); a dataset's frames keep the size they were "
+                           "collected at (gan-envs collect --size)")
     if len(args.inputs) != 1:
         raise CommandError(f"train gan reads one dataset file, got {args.inputs}; "
                            "use --source env for environment ids")
@@ -173,6 +187,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         template_mask=args.template_mask, template_gate=args.template_gate,
         template_mask_init=args.template_mask_init, standing_stats=args.standing_stats,
     )
+    _check_new_run_dir(args.out)
     if args.resume:
         _check_typed_defaults(args, config)
     source = _frame_source(args)
@@ -257,6 +272,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from gan_envs.trainers import sampling
 
     check_png_path(args.out)
+    _check_run_dir(args.run_dir)
 
     if args.sweep is not None:
         images = sampling.sweep(args.run_dir, args.sweep, args.sweep_from, args.sweep_to,
@@ -284,10 +300,31 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_dir(run_dir: str) -> None:
+    """A RUN_DIR argument that names a file (a dataset, a checkpoint) is one line saying so."""
+    if Path(run_dir).is_file():
+        raise CommandError(f"{run_dir} is a file; RUN_DIR is the folder a `gan-envs train` "
+                           f"run wrote (give {Path(run_dir).parent} if this is its checkpoint)"
+                           if Path(run_dir).suffix == ".pt" else
+                           f"{run_dir} is a file; RUN_DIR is the folder a `gan-envs train` run "
+                           "wrote (its --out)")
+
+
+def _check_new_run_dir(out: str) -> None:
+    """``train --out`` must be a folder (new or a run's), not a file such as the dataset."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise CommandError(f"{out} is a file; --out is the run's folder: give a new name such "
+                           f"as runs/{Path(out).stem or 'run'}")
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan_envs.outputs import check_output_file, write_bytes_atomically
     from gan_envs.trainers.data import DatasetFrameSource
     from gan_envs.trainers.metrics import draws_table, evaluate, evaluate_draws, report_table
 
+    _check_run_dir(args.run_dir)
+    if args.json:  # before the evaluation, and never over the dataset
+        check_output_file(args.json, ".json", "reports")
     source = DatasetFrameSource(args.data)
     options = dict(n=args.n, ema=args.ema, classifier_steps=args.classifier_steps,
                    progress=lambda stage: print(f"  {stage}", file=sys.stderr))
@@ -301,8 +338,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         source.close()
     print(draws_table(report) if args.draws > 1 else report_table(report))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        write_bytes_atomically(args.json, json.dumps(report, indent=2).encode())
         print(f"wrote {args.json}")
     return 0
 
@@ -339,6 +375,7 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
             bar.update(step - bar.n)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
 
+    _check_new_run_dir(args.out)
     reader = RolloutReader(args.data)
     try:
         summary = train_world_model(config, reader, args.out, stage=args.stage,
@@ -367,6 +404,7 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     from gan_envs.datasets import RolloutReader
     from gan_envs.trainers.world_model import dream
 
+    _check_run_dir(args.run_dir)
     reader = RolloutReader(args.data) if args.data else None
     try:
         frames = dream(args.run_dir, steps=args.steps, seed=args.seed,
@@ -480,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--d-width", type=_positive_int,
                    help="the discriminator's widest layer (default: --width)")
     p.add_argument("--env", nargs="+", help="train on frames of these env ids only")
-    p.add_argument("--size", type=_positive_int, default=64, help="frame size for --source env")
+    p.add_argument("--size", type=_positive_int,
+                   help="frame size for --source env (default 64)")
     p.add_argument("--in-memory", action="store_true", help="load the dataset into RAM")
     p.add_argument("--sample-every", type=_positive_int, default=500)
     p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
@@ -654,29 +693,39 @@ def _add_threads(p: argparse.ArgumentParser) -> None:
                         "jobs share the cores: two threads on a busy core can run ~15x slower")
 
 
+def _whole(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "must be a whole number >= 1")
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "a seed is a whole number in [0, 2**63)")
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"a seed must lie in [0, 2**63), got {value}")
     return value
 
 
 def _finite_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
 def _non_negative_int(text: str) -> int:
-    value = int(text)
+    value = _whole(text, "must be a whole number >= 0")
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
@@ -691,11 +740,23 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CommandError, ValueError, OSError, gym.error.Error)
 
 
+def _quiet_emulator_banner() -> None:
+    """ALE prints its name and Stella's on stderr at every emulator start; the CLI's stderr is
+    for errors and progress, so only ALE's warnings and errors are kept."""
+    try:
+        import ale_py
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
+    except (ImportError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gan-envs``; return the exit status (0 success, 2 a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
+    _quiet_emulator_banner()
     func: Callable[[argparse.Namespace], int] = args.func
     threads = getattr(args, "threads", None)
     if threads:  # for this command only (main() may run inside a larger program)

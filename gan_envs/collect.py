@@ -70,7 +70,7 @@ class CollectConfig:
     env_ids: Sequence[str]
     """Gymnasium ids, e.g. ``["GanAtari/Breakout-v0", "GanAtari/Pong-v0"]``, ``["CartPole-v1"]``."""
     out: str | Path
-    """The HDF5 file to write."""
+    """The HDF5 file to write (a `.h5` or `.hdf5` name)."""
     steps: int | None = None
     """Total environment steps over all envs (exactly; running episodes end truncated)."""
     episodes: int | None = None
@@ -426,10 +426,19 @@ def _env_spec_json(env_id: str, envs: gym.vector.VectorEnv) -> str | None:
         return None
 
 
+DATASET_SUFFIXES = (".h5", ".hdf5")
+"""Names ``collect`` writes datasets under (so a typo cannot replace a PNG or a checkpoint)."""
+
+
 def _check_output(config: CollectConfig) -> None:
     out = config.out
     if out.is_dir():
         raise IsADirectoryError(f"{out} is a folder; give a file name such as {out / 'data.h5'}")
+    if out.suffix.lower() not in DATASET_SUFFIXES:
+        raise CollectError(f"{out}: datasets are HDF5 files; give --out a .h5 (or .hdf5) name")
+    if config.overwrite and out.is_file() and not _replaceable(out):
+        raise CollectError(f"{out} is not an HDF5 file, so --overwrite will not replace it; "
+                           "delete it yourself or choose another --out")
     if out.exists() and not (config.resume or config.overwrite):
         raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to "
                               "replace it")
@@ -563,6 +572,17 @@ def collect(config: CollectConfig,
         for envs in vector_envs:
             envs.close()
     return _summarise(summary)
+
+
+def _replaceable(path: Path) -> bool:
+    """Whether ``--overwrite`` may replace ``path``: an HDF5 file (a rollout file or one cut
+    short: its signature stays), or an empty file."""
+    import h5py
+
+    try:
+        return path.stat().st_size == 0 or bool(h5py.is_hdf5(path))
+    except (OSError, ValueError):
+        return False
 
 
 def _has_episodes(path: Path) -> bool:

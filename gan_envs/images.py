@@ -10,6 +10,7 @@ Torch tensors are accepted wherever arrays are, but this module never imports to
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 
 from gan_envs._numbers import is_real
+from gan_envs.outputs import check_output_file, temporary_sibling, write_bytes_atomically
 
 __all__ = ["to_uint8", "make_grid", "save_png", "write_video"]
 
@@ -122,12 +124,9 @@ def check_png_path(path: str | os.PathLike[str]) -> Path:
         >>> check_png_path("grid.jpg")
         Traceback (most recent call last):
         ...
-        ValueError: grid.jpg: images are written as PNG; give the file a .png name
+        ValueError: grid.jpg: images are written as .png files; give the file a .png name
     """
-    path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"{path}: images are written as PNG; give the file a .png name")
-    return path
+    return check_output_file(path, ".png", "images")
 
 
 def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
@@ -140,9 +139,7 @@ def check_video_path(path: str | os.PathLike[str], fps: float) -> Path:
         ...
         ValueError: dream.mp4: the video's fps must be > 0 and at most 1000, got 0
     """
-    path = Path(path)
-    if path.suffix.lower() != ".mp4":
-        raise ValueError(f"{path}: videos are written as MP4; give the file a .mp4 name")
+    path = check_output_file(path, ".mp4", "videos")
     if not (is_real(fps) and 0 < fps <= MAX_FPS):
         raise ValueError(f"{path}: the video's fps must be > 0 and at most {MAX_FPS:g}, got "
                          f"{fps}")
@@ -174,11 +171,11 @@ def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
             f"{image.shape}"
         )
     check_png_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(path), bgr):
-        raise OSError(f"{path}: OpenCV could not write this PNG (check the folder and the name)")
-    return path
+    encoded, png = cv2.imencode(".png", bgr)  # in memory: the file is written whole, or not
+    if not encoded:
+        raise ValueError(f"{path}: OpenCV cannot encode a {image.shape} image as PNG")
+    return write_bytes_atomically(path, png.tobytes())
 
 
 def _read_rgb(frame: np.ndarray | str | os.PathLike[str]) -> np.ndarray:
@@ -219,16 +216,44 @@ def write_video(
     first = _read_rgb(frames[0])
     height, width = first.shape[:2]
     size = (width + width % 2, height + height % 2)
-    writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
-    if not writer.isOpened():
-        raise OSError(f"{out_path}: OpenCV cannot open an mp4v video writer here")
+    tmp = temporary_sibling(out_path)  # renamed into place once it plays: never a cut video
     try:
-        for frame in frames:
-            image = _read_rgb(frame)
-            if image.shape[:2] != (height, width):
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            image = np.pad(image, ((0, size[1] - height), (0, size[0] - width), (0, 0)))
-            writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+        if not writer.isOpened():
+            raise OSError(f"{out_path}: OpenCV cannot open an mp4v video writer here (check "
+                          "the folder and the name)")
+        try:
+            for frame in frames:
+                image = _read_rgb(frame)
+                if image.shape[:2] != (height, width):
+                    image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+                image = np.pad(image, ((0, size[1] - height), (0, size[0] - width), (0, 0)))
+                writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        _check_video_plays(tmp, out_path, len(frames))
+        os.replace(tmp, out_path)
     finally:
-        writer.release()
+        with contextlib.suppress(OSError):
+            tmp.unlink()
     return out_path
+
+
+def _check_video_plays(tmp: Path, out_path: Path, frames: int) -> None:
+    """Raise one line unless OpenCV reads ``frames`` frames back from the finished ``tmp``
+    (OpenCV's writer does not report a full disk: the file just stops)."""
+    capture = cv2.VideoCapture(str(tmp))
+    try:
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
+    if count == frames:
+        return
+    import shutil
+
+    free = shutil.disk_usage(tmp.parent).free
+    cause = (f"the disk is full ({free:,} bytes free); free space and run again" if
+             free < max(1 << 20, 2 * tmp.stat().st_size if tmp.exists() else 0)
+             else "OpenCV's mp4v writer failed")
+    raise OSError(f"{out_path}: the video was cut short ({count} of {frames} frames): "
+                  f"{cause} (nothing was written there)")

@@ -1,0 +1,94 @@
+"""Output files the commands write (PNG, MP4, JSON): checked before the work, written whole.
+
+- :func:`check_output_file` refuses, before any long work, a path with the wrong suffix, a
+  folder, or a path under a file.
+- :func:`write_bytes_atomically` writes under a temporary name and renames it into place, so a
+  full disk leaves the old file (or none) instead of a cut one, with a one-line error.
+
+Example:
+    >>> check_output_file("report.txt", ".json", "reports")
+    Traceback (most recent call last):
+    ...
+    ValueError: report.txt: reports are written as .json files; give the file a .json name
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+from pathlib import Path
+
+__all__ = ["check_output_file", "out_of_space_message", "temporary_sibling",
+           "write_bytes_atomically"]
+
+
+def check_output_file(path: str | os.PathLike[str], suffix: str, what: str) -> Path:
+    """``path`` as a Path if a file ending in ``suffix`` can be written there.
+
+    Raises:
+        ValueError: the name does not end in ``suffix`` (``what`` names the kind of file).
+        IsADirectoryError: ``path`` is a folder.
+        NotADirectoryError: a parent of ``path`` is a file.
+    """
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise ValueError(f"{path}: {what} are written as {suffix} files; give the file a "
+                         f"{suffix} name")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name such as "
+                                f"{path / ('out' + suffix)}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{parent} is a file, not a folder; choose another "
+                                         f"path than {path}")
+            break
+    return path
+
+
+def out_of_space_message(path: Path, error: OSError) -> str:
+    """The one line for a write to ``path`` that failed with ``error``."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return (f"{path}: the disk is full ({error.strerror}); free space and run again "
+                "(nothing was written there)")
+    return f"{path}: cannot write it ({error.strerror or error}); check the folder and the name"
+
+
+def temporary_sibling(path: Path) -> Path:
+    """A hidden name beside ``path`` for this process, keeping its suffix (OpenCV picks the
+    container from it)."""
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file renamed into place; create the
+    parent folder when missing.
+
+    Raises:
+        OSError: one line naming ``path`` and the cause (a full disk says so).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     write_bytes_atomically(Path(d) / "new" / "a.json", b"{}").read_bytes()
+        b'{}'
+    """
+    path = Path(path)
+    tmp = temporary_sibling(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as file:
+            file.write(data)
+        os.replace(tmp, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _one_line_os_error(path, error) from None
+    return path
+
+
+def _one_line_os_error(path: Path, error: OSError) -> OSError:
+    failure = OSError(out_of_space_message(path, error))  # str() is the message alone
+    failure.errno = error.errno
+    return failure

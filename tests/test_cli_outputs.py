@@ -1,0 +1,190 @@
+"""Paths given to the command line: outputs checked before the work, written whole, and files
+and folders that are not what an argument takes named as such (a helper sweep, session 24)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gan_envs.cli import main
+from gan_envs.collect import CollectConfig, collect
+from gan_envs.images import save_png, write_video
+
+TINY = ["--width", "16", "--batch-size", "4", "--sample-every", "2", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="module")
+def pong(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "pong.h5"
+    collect(CollectConfig(["GanAtari/Pong-v0"], out, steps=120, num_envs=2, size=32))
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(pong: Path, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "gan", str(pong), "--out", str(run_dir), "--iterations", "2",
+                 *TINY]) == 0
+    return run_dir
+
+
+def one_line_error(argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("gan-envs: "), err
+    return err.strip()
+
+
+def test_evaluate_json_never_replaces_the_dataset(pong: Path, run: Path, tmp_path: Path,
+                                                  capsys):
+    """``--json DATA.h5`` wrote the report over the dataset being evaluated, exit 0."""
+    before = pong.read_bytes()
+    err = one_line_error(["evaluate", str(run), str(pong), "--n", "16", "--classifier-steps",
+                          "2", "--json", str(pong)], capsys)
+    assert err.endswith("reports are written as .json files; give the file a .json name")
+    assert pong.read_bytes() == before
+    folder = tmp_path / "report.json"
+    folder.mkdir()
+    err = one_line_error(["evaluate", str(run), str(pong), "--n", "16", "--json", str(folder)],
+                         capsys)
+    assert "is a folder; give a file name such as" in err
+
+
+def test_collect_writes_only_hdf5_names_and_overwrites_only_hdf5_files(tmp_path: Path,
+                                                                         capsys):
+    """``--out x.png --overwrite`` replaced a PNG (or a checkpoint) with a dataset, exit 0."""
+    picture = tmp_path / "victim.png"
+    save_png(picture, np.zeros((4, 4, 3), np.uint8))
+    before = picture.read_bytes()
+    err = one_line_error(["collect", "CartPole-v1", "--out", str(picture), "--steps", "10",
+                          "--overwrite"], capsys)
+    assert err.endswith("datasets are HDF5 files; give --out a .h5 (or .hdf5) name")
+    disguised = tmp_path / "notes.h5"
+    disguised.write_text("my notes, not a dataset")
+    err = one_line_error(["collect", "CartPole-v1", "--out", str(disguised), "--steps", "10",
+                          "--overwrite"], capsys)
+    assert err.endswith("is not an HDF5 file, so --overwrite will not replace it; delete it "
+                        "yourself or choose another --out")
+    assert picture.read_bytes() == before and disguised.read_text().startswith("my notes")
+
+
+def test_a_file_where_a_run_folder_goes_is_named(pong: Path, run: Path, tmp_path: Path,
+                                                  capsys):
+    """These said "run directory pong.h5 does not exist (train one with ... --out pong.h5)"
+    or "[Errno 17] File exists"."""
+    for argv in (["sample", str(pong), "--out", str(tmp_path / "s.png")],
+                 ["evaluate", str(pong), str(pong), "--n", "16"],
+                 ["dream", str(pong), "--out", str(tmp_path / "d.mp4")]):
+        err = one_line_error(argv, capsys)
+        assert err == (f"gan-envs: {pong} is a file; RUN_DIR is the folder a `gan-envs train` "
+                       "run wrote (its --out)")
+    err = one_line_error(["sample", str(run / "checkpoint.pt"), "--out",
+                          str(tmp_path / "s.png")], capsys)
+    assert err.endswith(f"(give {run} if this is its checkpoint)")
+    before = pong.read_bytes()
+    for trainer in (["train", "gan", str(pong)], ["train", "world-model", str(pong)]):
+        err = one_line_error([*trainer, "--out", str(pong)], capsys)
+        assert err.endswith(f"{pong} is a file; --out is the run's folder: give a new name "
+                            "such as runs/pong")
+    assert pong.read_bytes() == before
+
+
+def test_folders_and_datasets_where_env_ids_go_are_named(pong: Path, run: Path,
+                                                          tmp_path: Path, capsys):
+    err = one_line_error(["preview", str(run), "--out", str(tmp_path / "p.png")], capsys)
+    assert err.endswith("is a folder; preview takes environment ids or one dataset file "
+                        "(DATA.h5)")  # was "unknown environment 'run'"
+    err = one_line_error(["train", "gan", str(pong), "--source", "env", "--out",
+                          str(tmp_path / "r")], capsys)
+    assert err.endswith("is a dataset file, not an environment id; drop --source env to train "
+                        "on it")
+    assert not (tmp_path / "r").exists()
+
+
+def test_verify_of_a_folder_is_a_usage_error(run: Path, capsys):
+    err = one_line_error(["verify", str(run)], capsys)
+    assert err.endswith("is a folder; pass the path of a rollout .h5 file")
+
+
+def test_size_without_live_environments_is_refused(pong: Path, tmp_path: Path, capsys):
+    """``--size 64`` on a 32x32 dataset trained at 32 without a word."""
+    err = one_line_error(["train", "gan", str(pong), "--out", str(tmp_path / "r"), "--size",
+                          "64", "--iterations", "1", *TINY], capsys)
+    assert "--size 64 sets the frame size of live environments (--source env)" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_option_types_say_what_they_take(capsys):
+    """argparse printed the checker's name: "invalid _non_negative_int value: '1.5'"."""
+    with pytest.raises(SystemExit):
+        main(["preview", "GanAtari/Pong-v0", "--steps", "1.5"])
+    assert "argument --steps: must be a whole number >= 0, got '1.5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["collect", "CartPole-v1", "--out", "x.h5", "--steps", "10", "--seed", "x"])
+    assert "a seed is a whole number in [0, 2**63), got 'x'" in capsys.readouterr().err
+
+
+def _with_file_size_limit(code: str, limit: int) -> subprocess.CompletedProcess:
+    """Run ``code`` where no file may grow past ``limit`` bytes (a full disk, as the writes
+    see it)."""
+    prelude = ("import resource, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+               f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); ")
+    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_png_that_does_not_fit_keeps_the_old_file(tmp_path: Path):
+    """OpenCV wrote a cut PNG, printed libpng's error and said 'could not write this PNG
+    (check the folder and the name)'."""
+    out = tmp_path / "grid.png"
+    save_png(out, np.zeros((8, 8, 3), np.uint8))
+    before = out.read_bytes()
+    code = ("import numpy as np; from gan_envs.images import save_png\n"
+            "try:\n"
+            f"    save_png({str(out)!r}, np.random.default_rng(0).integers(0, 256, (300, 300, 3),"
+            " dtype=np.uint8))\n"
+            "except OSError as e:\n"
+            "    print(e)")
+    proc = _with_file_size_limit(code, 20_000)
+    assert proc.stdout.strip() == (f"{out}: the disk is full (File too large); free space and "
+                                   "run again (nothing was written there)"), proc.stderr
+    assert proc.stderr == ""
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.png"]
+
+
+def test_a_video_that_does_not_fit_is_an_error_not_a_cut_file(tmp_path: Path):
+    """`dream` on a full disk said 'wrote d.mp4' and left a file no player opens."""
+    out = tmp_path / "d.mp4"
+    code = ("import numpy as np; from gan_envs.images import write_video\n"
+            "frames = list(np.random.default_rng(0).integers(0, 256, (60, 64, 64, 3), "
+            "dtype=np.uint8))\n"
+            "try:\n"
+            f"    write_video(frames, {str(out)!r})\n"
+            "except OSError as e:\n"
+            "    print(e)")
+    proc = _with_file_size_limit(code, 50_000)
+    assert proc.stdout.startswith(f"{out}: the video was cut short ("), proc.stderr
+    assert proc.stdout.strip().endswith("(nothing was written there)")
+    assert list(tmp_path.iterdir()) == []
+    write_video([np.zeros((8, 8, 3), np.uint8)] * 3, out)  # and with room it plays
+    capture = cv2.VideoCapture(str(out))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+    capture.release()
+
+
+def test_the_emulator_banner_stays_off_stderr(tmp_path: Path):
+    """Every command that started an Atari env printed ALE's and Stella's names on stderr."""
+    code = ("import sys; from gan_envs.cli import main; sys.exit(main(['preview', "
+            f"'GanAtari/Pong-v0', '--out', {str(tmp_path / 'p.png')!r}, '--snapshots', '1', "
+            "'--steps', '0']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
