@@ -188,3 +188,26 @@ def test_the_emulator_banner_stays_off_stderr(tmp_path: Path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
+
+
+def test_damaged_checkpoints_say_what_they_are(pong: Path, run: Path, tmp_path: Path, capsys):
+    """An HDF5 file as checkpoint.pt gave torch's long 'Weights only load failed ...' text; a
+    cut one '(OSError: [Errno 22] Invalid argument)'."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    checkpoint = copy / "checkpoint.pt"
+    whole = checkpoint.read_bytes()
+    argv = ["sample", str(copy), "--out", str(tmp_path / "s.png")]
+    shutil.copyfile(pong, checkpoint)
+    assert one_line_error(argv, capsys).endswith(
+        "checkpoint.pt is an HDF5 file (a dataset?), not a torch checkpoint; pass the run "
+        "folder a `gan-envs train` run wrote")
+    checkpoint.write_bytes(whole[: len(whole) // 2])
+    err = one_line_error(argv, capsys)
+    assert f"checkpoint.pt is cut short or damaged ({len(whole) // 2:,} bytes; torch: " in err
+    assert err.endswith("); copy it again, or train the run again")
+    checkpoint.write_bytes(b"not a checkpoint at all")
+    assert "is not a file torch.save wrote, not a torch checkpoint" in one_line_error(argv,
+                                                                                      capsys)

@@ -41,9 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_envs._numbers import is_real, whole_number
-from gan_envs._text import first_line
 from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
 
+from .checkpoint_files import unreadable_checkpoint
 from .data import FrameSource, env_labels, is_image_shape
 from .models import (
     build_models,
@@ -737,9 +737,7 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu")
     except Exception as exc:  # a truncated or foreign file
-        raise ValueError(f"{path} is not a readable gan-envs checkpoint "
-                         f"({type(exc).__name__}: {first_line(exc, 'empty or cut short')})"
-                         ) from None
+        raise ValueError(unreadable_checkpoint(path, exc)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a gan-envs GAN checkpoint")
     if ckpt.get("version", 0) > _CHECKPOINT_VERSION:

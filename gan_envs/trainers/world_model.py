@@ -57,9 +57,9 @@ import torch
 import torch.nn.functional as F
 
 from gan_envs._numbers import is_real, whole_number
-from gan_envs._text import first_line
 from gan_envs.images import check_video_path, make_grid, write_video
 
+from .checkpoint_files import unreadable_checkpoint
 from .gan import CHECKPOINT_NAME, _atomic_save, _SigintToFlag
 from .sequences import observation_shape_of, split_episodes, window_index
 from .wm_models import (
@@ -383,9 +383,7 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # a truncated or foreign file
-        raise WorldModelError(f"{path} is not a readable gan-envs checkpoint "
-                              f"({type(exc).__name__}: "
-                              f"{first_line(exc, 'empty or cut short')})") from None
+        raise WorldModelError(unreadable_checkpoint(path, exc)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT.format(stage):
         raise WorldModelError(f"{path} is not a gan-envs world-model {stage} checkpoint")
     if ckpt.get("version", 0) > _VERSION:
