@@ -53,6 +53,11 @@ def to_uint8(images: Any) -> np.ndarray:
     return np.rint(scaled).astype(np.uint8)
 
 
+MAX_GRID_PIXELS = 1 << 27
+"""Largest grid :func:`make_grid` makes (134 M pixels, 400 MB of RGB; PNG viewers give up
+long before): ``upscale=1000`` asked numpy for 183 GiB."""
+
+
 def make_grid(
     images: Any,
     nrow: int = 8,
@@ -99,11 +104,16 @@ def make_grid(
     n, channels, height, width = array.shape
     if channels == 1:
         array = np.repeat(array, 3, axis=1)
+    cols = min(nrow, max(n, 1))
+    rows = max(math.ceil(n / cols), 1)
+    grid_height = rows * (height * upscale + padding) + padding
+    grid_width = cols * (width * upscale + padding) + padding
+    if grid_height * grid_width > MAX_GRID_PIXELS:
+        raise ValueError(f"make_grid would make a {grid_width} x {grid_height} image, over "
+                         f"{MAX_GRID_PIXELS:,} pixels; pass fewer images or a smaller upscale")
     if upscale > 1:
         array = array.repeat(upscale, axis=2).repeat(upscale, axis=3)
         height, width = height * upscale, width * upscale
-    cols = min(nrow, max(n, 1))
-    rows = max(math.ceil(n / cols), 1)
     grid = np.full(
         (rows * (height + padding) + padding, cols * (width + padding) + padding, 3),
         pad_value,

@@ -361,6 +361,13 @@ class GanConfig:
         if self.modes == 1 or self.modes < 0:
             raise ValueError(f"modes must be 0 (off) or >= 2 modes per game, got {self.modes}: "
                              "pass modes=0 (--modes 0) to train without")
+        for name in ("template", "modes"):
+            if getattr(self, name) > MAX_TEMPLATES:
+                raise ValueError(f"{name} must be at most {MAX_TEMPLATES}, got "
+                                 f"{getattr(self, name)}: a cluster under 5 % of a game's "
+                                 f"frames is not a kind of screen (and k-means over hundreds "
+                                 f"of clusters takes minutes); pass {name}={MAX_TEMPLATES} "
+                                 "or fewer")
         if self.modes and self.template > 1:
             raise ValueError(f"with modes each mode has one template, got template="
                              f"{self.template}: pass template=1 (--template 1), or modes=0 "
@@ -714,6 +721,12 @@ def _log_iteration(line: str) -> float:
         return math.inf
 
 
+MAX_TEMPLATES = 16
+"""Most templates or modes per game: k-means clusters under 5 % of the frames (the
+``min_share`` of :func:`~gan_envs.trainers.models.template_frames`) give the overall median
+instead, so more than 20 add nothing; ``--modes 500`` ran for minutes in k-means seeding."""
+
+
 def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Load ``run_dir/checkpoint.pt`` (on the CPU), with one-line errors for a missing run.
 
@@ -928,6 +941,12 @@ def train_gan(
     if saved is not None and num_classes and list(saved.get("env_ids", [])) != env_ids:
         raise ValueError(f"{ckpt_path} is conditional on the envs {saved.get('env_ids')}, this "
                          f"source labels {env_ids}: resume on the same dataset")
+    trained_on = list(saved.get("env_ids") or []) if saved is not None else []
+    source_ids = list(getattr(source, "env_ids", None) or [])
+    if trained_on and source_ids and trained_on != source_ids:  # unconditional runs too
+        raise ValueError(f"{ckpt_path} was trained on {trained_on}, this source holds "
+                         f"{source_ids}: resume on the same games, or train a new run into "
+                         "another --out")
     images = is_image_shape(frame_shape)
     policy = cfg.diffaugment
     label_probs = torch.zeros(0)  # a conditional run's env proportions in the data

@@ -460,6 +460,11 @@ class EvaluationSets:
     ema: bool
 
 
+MAX_EVAL_FRAMES = 16384
+"""Largest ``n`` :func:`evaluate` draws per set (four sets of 64x64 frames and their float
+copies take several GiB beyond it; ``n=100000`` ran out of memory in torch)."""
+
+
 def evaluation_sets(
     run_dir: str | os.PathLike[str],
     source: FrameSource,
@@ -483,8 +488,8 @@ def evaluation_sets(
     if frame_shape != gen.frame_shape:
         raise ValueError(f"{run_dir} makes frames {gen.frame_shape} but the data has "
                          f"{frame_shape}: evaluate against the run's own kind of data")
-    if n < 10:
-        raise ValueError(f"evaluate needs n >= 10 frames per set, got {n}")
+    whole_number(n, "evaluate's n (frames per set)", low=10, high=MAX_EVAL_FRAMES,
+                 error=ValueError)
     images = is_image_shape(frame_shape)
     env_ids = env_labels(source) if images else None
     data_ids = list(getattr(source, "env_ids", None) or []) if images else []

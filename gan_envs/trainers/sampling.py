@@ -181,6 +181,11 @@ def checkpoint_generator(ckpt: Mapping[str, Any], ema: bool = True) -> RunGenera
     )
 
 
+MAX_STRIP = 256
+"""Most frames in a sweep or an interpolation (one strip: 256 frames of 64 pixels are ~17k
+pixels wide)."""
+
+
 def make_latents(
     n: int,
     latent_dim: int,
@@ -269,8 +274,8 @@ def sweep(
     """Sweep latent dimension ``dim`` over ``linspace(start, stop, steps)``, the other dimensions
     fixed to one normal latent from ``seed``: ``steps`` frames, left to right (conditional
     runs: all of env ``env``, default the env drawn for ``seed``)."""
-    whole_number(steps, "steps", low=1, error=ValueError)
-    whole_number(dim, "dim", error=ValueError)
+    whole_number(steps, "the sweep's steps", low=1, high=MAX_STRIP, error=ValueError)
+    whole_number(dim, "the sweep's latent dimension", error=ValueError)
     for name, value in (("start", start), ("stop", stop)):
         if not (is_real(value) and math.isfinite(value)):
             raise ValueError(f"the sweep's {name} must be a finite number, got {value!r}")
@@ -295,7 +300,7 @@ def interpolate(
     a Gaussian; the default is a straight line. Conditional runs keep one env along the path
     (``env``, default the env drawn for ``seed_a``).
     """
-    whole_number(steps, "steps (both ends count)", low=2, error=ValueError)
+    whole_number(steps, "steps (both ends count)", low=2, high=MAX_STRIP, error=ValueError)
     gen = load_generator(run_dir, ema)
     a = make_latents(1, gen.latent_dim, seed_a)[0]
     b = make_latents(1, gen.latent_dim, seed_b)[0]

@@ -60,3 +60,10 @@ def test_video_from_files_and_arrays(tmp_path):
     assert count == 4
     with pytest.raises(ValueError):
         write_video([], tmp_path / "empty.mp4")
+
+
+def test_a_grid_too_large_to_hold_is_one_line():
+    """``gan-envs sample --upscale 1000`` asked numpy for 183 GiB."""
+    with pytest.raises(ValueError, match=r"^make_grid would make a 128006 x 128006 image, over "
+                       r"134,217,728 pixels; pass fewer images or a smaller upscale$"):
+        make_grid(np.zeros((4, 3, 64, 64), np.uint8), nrow=2, upscale=1000)

@@ -210,3 +210,14 @@ def test_evaluate_vector_observations(tmp_path):
     assert report["features"] == {"kind": "normalised vectors", "dim": 4}
     assert "far_frames" not in report  # images only (few dimensions: many rows lie beyond 2x)
     assert report["noise"]["fd"] > 10 * report["real_vs_real"]["fd"]
+
+
+@pytest.mark.parametrize(("n", "words"), [
+    (100_000, "evaluate's n (frames per set) must be in [10, 16384], got 100000"),  # OOM
+    (9, "evaluate's n (frames per set) must be in [10, 16384], got 9"),
+    (50.5, "evaluate's n (frames per set) must be a whole number, got 50.5"),
+])
+def test_evaluate_set_size_limits(tiny_run, atari32, n, words):
+    with pytest.raises(ValueError) as excinfo:
+        evaluate(tiny_run, atari32, n=n, classifier_steps=2)
+    assert str(excinfo.value) == words

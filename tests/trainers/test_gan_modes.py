@@ -78,7 +78,10 @@ def test_a_generator_with_modes_embeds_label_times_modes(arch, shape, num_classe
 
 def test_bad_modes_are_one_line_errors():
     for bad, message in [(dict(modes=1), "modes must be 0"), (dict(modes=-2), "modes must be 0"),
-                         (dict(modes=2, template=2), "one template")]:
+                         (dict(modes=2, template=2), "one template"),
+                         # these ran for minutes in k-means seeding before a first iteration
+                         (dict(modes=500), "modes must be at most 16, got 500"),
+                         (dict(modes=0, template=300), "template must be at most 16, got 300")]:
         with pytest.raises(ValueError, match=message) as excinfo:
             GanConfig(**bad).resolved((3, 64, 64))
         assert "\n" not in str(excinfo.value)

@@ -75,3 +75,14 @@ def test_bad_latents_are_one_line(tiny_run, kwargs, words):
 def test_sweep_ends_must_be_finite(tiny_run):
     with pytest.raises(ValueError, match=r"^the sweep's stop must be a finite number, got nan$"):
         sweep(tiny_run, dim=0, start=-1.0, stop=float("nan"))
+
+
+def test_strips_have_a_length_limit(tiny_run):
+    """``sweep(steps=100000)`` ran out of memory in torch; ``interpolate(steps=5000)`` wrote
+    a 330002-pixel-wide strip."""
+    with pytest.raises(ValueError, match=r"^the sweep's steps must be in \[1, 256\], got "):
+        sweep(tiny_run, dim=0, steps=100_000)
+    with pytest.raises(ValueError, match=r"^steps \(both ends count\) must be in \[2, 256\]"):
+        interpolate(tiny_run, 1, 2, steps=5000)
+    with pytest.raises(ValueError, match=r"^the sweep's latent dimension must be >= 0, got -1"):
+        sweep(tiny_run, dim=-1)

@@ -144,6 +144,26 @@ def test_resume_refuses_other_settings(tiny_run, atari32, tiny):
     assert "loss" in _one_line_error(excinfo)
 
 
+def test_resume_on_other_games_is_refused_for_unconditional_runs(tmp_path, atari32, tiny):
+    """Only conditional runs compared the games: an unconditional run trained on Breakout and
+    Pong resumed on other games' frames without a word."""
+    from gan_envs.trainers.data import ArrayFrameSource
+
+    frames, env = atari32.sample_frames_with_env(64, np.random.default_rng(0))
+    config = dict(tiny, conditional=False)
+    train_gan(GanConfig(iterations=1, **config), atari32, tmp_path)
+    other = ArrayFrameSource(frames, np.zeros_like(env), ["GanAtari/AirRaid-v0"])
+    with pytest.raises(ValueError) as excinfo:
+        train_gan(GanConfig(iterations=2, **config), other, tmp_path, resume=True)
+    assert _one_line_error(excinfo).endswith(
+        "was trained on ['ALE/Breakout-v5', 'ALE/Pong-v5'], this source holds "
+        "['GanAtari/AirRaid-v0']: resume on the same games, or train a new run into another "
+        "--out")
+    unlabelled = ArrayFrameSource(frames)  # no env ids to compare: allowed
+    assert train_gan(GanConfig(iterations=2, **config), unlabelled, tmp_path,
+                     resume=True).iterations == 2
+
+
 def test_resume_of_missing_run_is_one_line(tmp_path, atari32, tiny):
     with pytest.raises(FileNotFoundError) as excinfo:
         train_gan(GanConfig(**tiny), atari32, tmp_path / "nope", resume=True)
