@@ -61,7 +61,7 @@ def temporary_sibling(path: Path) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
 
 
-def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+def write_bytes_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
     """Write ``data`` to ``path`` through a temporary file renamed into place; create the
     parent folder when missing.
 

@@ -211,3 +211,21 @@ def test_damaged_checkpoints_say_what_they_are(pong: Path, run: Path, tmp_path: 
     checkpoint.write_bytes(b"not a checkpoint at all")
     assert "is not a file torch.save wrote, not a torch checkpoint" in one_line_error(argv,
                                                                                       capsys)
+
+
+def test_a_checkpoint_that_does_not_fit_is_one_line_and_keeps_nothing_cut(pong: Path,
+                                                                          tmp_path: Path):
+    """torch's writer raised two chained tracebacks ('unexpected pos ...') and left
+    checkpoint.pt.tmp behind."""
+    run_dir = tmp_path / "run"
+    code = ("import sys; from gan_envs.cli import main; sys.exit(main(['train', 'gan', "
+            f"{str(pong)!r}, '--out', {str(run_dir)!r}, '--iterations', '2', '--width', '32', "
+            "'--batch-size', '4', '--threads', '1']))")
+    proc = _with_file_size_limit(code, 1_000_000)  # the grid PNG fits, the checkpoint not
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"gan-envs: {run_dir / 'checkpoint.pt'}: saving the checkpoint failed, the disk is full "
+        "(File too large); free space and rerun with --resume (the previous checkpoint is "
+        "kept)")
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "log.jsonl", "samples"]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
+import io
 import json
 import math
 import os
@@ -42,6 +44,7 @@ from torch import nn
 
 from gan_envs._numbers import is_real, whole_number
 from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
+from gan_envs.outputs import write_bytes_atomically
 
 from .checkpoint_files import unreadable_checkpoint
 from .data import FrameSource, env_labels, is_image_shape
@@ -813,9 +816,19 @@ def _draw_in_shares(draw_labelled: Callable[[int, np.random.Generator], tuple[An
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` to ``path`` whole or not at all: serialised in memory, then written
+    through a temporary file. A full disk is one line naming the file, and the previous
+    checkpoint stays (torch's own writer raised two chained tracebacks and left a ``.tmp``)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    try:
+        write_bytes_atomically(path, buffer.getbuffer())
+    except OSError as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        raise OSError(f"{path}: saving the checkpoint failed"
+                      + (f", the disk is full ({os.strerror(error.errno)}); free space and "
+                         "rerun with --resume (the previous checkpoint is kept)" if full else
+                         f" ({error})")) from None
 
 
 def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> GanConfig:
