@@ -208,7 +208,11 @@ class DatasetFrameSource:
                             "exclude_blank": exclude_blank and self.reader.has_blank_frame}
             self._indices = self.reader.frame_indices(**self._filter)
             if len(self._indices) == 0:
-                raise DatasetError(f"{path}: no frames pass the filters {self._filter}")
+                what = ("holds no committed episodes" if self.reader.num_episodes == 0 else
+                        f"holds no frames of {self.env_ids}"
+                        + (" that are not blank" if self._filter["exclude_blank"] else ""))
+                raise DatasetError(f"{path}: {what}; collect more (gan-envs collect ... "
+                                   "--resume) and check it with gan-envs info")
             file_env = self.reader.frame_env_index()
             to_ours = {self.reader.env_ids.index(e): i for i, e in enumerate(self.env_ids)}
             self._file_env = file_env

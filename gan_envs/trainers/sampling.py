@@ -38,6 +38,8 @@ __all__ = [
     "load_generator",
     "checkpoint_generator",
     "make_latents",
+    "MAX_SAMPLES",
+    "MAX_STRIP",
     "sample",
     "sweep",
     "interpolate",
@@ -185,6 +187,11 @@ MAX_STRIP = 256
 """Most frames in a sweep or an interpolation (one strip: 256 frames of 64 pixels are ~17k
 pixels wide)."""
 
+MAX_SAMPLES = 4096
+"""Most frames one :func:`sample` call generates (the CLI's grid holds as many; 64x64 RGB
+frames take 50 MB, and their float copies several times that): draw more in several calls,
+each with its own ``seed``."""
+
 
 def make_latents(
     n: int,
@@ -254,6 +261,10 @@ def sample(
         ...
         FileNotFoundError: run directory no/such/run does not exist ...
     """
+    n = whole_number(n, "the number of samples", error=ValueError)
+    if n > MAX_SAMPLES:
+        raise ValueError(f"n={n} samples is more than one call makes (at most {MAX_SAMPLES}); "
+                         "draw them in several calls, each with its own seed")
     gen = load_generator(run_dir, ema)
     z = make_latents(n, gen.latent_dim, seed, latent, set_dims)
     # constant latents share one env too (the same latent gives the same image)

@@ -262,8 +262,9 @@ class WorldModelConfig:
         if not 0.0 <= cfg.holdout_fraction < 1.0:
             raise WorldModelError(f"holdout_fraction must lie in [0, 1), "
                                   f"got {cfg.holdout_fraction}")
-        if cfg.temperature <= 0 or cfg.sigma0 <= 0:
-            raise WorldModelError("temperature and sigma0 must be > 0")
+        for name in ("temperature", "sigma0"):
+            if getattr(cfg, name) <= 0:
+                raise WorldModelError(f"{name} must be > 0, got {getattr(cfg, name)}")
         if cfg.moving_weight <= 0:
             raise WorldModelError(f"moving_weight must be > 0 (1: the plain loss), "
                                   f"got {cfg.moving_weight}")
@@ -1127,6 +1128,15 @@ def train_world_model(
                               "or 'all'")
     cfg = config.resolved()
     info = _source_info(source)
+    if cfg.env_id is not None:  # checked at every stage: config.json records it for the next
+        if info["env_ids"] and cfg.env_id not in info["env_ids"]:
+            raise WorldModelError(f"env id {cfg.env_id!r} does not match the dataset's "
+                                  f"{info['env_ids']}; pass one of them (--env-id), or leave it "
+                                  "out for a dataset of one env")
+        if not info["env_ids"]:
+            from gan_envs.registration import resolve_env_id
+
+            resolve_env_id(cfg.env_id)
     if stage in ("controller", "all") and cfg.controller_env == "real":
         # an env C cannot play is an error now, not after V and M have trained
         _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))
@@ -1134,6 +1144,12 @@ def train_world_model(
     if (run_dir / CHECKPOINT_NAME).exists():
         raise WorldModelError(f"{run_dir} holds a GAN run ({CHECKPOINT_NAME}); train the world "
                               "model into another --out directory")
+    if stage in STAGES:  # a later stage alone needs the earlier ones' checkpoints: say so
+        for earlier in STAGES[:STAGES.index(stage)]:  # before a folder is made for nothing
+            if not (run_dir / _FILES[earlier]).is_file():
+                raise WorldModelError(f"{run_dir} has no {_FILES[earlier]}: run `gan-envs train "
+                                      f"world-model DATA.h5 --out {run_dir} --stage {earlier}` "
+                                      f"first (or --stage all)")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     summary = WorldModelSummary(str(run_dir))

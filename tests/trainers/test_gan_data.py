@@ -40,3 +40,18 @@ def test_env_source_is_seeded_and_skips_blank_frames(atari32):
 def test_env_source_names_a_bad_env():
     with pytest.raises(ValueError, match="Breakot"):
         EnvFrameSource(["ALE/Breakot-v5"])
+
+
+def test_a_dataset_without_episodes_says_so(tmp_path):
+    """It said "no frames pass the filters {'env_ids': [...], 'exclude_blank': True}"."""
+    import gymnasium as gym
+
+    from gan_envs.datasets import DatasetError, RolloutWriter
+    from gan_envs.trainers.data import DatasetFrameSource
+
+    path = tmp_path / "empty.h5"
+    RolloutWriter(path, gym.spaces.Box(0, 255, (3, 8, 8), np.uint8), gym.spaces.Discrete(2),
+                  env_ids=["A-v0"]).close()
+    with pytest.raises(DatasetError, match=r"empty.h5: holds no committed episodes; collect "
+                       r"more \(gan-envs collect ... --resume\) and check it with gan-envs info$"):
+        DatasetFrameSource(path)

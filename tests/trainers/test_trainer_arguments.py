@@ -112,7 +112,7 @@ def test_the_generator_of_a_run_takes_numpy_latents_and_checks_labels(tiny_run):
         gen.generate(z, batch_size=0)
     with pytest.raises(ValueError, match="env must be an env id"):
         gen.env_index(1.0)
-    with pytest.raises(ValueError, match="dim must be a whole number"):
+    with pytest.raises(ValueError, match="the sweep's latent dimension must be a whole number"):
         sweep(tiny_run, dim=0.5)
     with pytest.raises(ValueError, match="steps must be a whole number"):
         sweep(tiny_run, dim=0, steps=2.0)
@@ -152,6 +152,8 @@ def test_image_helpers_check_their_arguments(tmp_path):
     ({"kl_tolerance": -1.0}, "kl_tolerance must be >= 0"),
     ({"eval_seed": -1}, r"eval_seed must be in \[0, "),
     ({"z_size": 8.0}, "z_size must be a whole number"),
+    ({"temperature": -1.0}, "^temperature must be > 0, got -1.0$"),  # named both, not which
+    ({"sigma0": 0.0}, "^sigma0 must be > 0, got 0.0$"),
 ])
 def test_world_model_config_fields(fields, match):
     with pytest.raises(WorldModelError, match=match):

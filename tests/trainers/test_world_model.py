@@ -483,6 +483,19 @@ def test_bad_datasets_get_one_line_errors(tmp_path, source, message):
 def test_a_missing_earlier_stage_says_which_to_run(tmp_path, pong):
     with pytest.raises(WorldModelError, match="has no vae.pt: run .*--stage vae"):
         train_world_model(tiny(), pong, tmp_path, stage="mdrnn")
+    new = tmp_path / "new"
+    with pytest.raises(WorldModelError, match="has no vae.pt: run .*--stage vae"):
+        train_world_model(tiny(), pong, new, stage="controller")
+    assert not new.exists()  # a folder holding only config.json was left behind
+
+
+def test_env_id_is_checked_at_every_stage(tmp_path, pong):
+    """``--env-id Foo-v0 --stage vae`` trained V and recorded the id; only the controller
+    stage found it wrong."""
+    with pytest.raises(WorldModelError, match=r"env id 'CartPole-v1' does not match the "
+                       r"dataset's \['GanAtari/Pong-v0'\]; pass one of them"):
+        train_world_model(tiny(env_id="CartPole-v1"), pong, tmp_path / "run", stage="vae")
+    assert not (tmp_path / "run").exists()
 
 
 def test_env_id_must_match_the_dataset(trained, pong, tmp_path):
