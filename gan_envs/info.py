@@ -22,10 +22,13 @@ __all__ = ["dataset_info", "format_info"]
 
 
 def _stats(values: np.ndarray) -> dict[str, float | None]:
+    """Mean, std, min and max; None where there are no values or the value is not finite (a
+    damaged table's NaN return: JSON has no number for it)."""
     if len(values) == 0:
         return {"mean": None, "std": None, "min": None, "max": None}
-    return {"mean": float(values.mean()), "std": float(values.std()),
-            "min": float(values.min()), "max": float(values.max())}
+    stats = {"mean": values.mean(), "std": values.std(), "min": values.min(),
+             "max": values.max()}
+    return {k: float(v) if np.isfinite(v) else None for k, v in stats.items()}
 
 
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -95,14 +98,17 @@ def format_info(info: dict[str, Any]) -> str:
     ]
     for env in info["envs"]:
         r = env["return"]
-        ret = "-" if r["mean"] is None else f"{r['mean']:8.2f} ± {r['std']:<8.2f}"
+        ret = "-" if r["mean"] is None or r["std"] is None \
+            else f"{r['mean']:8.2f} ± {r['std']:<8.2f}"
         lo = "-" if r["min"] is None else f"{r['min']:.1f}"
         hi = "-" if r["max"] is None else f"{r['max']:.1f}"
         blank = "-" if env["blank_frames"] is None else str(env["blank_frames"])
         name = env["env_id"] or "(no env id)"
         lines.append(f"  {name:28s} {env['episodes']:8d} {env['steps']:8d} "
                      f"{blank:>6s} {ret:>19s} {lo:>7s} {hi:>7s}")
-    versions = ", ".join(f"{k} {v}" for k, v in (info["versions"] or {}).items() if v)
+    recorded = info["versions"]  # informational: shown as it is when not the writer's dict
+    versions = (", ".join(f"{k} {v}" for k, v in recorded.items() if v)
+                if isinstance(recorded, dict) else str(recorded))
     lines += ["", f"  policy {info['policy']}, seed {info['seed']}, created {info['created']}",
               f"  versions: {versions}", f"  command: {info['command']}"]
     return "\n".join(lines)

@@ -301,7 +301,7 @@ def check_format(attrs: Mapping[str, Any], name: str) -> None:
     """Raise unless ``attrs`` belong to a gan-envs rollout file of a supported major version."""
     fmt = attrs.get("format")
     fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-    if fmt != FORMAT_NAME:
+    if not isinstance(fmt, str) or fmt != FORMAT_NAME:
         raise DatasetError(f"{name}: not a gan-envs rollout file (its 'format' attribute is "
                            f"{fmt!r}, not {FORMAT_NAME!r}); pass a file written by RolloutWriter")
     version = attrs.get("format_version")

@@ -10,7 +10,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import h5py
 import numpy as np
 
@@ -23,7 +22,12 @@ from gan_envs.datasets.format import (
     check_format,
     committed_rows,
     read_metadata,
-    space_from_json,
+)
+from gan_envs.datasets.integrity import (
+    check_datasets,
+    first_problem_message,
+    metadata_fields,
+    table_problems,
 )
 from gan_envs.datasets.sampling import ChunkIndex, WindowIndex
 
@@ -91,6 +95,10 @@ class RolloutReader:
         path: a file written by :class:`~gan_envs.datasets.RolloutWriter`.
         in_memory: load all arrays into RAM (fastest random access when they fit).
         cache_bytes: bound of the decoded-chunk cache used by random access.
+        check_table: refuse a file whose episode table does not fit its arrays (an episode
+            past their end, overlapping another, of length 0, of an unknown env). ``False``
+            opens it anyway to inspect it (what :func:`~gan_envs.datasets.verify` does; see
+            :meth:`table_problems`): reading a bad episode may then fail.
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message suggests a close name).
@@ -100,8 +108,9 @@ class RolloutReader:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, in_memory: bool = False,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, check_table: bool = True) -> None:
         self.path = Path(path)
+        self.check_table = check_table
         self._file: h5py.File | None = None
         cache_bytes = whole_number(cache_bytes, f"{self.path}: cache_bytes")
         self._file, truncated = _h5.open_for_read(self.path)
@@ -109,23 +118,17 @@ class RolloutReader:
             with self._reading("the metadata"):
                 check_format(self._file.attrs, str(self.path))
                 self.metadata: dict[str, Any] = read_metadata(self._file.attrs, str(self.path))
-                try:
-                    self.observation_space: gym.Space = space_from_json(
-                        self.metadata["observation_space"])
-                    self.action_space: gym.Space = space_from_json(
-                        self.metadata["action_space"])
-                except CorruptDatasetError as err:
-                    raise CorruptDatasetError(f"{self.path}: {err}") from None
-                self.env_ids: list[str] = list(self.metadata["env_ids"])
-                self.chunk_frames = int(self.metadata["chunk_frames"])
+                (self.observation_space, self.action_space, self.env_ids,
+                 self.chunk_frames) = metadata_fields(self.metadata, str(self.path))
                 self._ds = {name: self._file[name] for name in self._file
                             if name in _ARRAYS}
-                missing = [name for name in ("observations", *STEP_ARRAYS)
+                missing = [name for name in ("observations", *STEP_ARRAYS, "episodes")
                            if name not in self._ds]
                 if missing:
                     raise CorruptDatasetError(
                         f"{self.path}: the file has no {', '.join(missing)} dataset (it was "
                         "changed by another program); copy it again from its source")
+                check_datasets(self._ds, str(self.path))
             self.has_blank_frame = "blank_frame" in self._ds
             self.in_memory = in_memory
             self._cache = _ChunkCache(cache_bytes)
@@ -382,9 +385,18 @@ class RolloutReader:
                         raise truncated
 
     def _load(self) -> None:
-        """(Re)read the committed episode table and derived offsets."""
+        """(Re)read the committed episode table and derived offsets; refuse a table that does
+        not fit the arrays (:func:`~gan_envs.datasets.integrity.table_problems`)."""
         with self._reading("the episode table"):
             self._table = committed_rows(self._ds["episodes"][:])
+            problems = self.table_problems()
+            if problems and self._file is not None and self._file.swmr_mode:
+                for name, ds in self._ds.items():  # a live writer's arrays grew meanwhile
+                    if name != "episodes":
+                        ds.refresh()
+                problems = self.table_problems()
+        if problems and self.check_table:
+            raise CorruptDatasetError(first_problem_message(str(self.path), problems))
         lengths = self._table["length"].astype(np.int64)
         self._frame_cum = np.concatenate([[0], np.cumsum(lengths + 1)]).astype(np.int64)
         self._step_cum = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -394,6 +406,12 @@ class RolloutReader:
         if self.in_memory:
             with self._reading("the arrays"):
                 self._ram = {name: ds[:] for name, ds in self._ds.items() if name != "episodes"}
+
+    def table_problems(self) -> list[tuple[int, str]]:
+        """Every committed episode whose table row does not fit the arrays (empty for a sound
+        file); ``verify`` reports them all, opening refuses the file on the first."""
+        extents = {name: int(ds.shape[0]) for name, ds in self._ds.items()}
+        return table_problems(self._table, extents, self.chunk_frames, len(self.env_ids))
 
     @contextlib.contextmanager
     def _reading(self, what: str) -> Iterator[None]:

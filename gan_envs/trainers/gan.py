@@ -22,6 +22,7 @@ run, also across ``resume=True``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import errno
@@ -724,6 +725,23 @@ def _log_iteration(line: str) -> float:
         return math.inf
 
 
+def _drop_log_after(path: Path, iteration: int) -> None:
+    """Cut ``log.jsonl`` after its last line of ``iteration`` or before (the checkpoint a
+    resumption starts from), in place: truncating needs no space on a full disk."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        if _log_iteration(line.decode("utf-8", "replace")) > iteration:
+            break
+        offset += len(line)
+    if offset < len(data):
+        with contextlib.suppress(OSError):
+            os.truncate(path, offset)
+
+
 MAX_TEMPLATES = 16
 """Most templates or modes per game: k-means clusters under 5 % of the frames (the
 ``min_share`` of :func:`~gan_envs.trainers.models.template_frames`) give the overall median
@@ -813,6 +831,34 @@ def _draw_in_shares(draw_labelled: Callable[[int, np.random.Generator], tuple[An
         kept_labels.append(labels[keep])
         have += int(keep.sum())
     return np.concatenate(kept_frames)[:n], np.concatenate(kept_labels)[:n]
+
+
+def _check_clusters(asked: GanConfig, cfg: GanConfig, source: Any, env_ids: list[str]
+                    ) -> None:
+    """A ``modes`` or ``template`` count the caller chose that is more than the frames of a
+    game (``env_ids``: a conditional run's games; none: all frames together) is one line: the
+    clusters it cannot fill would all be copies of the game's median frame."""
+    name = "modes" if cfg.modes else "template"
+    k = getattr(cfg, name)
+    if k < 2 or getattr(asked, name) is None:  # the recipe's counts fit any data
+        return
+    if env_ids:
+        counts = getattr(source, "env_counts", None)
+        if counts is None:
+            return
+        have = [(e, int(c)) for e, c in zip(env_ids, np.asarray(counts()), strict=False) if c > 0]
+    elif hasattr(source, "__len__"):
+        have = [("the data", len(source))]
+    else:  # live environments: no end to their frames
+        return
+    if not have:
+        return
+    game, frames = min(have, key=lambda pair: pair[1])
+    if frames < k:
+        whose = "each game's frames" if env_ids else "the frames"
+        raise ValueError(f"{name}={k} splits {whose} into {k} clusters, and {game} has "
+                         f"{frames} frame{'s' if frames != 1 else ''}: pass {name}={frames} or "
+                         f"fewer (--{name} {frames}), or collect more frames")
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -970,6 +1016,8 @@ def train_gan(
         if missing and cfg.env_shares is not None:
             raise ValueError(f"env_shares asks for frames of {missing}, which the source has "
                              "none of: collect some, or train on a source without them")
+    if saved is None and images:
+        _check_clusters(config, cfg, source, env_ids if num_classes else [])
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
 
@@ -1147,6 +1195,15 @@ def train_gan(
 
     def save_checkpoint(iteration: int) -> Path:
         nonlocal saved_at
+        try:
+            write_checkpoint(iteration)
+        except OSError:  # a full disk: the log ends where the kept checkpoint does
+            _drop_log_after(log_path, saved_at)
+            raise
+        saved_at = iteration
+        return ckpt_path
+
+    def write_checkpoint(iteration: int) -> None:
         _atomic_save({
             "format": _CHECKPOINT_FORMAT,
             "version": 6 if cfg.template_gate else 5 if cfg.template_mask else 4 if cfg.modes
@@ -1164,8 +1221,6 @@ def train_gan(
             "pair_scale": pair_scale if cfg.diversity else None,
             "mode_centres": mode_centres if cfg.modes else None,
         }, ckpt_path)
-        saved_at = iteration
-        return ckpt_path
 
     @torch.no_grad()
     def save_samples(iteration: int) -> Path:

@@ -35,8 +35,10 @@ The same seed gives the same run, also across ``resume=True``. Library code neve
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import multiprocessing
@@ -58,6 +60,7 @@ import torch.nn.functional as F
 
 from gan_envs._numbers import is_real, whole_number
 from gan_envs.images import check_video_path, make_grid, write_video
+from gan_envs.outputs import write_bytes_atomically
 
 from .checkpoint_files import unreadable_checkpoint
 from .gan import CHECKPOINT_NAME, _atomic_save, _SigintToFlag
@@ -448,6 +451,26 @@ class _Log:
             f.write(json.dumps({"stage": self.stage, "step": step, **metrics,
                                 "seconds": round(seconds, 3)}) + "\n")
 
+    def drop_after(self, step: int) -> None:
+        """Cut this stage's lines after ``step`` (the checkpoint a resumption starts from), in
+        place: they are the file's tail, and truncating needs no space on a full disk."""
+        try:
+            data = self.path.read_bytes()
+        except OSError:
+            return
+        offset = 0
+        for line in data.splitlines(keepends=True):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                break
+            if row.get("stage") == self.stage and row.get("step", 0) > step:
+                break
+            offset += len(line)
+        if offset < len(data):
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, offset)
+
 
 def _checked_stage(run_dir: Path, stage: str, cfg: WorldModelConfig,
                    info: dict[str, Any]) -> dict[str, Any]:
@@ -484,6 +507,14 @@ def _fit(
     ``(step reached, last logged means, seconds)``."""
     log = _Log(run_dir, stage, start)
     saved_at, done, in_step, position = start, start, False, (0, 0)
+
+    def checkpoint(step: int, pos: tuple[int, int]) -> None:
+        try:
+            save(step, pos)
+        except OSError:  # a full disk: the log ends where the kept checkpoint does
+            log.drop_after(saved_at)
+            raise
+
     window: dict[str, list[float]] = {}
     means: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -508,7 +539,7 @@ def _fit(
                     window = {}
                     log.write(step, means, time.perf_counter() - t0)
                 if step % cfg.checkpoint_every == 0 or step == total:
-                    save(step, position)
+                    checkpoint(step, position)
                     saved_at = step
                 if progress is not None:
                     progress(stage, step, metrics)
@@ -516,10 +547,10 @@ def _fit(
                     raise KeyboardInterrupt
     except KeyboardInterrupt:
         if not in_step and saved_at != done:  # a half-done step is not saved
-            save(done, position)
+            checkpoint(done, position)
         raise
     if saved_at != done or not (run_dir / _FILES[stage]).exists():
-        save(done, position)
+        checkpoint(done, position)
     return done, means, time.perf_counter() - t0
 
 
@@ -691,9 +722,9 @@ def encode_latents(
         "step_offsets": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
         "vae_sha256": np.array(vae_hash),
     }
-    tmp = cache.with_name("latents.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, cache)
+    buffer = io.BytesIO()  # written whole or not at all: a full disk is one line naming the
+    np.savez(buffer, **arrays)  # file (np.savez said only "[Errno 27] File too large" and
+    write_bytes_atomically(cache, buffer.getbuffer())  # left latents.tmp.npz)
     return arrays, False
 
 
@@ -1065,7 +1096,11 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
             history.append({"generation": generation, **metrics})
             done = generation
             log.write(generation, metrics, time.perf_counter() - t0)
-            save(generation)  # every generation: candidates are expensive
+            try:
+                save(generation)  # every generation: candidates are expensive
+            except OSError:  # a full disk: the log ends where the kept checkpoint does
+                log.drop_after(generation - 1)
+                raise
             if progress is not None:
                 progress("controller", generation, metrics)
     finally:  # KeyboardInterrupt: the last finished generation is already saved
