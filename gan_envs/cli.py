@@ -263,10 +263,6 @@ def _parse_set(items: Sequence[str]) -> dict[int, float]:
     return values
 
 
-MAX_GRID_SAMPLES = 4096
-"""Most images ``gan-envs sample`` puts in one grid (64 x 64 of them)."""
-
-
 def _cmd_sample(args: argparse.Namespace) -> int:
     from gan_envs.images import check_png_path, make_grid, save_png
     from gan_envs.trainers import sampling
@@ -283,9 +279,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                                       env=args.env, ema=args.ema)
         nrow = len(images)
     else:
-        if args.n > MAX_GRID_SAMPLES:
+        if args.n > sampling.MAX_SAMPLES:
             raise CommandError(f"--n {args.n} is more than one grid holds (at most "
-                               f"{MAX_GRID_SAMPLES}); for more frames call "
+                               f"{sampling.MAX_SAMPLES}); for more frames call "
                                "gan_envs.trainers.sampling.sample in batches")
         latent = args.latent
         images = sampling.sample(args.run_dir, n=args.n, seed=args.seed, latent=latent,
