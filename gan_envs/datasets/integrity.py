@@ -8,6 +8,7 @@ the table: no chunk is read.
 
 - :func:`metadata_fields` checks the attributes the reader relies on and returns them typed;
 - :func:`check_datasets` checks that the arrays are datasets and the table has its fields;
+- :func:`check_storage` checks that observations and actions are stored as their spaces say;
 - :func:`table_problems` lists every episode whose row does not fit the arrays.
 """
 
@@ -25,9 +26,10 @@ from gan_envs.datasets.format import (
     OBSERVATION_ARRAYS,
     STEP_ARRAYS,
     space_from_json,
+    space_storage,
 )
 
-__all__ = ["check_datasets", "metadata_fields", "table_problems"]
+__all__ = ["check_datasets", "check_storage", "metadata_fields", "table_problems"]
 
 _COPY_AGAIN = "the file is damaged: copy it again from its source"
 
@@ -91,6 +93,22 @@ def check_datasets(datasets: Mapping[str, Any], path: str) -> None:
     if "rewards" in datasets and datasets["rewards"].dtype.kind != "f":
         raise CorruptDatasetError(f"{path}: its rewards are stored as {datasets['rewards'].dtype}"
                                   f", not floats; {_COPY_AGAIN}")
+
+
+def check_storage(datasets: Mapping[str, Any], observation_space: gym.Space,
+                  action_space: gym.Space, path: str) -> None:
+    """Refuse observations or actions stored with another row shape or kind of number than
+    the spaces the file records (the writer stores them as :func:`space_storage` says)."""
+    for name, key, space in (("observations", "observation_space", observation_space),
+                             ("actions", "action_space", action_space)):
+        shape, dtype = space_storage(space)
+        ds = datasets[name]
+        got_shape, got = tuple(ds.shape[1:]), np.dtype(ds.dtype)
+        if got_shape != shape or (got.kind, got.itemsize) != (dtype.kind, dtype.itemsize):
+            raise CorruptDatasetError(
+                f"{path}: its {name} are stored as rows of shape {got_shape} and dtype {got}, "
+                f"but its {key} attribute is {space} (rows of shape {shape}, {dtype}); the "
+                "file is damaged: copy it again from its source")
 
 
 def table_problems(table: np.ndarray, extents: Mapping[str, int], chunk_frames: int,

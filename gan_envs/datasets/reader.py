@@ -25,6 +25,7 @@ from gan_envs.datasets.format import (
 )
 from gan_envs.datasets.integrity import (
     check_datasets,
+    check_storage,
     first_problem_message,
     metadata_fields,
     table_problems,
@@ -129,6 +130,8 @@ class RolloutReader:
                         f"{self.path}: the file has no {', '.join(missing)} dataset (it was "
                         "changed by another program); copy it again from its source")
                 check_datasets(self._ds, str(self.path))
+                check_storage(self._ds, self.observation_space, self.action_space,
+                              str(self.path))
             self.has_blank_frame = "blank_frame" in self._ds
             self.in_memory = in_memory
             self._cache = _ChunkCache(cache_bytes)

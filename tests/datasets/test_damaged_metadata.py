@@ -88,6 +88,19 @@ DAMAGES = {  # name: (damage, what the one line says)
                         "rewards are stored as |S1, not floats"),
     "blank flags of two columns": (_replace("blank_frame", lambda b: np.stack([b, b], 1)),
                                    "has shape"),
+    # arrays stored unlike their space (read as they were: float frames, 1-D "frames")
+    "observations as floats": (_replace("observations", lambda o: o.astype(np.float32),
+                                        chunks=True, maxshape=(None, 3, 16, 16), fletcher32=True),
+                               "observations are stored as rows of shape (3, 16, 16) and dtype "
+                               "float32, but its observation_space attribute is Box(0, 255"),
+    "observations of one number": (_replace("observations", lambda o: o[:, 0, 0, 0]),
+                                   "observations are stored as rows of shape () and dtype uint8"),
+    "actions of two columns": (_replace("actions", lambda a: np.stack([a, a], 1)),
+                               "actions are stored as rows of shape (2,) and dtype int64, but its "
+                               "action_space attribute is Discrete(4)"),
+    "space of another shape": (_set("observation_space", json.dumps(
+        {"type": "Box", "shape": [3, 8, 8], "dtype": "uint8", "low": 0, "high": 255})),
+        "observation_space attribute is Box(0, 255, (3, 8, 8), uint8)"),
 }
 
 
