@@ -17,10 +17,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["check_output_file", "out_of_space_message", "temporary_sibling",
-           "write_bytes_atomically"]
+__all__ = ["check_output_file", "is_out_of_space", "out_of_space_message",
+           "temporary_sibling", "truncate_lines", "write_bytes_atomically"]
+
+_OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def check_output_file(path: str | os.PathLike[str], suffix: str, what: str) -> Path:
@@ -47,18 +51,26 @@ def check_output_file(path: str | os.PathLike[str], suffix: str, what: str) -> P
     return path
 
 
+def is_out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` is a write that failed for want of space (a full disk, a quota, a
+    file size limit)."""
+    return isinstance(error, OSError) and error.errno in _OUT_OF_SPACE
+
+
 def out_of_space_message(path: Path, error: OSError) -> str:
     """The one line for a write to ``path`` that failed with ``error``."""
-    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if is_out_of_space(error):
         return (f"{path}: the disk is full ({error.strerror}); free space and run again "
                 "(nothing was written there)")
     return f"{path}: cannot write it ({error.strerror or error}); check the folder and the name"
 
 
 def temporary_sibling(path: Path) -> Path:
-    """A hidden name beside ``path`` for this process, keeping its suffix (OpenCV picks the
-    container from it)."""
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    """A new empty hidden file beside ``path``, unique to this call (any thread or process),
+    keeping its suffix (OpenCV picks the container from it); the caller removes it."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    return Path(name)
 
 
 def write_bytes_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:
@@ -75,16 +87,20 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes | memoryvie
         b'{}'
     """
     path = Path(path)
-    tmp = temporary_sibling(path)
+    tmp: Path | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temporary_sibling(path)
         with open(tmp, "wb") as file:
             file.write(data)
         os.replace(tmp, path)
+        tmp = None
     except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise _one_line_os_error(path, error) from None
+    finally:  # also on Ctrl-C: no temporary file is left behind
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
     return path
 
 
@@ -92,3 +108,30 @@ def _one_line_os_error(path: Path, error: OSError) -> OSError:
     failure = OSError(out_of_space_message(path, error))  # str() is the message alone
     failure.errno = error.errno
     return failure
+
+
+def truncate_lines(path: Path, keep: Callable[[bytes], bool]) -> None:
+    """Cut the text file ``path`` before its first line that ``keep`` refuses, in place
+    (truncating needs no space: a log trimmed back to a checkpoint on a full disk); a file
+    that cannot be read or cut is left as it is.
+
+    Example:
+        >>> import tempfile
+        >>> log = Path(tempfile.mkdtemp()) / "log.jsonl"
+        >>> _ = log.write_bytes(b"1\\n2\\n3\\n")
+        >>> truncate_lines(log, lambda line: int(line) <= 2)
+        >>> log.read_bytes()
+        b'1\\n2\\n'
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    offset = 0
+    for line in data.splitlines(keepends=True):
+        if not keep(line):
+            break
+        offset += len(line)
+    if offset < len(data):
+        with contextlib.suppress(OSError):
+            os.truncate(path, offset)

@@ -4,9 +4,10 @@
 (or a class or factory that takes the vector env and returns one); a callable may also be given
 directly.
 
-A class is a factory. A function or other callable is a factory when it takes one positional
-parameter (``make(envs)``), or when its second is named ``seed`` (``make(envs, seed=None)``);
-otherwise it is a policy (``act(observations, infos)``, ``act(observations, infos=None)``).
+A class is a factory. A function or other callable is a factory when the vector env is its only
+required positional parameter (``make(envs)``, ``make(envs, seed=None)``), unless its second
+positional parameter is named ``infos`` or ``info`` or it takes ``*args``: then it is a policy
+(``act(observations, infos=None)``), as is any callable with two required parameters.
 
 Example:
     >>> import gymnasium as gym, numpy as np
@@ -72,8 +73,8 @@ def policy_actions(policy: Policy, observations: np.ndarray, infos: dict[str, An
         returned = policy(observations, infos)
         if callable(returned):
             raise PolicyError(f"policy {name} returned a callable, {returned!r:.60}: if {name} "
-                              "is a factory, give it one positional parameter (envs) or name "
-                              "its second one seed")
+                              "is a factory, make the vector env its only required parameter "
+                              "(not *args)")
         actions = np.asarray(returned)
     except PolicyError:
         raise
@@ -176,19 +177,24 @@ def _parameters(obj: Any) -> dict[str, inspect.Parameter]:
 
 
 def _is_factory(obj: Any) -> bool:
-    """A class; or a callable taking one positional parameter, or two whose second is ``seed``
-    (``make(envs)``, ``make(envs, seed=None)``), whether or not they have defaults.
+    """A class; or a callable whose only required positional parameter is the vector env,
+    unless its second positional parameter is ``infos``/``info`` or it takes ``*args``.
 
     Example:
         >>> _is_factory(lambda envs: None), _is_factory(lambda envs, seed=None: None)
         (True, True)
+        >>> _is_factory(lambda envs, deterministic=False, seed=None: None)
+        True
         >>> _is_factory(lambda obs, infos: None), _is_factory(lambda obs, infos=None: None)
         (False, False)
     """
     if inspect.isclass(obj):
         return True
-    positional = [p for p in _parameters(obj).values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if any(p.kind == p.VAR_POSITIONAL for p in _parameters(obj).values()):
+    parameters = list(_parameters(obj).values())
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
         return False  # f(*args): called as a policy
-    return len(positional) == 1 or (len(positional) >= 2 and positional[1].name == "seed")
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if len(positional) >= 2 and positional[1].name in ("infos", "info"):
+        return False
+    return len(required) == 1

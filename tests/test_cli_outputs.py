@@ -229,3 +229,39 @@ def test_a_checkpoint_that_does_not_fit_is_one_line_and_keeps_nothing_cut(pong: 
         "kept)")
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in run_dir.iterdir()) == ["config.json", "log.jsonl", "samples"]
+
+
+def test_temporary_names_fit_any_legal_name_and_never_stay(tmp_path: Path):
+    """The first temporary names added ~13 characters (a 251-character name failed), were one
+    per process (two threads writing one file collided) and stayed behind on Ctrl-C."""
+    import threading
+
+    from gan_envs import outputs
+
+    long_name = tmp_path / ("a" * 247 + ".png")
+    save_png(long_name, np.zeros((4, 4, 3), np.uint8))
+    assert long_name.is_file()
+    failures: list[BaseException] = []
+
+    def write_many() -> None:
+        for i in range(50):
+            try:
+                outputs.write_bytes_atomically(tmp_path / "same.json", b"%d" % i)
+            except OSError as error:
+                failures.append(error)
+
+    threads = [threading.Thread(target=write_many) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+    def interrupted(*args):  # Ctrl-C as the finished file is renamed into place
+        raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(outputs.os, "replace", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            outputs.write_bytes_atomically(tmp_path / "k.json", b"{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [long_name.name, "same.json"]

@@ -376,11 +376,15 @@ def test_one_env_id_as_a_string_and_a_policy_object(tmp_path: Path, monkeypatch)
 def test_a_factory_taken_for_a_policy_says_how_to_declare_it(tmp_path: Path, monkeypatch):
     monkeypatch.syspath_prepend(str(TESTS))
     with pytest.raises(PolicyError, match=r"returned a callable, .*: if "
-                       r"factory_with_other_second_parameter is a factory, give it one "
-                       r"positional parameter \(envs\) or name its second one seed$"):
+                       r"factory_of_any_arguments is a factory, make the vector env its only "
+                       r"required parameter \(not \*args\)$"):
         collect(CollectConfig("CartPole-v1", tmp_path / "f.h5", steps=10, num_envs=2,
-                              policy="collect_policies:factory_with_other_second_parameter"))
+                              policy="collect_policies:factory_of_any_arguments"))
     assert not (tmp_path / "f.h5").exists()
+    # an optional parameter before seed keeps a factory a factory (it worked before session 24)
+    collect(CollectConfig("CartPole-v1", tmp_path / "g.h5", steps=10, num_envs=2,
+                          policy="collect_policies:factory_with_other_second_parameter"))
+    assert all((ep["actions"] == 0).all() for ep in all_arrays(tmp_path / "g.h5"))
 
 
 def test_resume_with_other_num_envs_is_refused(tmp_path: Path):

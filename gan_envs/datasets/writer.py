@@ -26,7 +26,6 @@ How a killed writer loses no committed episode:
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
 import shlex
@@ -78,6 +77,7 @@ from gan_envs.datasets.journal import (
     read_head,
     read_records,
 )
+from gan_envs.outputs import is_out_of_space
 
 __all__ = ["RolloutWriter"]
 
@@ -167,7 +167,7 @@ class _Episode:
 
 def _is_out_of_space(err: BaseException) -> bool:
     """Whether ``err`` is a write that failed for want of space (a full disk, a size limit)."""
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EFBIG) or any(
+    return is_out_of_space(err) or any(  # HDF5 reports it in RuntimeError text
         text in str(err) for text in ("No space left", "File too large"))
 
 

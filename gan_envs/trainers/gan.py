@@ -22,10 +22,8 @@ run, also across ``resume=True``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import errno
 import io
 import json
 import math
@@ -45,7 +43,7 @@ from torch import nn
 
 from gan_envs._numbers import is_real, whole_number
 from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
-from gan_envs.outputs import write_bytes_atomically
+from gan_envs.outputs import is_out_of_space, truncate_lines, write_bytes_atomically
 
 from .checkpoint_files import unreadable_checkpoint
 from .data import FrameSource, env_labels, is_image_shape
@@ -725,23 +723,6 @@ def _log_iteration(line: str) -> float:
         return math.inf
 
 
-def _drop_log_after(path: Path, iteration: int) -> None:
-    """Cut ``log.jsonl`` after its last line of ``iteration`` or before (the checkpoint a
-    resumption starts from), in place: truncating needs no space on a full disk."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return
-    offset = 0
-    for line in data.splitlines(keepends=True):
-        if _log_iteration(line.decode("utf-8", "replace")) > iteration:
-            break
-        offset += len(line)
-    if offset < len(data):
-        with contextlib.suppress(OSError):
-            os.truncate(path, offset)
-
-
 MAX_TEMPLATES = 16
 """Most templates or modes per game: k-means clusters under 5 % of the frames (the
 ``min_share`` of :func:`~gan_envs.trainers.models.template_frames`) give the overall median
@@ -870,7 +851,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
     try:
         write_bytes_atomically(path, buffer.getbuffer())
     except OSError as error:
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        full = is_out_of_space(error)
         raise OSError(f"{path}: saving the checkpoint failed"
                       + (f", the disk is full ({os.strerror(error.errno)}); free space and "
                          "rerun with --resume (the previous checkpoint is kept)" if full else
@@ -1002,7 +983,8 @@ def train_gan(
                          f"source labels {env_ids}: resume on the same dataset")
     trained_on = list(saved.get("env_ids") or []) if saved is not None else []
     source_ids = list(getattr(source, "env_ids", None) or [])
-    if trained_on and source_ids and trained_on != source_ids:  # unconditional runs too
+    if trained_on and source_ids and sorted(trained_on) != sorted(source_ids):  # (any order:
+        # an unconditional run does not depend on it; a conditional one is checked above)
         raise ValueError(f"{ckpt_path} was trained on {trained_on}, this source holds "
                          f"{source_ids}: resume on the same games, or train a new run into "
                          "another --out")
@@ -1198,7 +1180,8 @@ def train_gan(
         try:
             write_checkpoint(iteration)
         except OSError:  # a full disk: the log ends where the kept checkpoint does
-            _drop_log_after(log_path, saved_at)
+            truncate_lines(log_path, lambda line: _log_iteration(
+                line.decode("utf-8", "replace")) <= saved_at)
             raise
         saved_at = iteration
         return ckpt_path

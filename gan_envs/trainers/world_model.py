@@ -35,7 +35,6 @@ The same seed gives the same run, also across ``resume=True``. Library code neve
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -60,7 +59,7 @@ import torch.nn.functional as F
 
 from gan_envs._numbers import is_real, whole_number
 from gan_envs.images import check_video_path, make_grid, write_video
-from gan_envs.outputs import write_bytes_atomically
+from gan_envs.outputs import truncate_lines, write_bytes_atomically
 
 from .checkpoint_files import unreadable_checkpoint
 from .gan import CHECKPOINT_NAME, _atomic_save, _SigintToFlag
@@ -452,24 +451,16 @@ class _Log:
                                 "seconds": round(seconds, 3)}) + "\n")
 
     def drop_after(self, step: int) -> None:
-        """Cut this stage's lines after ``step`` (the checkpoint a resumption starts from), in
-        place: they are the file's tail, and truncating needs no space on a full disk."""
-        try:
-            data = self.path.read_bytes()
-        except OSError:
-            return
-        offset = 0
-        for line in data.splitlines(keepends=True):
+        """Cut this stage's lines after ``step`` (the checkpoint a resumption starts from):
+        they are the file's tail (:func:`~gan_envs.outputs.truncate_lines`)."""
+        def keep(line: bytes) -> bool:
             try:
                 row = json.loads(line)
             except ValueError:
-                break
-            if row.get("stage") == self.stage and row.get("step", 0) > step:
-                break
-            offset += len(line)
-        if offset < len(data):
-            with contextlib.suppress(OSError):
-                os.truncate(self.path, offset)
+                return False
+            return not (row.get("stage") == self.stage and row.get("step", 0) > step)
+
+        truncate_lines(self.path, keep)
 
 
 def _checked_stage(run_dir: Path, stage: str, cfg: WorldModelConfig,

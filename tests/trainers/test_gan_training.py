@@ -159,9 +159,13 @@ def test_resume_on_other_games_is_refused_for_unconditional_runs(tmp_path, atari
         "was trained on ['ALE/Breakout-v5', 'ALE/Pong-v5'], this source holds "
         "['GanAtari/AirRaid-v0']: resume on the same games, or train a new run into another "
         "--out")
+    reordered = ArrayFrameSource(frames, env, ["ALE/Pong-v5", "ALE/Breakout-v5"])
+    assert train_gan(GanConfig(iterations=2, **config), reordered, tmp_path,
+                     resume=True).iterations == 2  # the same games in another order: allowed
+    config_3 = dict(config)
     unlabelled = ArrayFrameSource(frames)  # no env ids to compare: allowed
-    assert train_gan(GanConfig(iterations=2, **config), unlabelled, tmp_path,
-                     resume=True).iterations == 2
+    assert train_gan(GanConfig(iterations=3, **config_3), unlabelled, tmp_path,
+                     resume=True).iterations == 3
 
 
 def test_resume_of_missing_run_is_one_line(tmp_path, atari32, tiny):
