@@ -36,7 +36,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +47,9 @@ from gan_envs.background import BackgroundCalls
 from gan_envs.policies import load_policy, policy_actions, policy_name
 from gan_envs.registration import NAMESPACE, resolve_env_id
 from gan_envs.wrappers import normalize_size, supports_send_recv
+
+if TYPE_CHECKING:
+    from gan_envs.datasets import DatasetValueError
 
 __all__ = [
     "CollectConfig",
@@ -469,6 +472,22 @@ def _check_resumed_settings(config: CollectConfig, reader: Any) -> None:
                            "the same settings, or write a new file")
 
 
+def _unstorable_episode(env_id: str, policy: str, error: DatasetValueError) -> str:
+    """The one line for an episode the writer refused: the env's values, or the policy's."""
+    if error.array == "actions":
+        return (f"policy {policy} gave {env_id} actions that cannot be stored "
+                f"({first_line(error)}); return actions inside the env's action_space")
+    if error.array == "observations":
+        fix = ("make its observations fit its observation_space, e.g. wrap the env in "
+               "gymnasium.wrappers.ClipObservation")
+    elif error.array == "rewards":
+        fix = ("make its rewards finite and within float32, e.g. wrap the env in "
+               "gymnasium.wrappers.TransformReward")
+    else:
+        fix = "make its values fit its spaces"
+    return f"{env_id} gave an episode that cannot be stored ({first_line(error)}); {fix}"
+
+
 def collect(config: CollectConfig,
             progress: Callable[[CollectProgress], None] | None = None) -> CollectSummary:
     """Collect rollouts into ``config.out``; see the module docstring for the targets.
@@ -483,14 +502,7 @@ def collect(config: CollectConfig,
         CollectError: bad targets, mismatched spaces, a resumed file for other env ids.
         PolicyError: a policy that cannot be loaded.
     """
-    from gan_envs.datasets import (
-        CorruptDatasetError,
-        DatasetError,
-        DatasetInUseError,
-        DatasetWriteError,
-        RolloutReader,
-        RolloutWriter,
-    )
+    from gan_envs.datasets import DatasetValueError, RolloutReader, RolloutWriter
 
     _check_output(config)
     done_steps = done_episodes = 0
@@ -542,13 +554,9 @@ def collect(config: CollectConfig,
                                        arrays["rewards"], arrays["terminations"],
                                        arrays["truncations"], env_id=config.env_ids[index],
                                        seed=episode.seed, blank=arrays.get("blank_frame"))
-                except (DatasetWriteError, DatasetInUseError, CorruptDatasetError):
-                    raise  # the file's or the disk's problem: its message says so
-                except DatasetError as error:  # the episode's values: the environment's doing
-                    raise CollectError(
-                        f"{config.env_ids[index]} gave an episode that cannot be stored "
-                        f"({first_line(error)}); make its values fit its spaces, e.g. wrap "
-                        "the env in gymnasium.wrappers.ClipObservation") from error
+                except DatasetValueError as error:  # the episode's values: whose doing?
+                    raise CollectError(_unstorable_episode(
+                        config.env_ids[index], config.policy_name, error)) from error
 
             def after_batch(steps: int, episodes: int) -> None:
                 if progress is not None:

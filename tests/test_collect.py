@@ -411,8 +411,58 @@ def test_observations_outside_the_envs_own_space_name_the_env(tmp_path: Path):
         out = tmp_path / "o.h5"
         with pytest.raises(CollectError, match=r"^OutsideItsBox-v0 gave an episode that cannot "
                            r"be stored \(.*observations\[3\] is outside Box\(0.0, 1.0, \(4,\), "
-                           r"float32\)\); make its values fit its spaces"):
+                           r"float32\)\); make its observations fit its observation_space, "
+                           r"e.g. wrap the env in gymnasium.wrappers.ClipObservation$"):
             collect(CollectConfig(["OutsideItsBox-v0"], out, steps=20, num_envs=2))
         assert not out.exists()  # nothing was committed: no file left
     finally:
         del gym.registry["OutsideItsBox-v0"]
+
+
+def test_rewards_the_file_cannot_hold_name_the_reward_fix(tmp_path: Path):
+    """A NaN reward was blamed on the observations ("wrap it in ClipObservation")."""
+    import gymnasium as gym
+
+    def nan_rewards() -> gym.Env:
+        return gym.wrappers.TransformReward(gym.make("CartPole-v1"), lambda r: float("nan"))
+
+    gym.register("NanRewards-v0", entry_point=nan_rewards, disable_env_checker=True)
+    try:
+        out = tmp_path / "r.h5"
+        with pytest.raises(CollectError, match=r"^NanRewards-v0 gave an episode that cannot be "
+                           r"stored \(.*rewards must be .*finite.*\); make its rewards finite "
+                           r"and within float32, e.g. wrap the env in "
+                           r"gymnasium.wrappers.TransformReward$") as caught:
+            collect(CollectConfig(["NanRewards-v0"], out, steps=20, num_envs=2))
+        assert "ClipObservation" not in str(caught.value)
+        assert not out.exists()
+    finally:
+        del gym.registry["NanRewards-v0"]
+
+
+def test_writer_value_errors_name_the_array():
+    """DatasetValueError.array says whose value it was; it survives pickling (worker processes)."""
+    import pickle
+
+    import gymnasium as gym
+
+    from gan_envs.datasets import DatasetError, DatasetValueError, RolloutWriter
+
+    space = gym.spaces.Box(0.0, 1.0, (2,), np.float32)
+    cases = {"observations": dict(observations=np.full((3, 2), 2.0, np.float32)),
+             "actions": dict(actions=[0, 5]),
+             "rewards": dict(rewards=[0.0, np.inf]),
+             "terminations": dict(terminations=[1, 0])}
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        with RolloutWriter(Path(folder) / "v.h5", space, gym.spaces.Discrete(2)) as writer:
+            for array, bad in cases.items():
+                arguments = dict(observations=np.zeros((3, 2), np.float32), actions=[0, 1],
+                                 rewards=[0.0, 1.0]) | bad
+                with pytest.raises(DatasetValueError) as caught:
+                    writer.add_episode(**arguments)
+                assert caught.value.array == array
+                assert isinstance(caught.value, DatasetError)
+                copy = pickle.loads(pickle.dumps(caught.value))
+                assert (copy.array, str(copy)) == (array, str(caught.value))
+            assert writer.num_episodes == 0

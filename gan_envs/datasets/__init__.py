@@ -13,6 +13,7 @@ from gan_envs.datasets.errors import (
     CorruptDatasetError,
     DatasetError,
     DatasetInUseError,
+    DatasetValueError,
     DatasetVersionError,
     DatasetWriteError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "CorruptDatasetError",
     "DatasetError",
     "DatasetInUseError",
+    "DatasetValueError",
     "DatasetVersionError",
     "DatasetWriteError",
     "RecordRollouts",

@@ -5,6 +5,8 @@
 * :class:`CorruptDatasetError` - truncated file, failed checksum, inconsistent episode table
 * :class:`DatasetInUseError` - another process holds the file (a live writer or open readers)
 * :class:`DatasetWriteError` - writing failed (disk full, file size limit); committed episodes stay
+* :class:`DatasetValueError` - a value given to the writer does not fit the file (its ``array``
+  attribute names which: ``"observations"``, ``"actions"``, ``"rewards"``, ...)
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ __all__ = [
     "CorruptDatasetError",
     "DatasetError",
     "DatasetInUseError",
+    "DatasetValueError",
     "DatasetVersionError",
     "DatasetWriteError",
 ]
@@ -36,3 +39,25 @@ class DatasetInUseError(DatasetError):
 
 class DatasetWriteError(DatasetError):
     """Writing to the file failed (for example the disk is full); committed episodes are intact."""
+
+
+class DatasetValueError(DatasetError):
+    """A value given to the writer does not fit the file: outside its space, a non-finite or
+    too large reward, a flag that is not True/False. Nothing of the episode was written.
+
+    ``array`` names the array the value was for (``"observations"``, ``"actions"``,
+    ``"rewards"``, ``"terminations"``, ``"truncations"``, ``"blank_frame"``), so a caller can
+    tell whose doing it was: the environment's observations and rewards, or a policy's actions.
+
+    Example:
+        >>> error = DatasetValueError("f.h5: rewards[3] is NaN", "rewards")
+        >>> error.array, isinstance(error, DatasetError)
+        ('rewards', True)
+    """
+
+    def __init__(self, message: str, array: str) -> None:
+        super().__init__(message)
+        self.array = array
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # picklable across processes
+        return (type(self), (str(self), self.array))

@@ -47,6 +47,7 @@ from gan_envs.datasets.errors import (
     CorruptDatasetError,
     DatasetError,
     DatasetInUseError,
+    DatasetValueError,
     DatasetWriteError,
 )
 from gan_envs.datasets.format import (
@@ -169,6 +170,11 @@ def _is_out_of_space(err: BaseException) -> bool:
     """Whether ``err`` is a write that failed for want of space (a full disk, a size limit)."""
     return is_out_of_space(err) or any(  # HDF5 reports it in RuntimeError text
         text in str(err) for text in ("No space left", "File too large"))
+
+
+#: the stored array a per-step argument's value goes to (DatasetValueError.array)
+_ARRAY_OF = {"observation": "observations", "action": "actions", "reward": "rewards",
+             "terminated": "terminations", "truncated": "truncations", "blank": "blank_frame"}
 
 
 class RolloutWriter:
@@ -685,8 +691,8 @@ class RolloutWriter:
         blanks = self._blanks(blank, n + 1)
         for name, got, want in (("observations", len(obs), n + 1), ("rewards", len(rews), n)):
             if got != want:
-                raise DatasetError(f"{self.path}: {name} has {got} rows, expected {want} for an "
-                                   f"episode of {n} actions")
+                raise DatasetValueError(f"{self.path}: {name} has {got} rows, expected {want} "
+                                        f"for an episode of {n} actions", name)
         ep = _Episode(env_index, seed_value)
         ep.steps, ep.total = n, float(rews.astype(np.float64).sum())
         ep.terminated, ep.truncated = bool(terms[-1]), bool(truncs[-1])
@@ -837,37 +843,41 @@ class RolloutWriter:
         try:
             return check_values(space, values, what, single=single)
         except DatasetError as err:
-            raise DatasetError(f"{self.path}: {err}") from None
+            raise DatasetValueError(f"{self.path}: {err}", _ARRAY_OF.get(what, what)) from None
 
     def _reward(self, reward: Any) -> np.float32:
         arr = np.asarray(reward)
         if arr.shape != () or arr.dtype.kind not in "biuf" or not math.isfinite(float(arr)):
-            raise DatasetError(f"{self.path}: reward must be a finite real number, got "
-                               f"{reward!r}")
+            raise DatasetValueError(f"{self.path}: reward must be a finite real number, got "
+                                    f"{reward!r}", "rewards")
         with np.errstate(over="ignore"):
             stored = np.float32(arr)
         if not math.isfinite(stored):
-            raise DatasetError(f"{self.path}: reward {float(arr)!r} is too large for float32 "
-                               "(rewards are stored as float32); scale it down")
+            raise DatasetValueError(f"{self.path}: reward {float(arr)!r} is too large for "
+                                    "float32 (rewards are stored as float32); scale it down",
+                                    "rewards")
         return stored
 
     def _rewards(self, rewards: Any) -> np.ndarray:
         arr = np.asarray(rewards)
         if arr.ndim != 1 or arr.dtype.kind not in "biuf" or not np.isfinite(arr).all():
-            raise DatasetError(f"{self.path}: rewards must be a 1-D array of finite real "
-                               f"numbers, got shape {arr.shape} dtype {arr.dtype}")
+            raise DatasetValueError(f"{self.path}: rewards must be a 1-D array of finite real "
+                                    f"numbers, got shape {arr.shape} dtype {arr.dtype}",
+                                    "rewards")
         with np.errstate(over="ignore"):
             stored = arr.astype(np.float32)
         if not np.isfinite(stored).all():
             i = int(np.argmin(np.isfinite(stored)))
-            raise DatasetError(f"{self.path}: rewards[{i}] = {float(arr[i])!r} is too large for "
-                               "float32 (rewards are stored as float32); scale it down")
+            raise DatasetValueError(f"{self.path}: rewards[{i}] = {float(arr[i])!r} is too large "
+                                    "for float32 (rewards are stored as float32); scale it down",
+                                    "rewards")
         return stored
 
     def _flag(self, value: Any, what: str) -> np.uint8:
         arr = np.asarray(value)
         if arr.shape != () or arr.dtype.kind not in "biu" or arr not in (0, 1):
-            raise DatasetError(f"{self.path}: {what} must be True or False, got {value!r}")
+            raise DatasetValueError(f"{self.path}: {what} must be True or False, got {value!r}",
+                                    _ARRAY_OF.get(what, what))
         return np.uint8(arr)
 
     def _flags(self, values: Any, n: int, what: str) -> np.ndarray:
@@ -875,12 +885,12 @@ class RolloutWriter:
             return np.zeros(n, np.uint8)
         arr = np.asarray(values)
         if arr.shape != (n,) or arr.dtype.kind not in "biu" or not _zeros_and_ones(arr):
-            raise DatasetError(f"{self.path}: {what} must be {n} True/False values, got shape "
-                               f"{arr.shape} dtype {arr.dtype}")
+            raise DatasetValueError(f"{self.path}: {what} must be {n} True/False values, got "
+                                    f"shape {arr.shape} dtype {arr.dtype}", what)
         if arr[:-1].any():
-            raise DatasetError(f"{self.path}: {what}[{int(np.argmax(arr))}] is set before the "
-                               "last step; an episode ends at its first termination or "
-                               "truncation")
+            raise DatasetValueError(f"{self.path}: {what}[{int(np.argmax(arr))}] is set before "
+                                    "the last step; an episode ends at its first termination "
+                                    "or truncation", what)
         return arr.astype(np.uint8)
 
     def _blank(self, blank: Any) -> np.uint8:
@@ -898,8 +908,8 @@ class RolloutWriter:
                                "with RolloutWriter(..., blank_frames=True)")
         arr = np.asarray(blank)
         if arr.shape != (n,) or arr.dtype.kind not in "biu" or not _zeros_and_ones(arr):
-            raise DatasetError(f"{self.path}: blank must be {n} True/False values (one per "
-                               f"observation), got shape {arr.shape}")
+            raise DatasetValueError(f"{self.path}: blank must be {n} True/False values (one per "
+                                    f"observation), got shape {arr.shape}", "blank_frame")
         return arr.astype(np.uint8)
 
 
