@@ -391,15 +391,16 @@ class RolloutReader:
         """(Re)read the committed episode table and derived offsets; refuse a table that does
         not fit the arrays (:func:`~gan_envs.datasets.integrity.table_problems`)."""
         with self._reading("the episode table"):
-            self._table = committed_rows(self._ds["episodes"][:])
-            problems = self.table_problems()
+            table = committed_rows(self._ds["episodes"][:])
+            problems = self._problems_of(table)
             if problems and self._file is not None and self._file.swmr_mode:
                 for name, ds in self._ds.items():  # a live writer's arrays grew meanwhile
                     if name != "episodes":
                         ds.refresh()
-                problems = self.table_problems()
-        if problems and self.check_table:
+                problems = self._problems_of(table)
+        if problems and self.check_table:  # refused: the reader keeps the table it had
             raise CorruptDatasetError(first_problem_message(str(self.path), problems))
+        self._table = table
         lengths = self._table["length"].astype(np.int64)
         self._frame_cum = np.concatenate([[0], np.cumsum(lengths + 1)]).astype(np.int64)
         self._step_cum = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
@@ -413,8 +414,11 @@ class RolloutReader:
     def table_problems(self) -> list[tuple[int, str]]:
         """Every committed episode whose table row does not fit the arrays (empty for a sound
         file); ``verify`` reports them all, opening refuses the file on the first."""
+        return self._problems_of(self._table)
+
+    def _problems_of(self, table: np.ndarray) -> list[tuple[int, str]]:
         extents = {name: int(ds.shape[0]) for name, ds in self._ds.items()}
-        return table_problems(self._table, extents, self.chunk_frames, len(self.env_ids))
+        return table_problems(table, extents, self.chunk_frames, len(self.env_ids))
 
     @contextlib.contextmanager
     def _reading(self, what: str) -> Iterator[None]:

@@ -48,4 +48,5 @@ def write_noise_file(path: Path, episodes: int) -> Path:
 def start_child(path: Path, *args: str) -> subprocess.Popen:
     """Run writer_child.py on ``path``; it prints one line per committed episode."""
     return subprocess.Popen([sys.executable, str(CHILD), str(path), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)

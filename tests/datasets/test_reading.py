@@ -108,3 +108,30 @@ def test_cache_bound_and_in_memory_give_the_same_frames(tmp_path, in_memory):
         np.testing.assert_array_equal(_ids(reader.frames(order)), order)
         if not in_memory:
             assert reader._cache.bytes <= 200
+
+
+def test_a_refresh_that_finds_a_damaged_table_leaves_the_reader_as_it_was(tmp_path):
+    """refresh() refusing a damaged table replaced the reader's table but not the offsets
+    derived from it, so the episodes it had already seen were read with the damaged row."""
+    from gan_envs.datasets import CorruptDatasetError
+
+    path = tmp_path / "live.h5"
+    child = start_child(path, "--episodes", "5", "--damage-after", "3")
+    try:
+        lines = [child.stdout.readline().strip() for _ in range(5)]
+        assert lines == ["started"] + [f"committed {k}" for k in range(4)]
+        with RolloutReader(path) as reader:
+            assert reader.num_episodes == 4
+            frames = reader.num_frames
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "damaged"
+            with pytest.raises(CorruptDatasetError, match="episode 3: reaches past the end"):
+                reader.refresh()
+            assert (reader.num_episodes, reader.num_frames) == (4, frames)
+            for k in range(4):
+                assert_episode_equal(reader.episode(k), make_episode(k))
+            assert reader.sample_frames(16, rng=0).shape == (16, 3, 16, 16)
+    finally:
+        child.kill()
+        child.communicate()

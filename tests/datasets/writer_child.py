@@ -2,8 +2,12 @@
 
 Usage: writer_child.py PATH [--episodes N] [--delay S] [--resume] [--fsize-limit BYTES]
                        [--compression gzip|lzf|none] [--folder-lock-timeout S]
+                       [--damage-after K]
 Prints "started", then "committed K" after episode K commits, or "error: MESSAGE" (the disk
-is full), or "in use: MESSAGE" (another process holds the file).
+is full), or "in use: MESSAGE" (another process holds the file). With --damage-after K it
+waits for a line on stdin once K is committed, then stretches episode K's table row past the
+arrays, prints "damaged" and
+waits to be killed (a live file whose table a reader's refresh() must refuse).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import resource
 import signal
+import sys
 import time
 
 
@@ -27,6 +32,7 @@ def main() -> None:
     parser.add_argument("--fsize-limit", type=int, default=0)
     parser.add_argument("--compression", default="gzip")
     parser.add_argument("--folder-lock-timeout", type=float, default=None)
+    parser.add_argument("--damage-after", type=int, default=None)
     args = parser.parse_args()
     if args.folder_lock_timeout is not None:
         _h5.FOLDER_LOCK_TIMEOUT = args.folder_lock_timeout
@@ -51,6 +57,14 @@ def main() -> None:
                     writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
                                        ep["terminations"], seed=k)
                 print(f"committed {k}", flush=True)
+                if k == args.damage_after:
+                    sys.stdin.readline()  # the test's reader has opened the file
+                    row = writer._table[k]
+                    row["length"] = 10**9
+                    writer._table[k] = row
+                    writer._file.flush()
+                    print("damaged", flush=True)
+                    time.sleep(600)
                 time.sleep(args.delay)
     except DatasetWriteError as err:
         print(f"error: {err}", flush=True)
