@@ -43,20 +43,40 @@ def _is_dataset_path(text: str) -> bool:
 
 def _cmd_preview(args: argparse.Namespace) -> int:
     from gan_envs.images import check_png_path, save_png
-    from gan_envs.preview import dataset_preview, env_preview
+    from gan_envs.preview import (
+        MAX_PER_ENV,
+        MAX_SNAPSHOTS,
+        MAX_STEPS_BETWEEN,
+        dataset_preview,
+        env_preview,
+    )
 
     check_png_path(args.out)  # before the environments play
     for source in args.sources:
         if Path(source).is_dir():
             raise CommandError(f"{source} is a folder; preview takes environment ids or one "
                                "dataset file (DATA.h5)")
-    if any(_is_dataset_path(s) for s in args.sources):
+    dataset = any(_is_dataset_path(s) for s in args.sources)
+    given = {"--snapshots": args.snapshots, "--steps": args.steps, "--per-env": args.per_env}
+    wrong = [option for option, value in given.items()
+             if value is not None and (option == "--per-env") != dataset]
+    if wrong:
+        takes = ("a dataset preview takes --per-env" if dataset
+                 else "an environment preview takes --snapshots and --steps")
+        raise CommandError(f"{wrong[0]} is for previews of "
+                           f"{'environment ids' if dataset else 'a dataset (DATA.h5)'}; {takes}")
+    for option, high in (("--snapshots", MAX_SNAPSHOTS), ("--steps", MAX_STEPS_BETWEEN),
+                         ("--per-env", MAX_PER_ENV)):
+        if given[option] is not None and given[option] > high:
+            raise CommandError(f"{option} must be at most {high:,}, got {given[option]:,}")
+    if dataset:
         if len(args.sources) > 1:
             raise CommandError(f"preview shows one dataset or several environment ids, got "
                                f"{' '.join(args.sources)}; run it once per dataset")
-        image = dataset_preview(args.sources[0], per_env=args.per_env, seed=args.seed)
+        image = dataset_preview(args.sources[0], per_env=args.per_env or 16, seed=args.seed)
     else:
-        image = env_preview(args.sources, snapshots=args.snapshots, steps_between=args.steps,
+        image = env_preview(args.sources, snapshots=args.snapshots or 4,
+                            steps_between=25 if args.steps is None else args.steps,
                             seed=args.seed)
     path = save_png(args.out, image)
     print(f"wrote {path} ({image.shape[1]}x{image.shape[0]})")
@@ -438,11 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="+", metavar="ENV_ID|DATA.h5",
                    help="e.g. GanAtari/Breakout-v0, or one dataset file")
     p.add_argument("--out", default="preview.png", help="PNG to write (default: preview.png)")
-    p.add_argument("--snapshots", type=_positive_int, default=4, help="frames per env")
-    p.add_argument("--steps", type=_non_negative_int, default=25,
-                   help="random steps between snapshots")
-    p.add_argument("--per-env", type=_positive_int, default=16,
-                   help="dataset frames per environment (default 16)")
+    p.add_argument("--snapshots", type=_positive_int,
+                   help="ENV_ID: frames per env (default 4, at most 64)")
+    p.add_argument("--steps", type=_non_negative_int,
+                   help="ENV_ID: random steps between snapshots (default 25, at most 10,000)")
+    p.add_argument("--per-env", type=_positive_int,
+                   help="DATA.h5: frames per environment (default 16, at most 1,024)")
     p.add_argument("--seed", type=_seed, default=0)
     p.set_defaults(func=_cmd_preview)
 

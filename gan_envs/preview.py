@@ -32,6 +32,9 @@ MAX_HEIGHT = 1024
 """Tallest snapshot :func:`env_preview` draws."""
 MAX_PER_ENV = 1024
 """Most frames :func:`dataset_preview` shows per environment."""
+MAX_STEPS_BETWEEN = 10_000
+"""Most random steps :func:`env_preview` plays between snapshots (an Atari game's time limit is
+27,000 steps; ``--steps 100000000000`` played on until it was killed)."""
 
 
 def frame_to_rgb(frame: np.ndarray, space: gym.Space | None = None) -> np.ndarray:
@@ -104,14 +107,15 @@ def env_preview(
 
     Raises:
         UnknownEnvironmentError: an id Gymnasium does not know (with close matches).
-        ValueError: ``snapshots``, ``steps_between``, ``seed`` or ``height`` is not a whole
-            number in its range.
+        ValueError: ``snapshots`` (1-64), ``steps_between`` (0-10,000), ``seed`` or ``height``
+            (8-1024) is not a whole number in its range.
     """
     env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)
     if not env_ids:
         raise ValueError("env_preview needs at least one environment id")
     snapshots = whole_number(snapshots, "env_preview's snapshots", low=1, high=MAX_SNAPSHOTS)
-    steps_between = whole_number(steps_between, "env_preview's steps_between")
+    steps_between = whole_number(steps_between, "env_preview's steps_between",
+                                 high=MAX_STEPS_BETWEEN)
     seed = whole_number(seed, "env_preview's seed", high=2**63 - 1)
     height = whole_number(height, "env_preview's height", low=8, high=MAX_HEIGHT)
     rows = []

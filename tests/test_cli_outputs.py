@@ -107,6 +107,30 @@ def test_folders_and_datasets_where_env_ids_go_are_named(pong: Path, run: Path,
     assert not (tmp_path / "r").exists()
 
 
+def test_preview_options_of_the_other_kind_and_too_large_are_named(pong: Path, tmp_path: Path,
+                                                                   capsys):
+    """--snapshots/--steps were ignored for a dataset (exit 0), --per-env for env ids; the
+    library's caps were worded as its parameters; --steps 10**11 played on until killed."""
+    out = tmp_path / "p.png"
+    for option in ("--snapshots", "--steps"):
+        err = one_line_error(["preview", str(pong), option, "3", "--out", str(out)], capsys)
+        assert err == (f"gan-envs: {option} is for previews of environment ids; a dataset "
+                       "preview takes --per-env")
+    err = one_line_error(["preview", "GanAtari/Pong-v0", "--per-env", "3", "--out", str(out)],
+                         capsys)
+    assert err == ("gan-envs: --per-env is for previews of a dataset (DATA.h5); an environment "
+                   "preview takes --snapshots and --steps")
+    for source, option, value, high in [(str(pong), "--per-env", "2000", "1,024"),
+                                        ("GanAtari/Pong-v0", "--snapshots", "65", "64"),
+                                        ("GanAtari/Pong-v0", "--steps", "100000000000",
+                                         "10,000")]:
+        err = one_line_error(["preview", source, option, value, "--out", str(out)], capsys)
+        assert err == f"gan-envs: {option} must be at most {high}, got {int(value):,}"
+    assert not out.exists()
+    assert main(["preview", str(pong), "--per-env", "2", "--out", str(out)]) == 0
+    assert out.is_file()
+
+
 def test_verify_of_a_folder_is_a_usage_error(run: Path, capsys):
     err = one_line_error(["verify", str(run)], capsys)
     assert err.endswith("is a folder; pass the path of a rollout .h5 file")

@@ -24,7 +24,9 @@ def test_one_env_id_as_a_string_is_one_row():
 @pytest.mark.parametrize(("keyword", "value", "message"), [
     ("snapshots", 0, "env_preview's snapshots must be in [1, 64], got 0"),
     ("snapshots", 2.5, "env_preview's snapshots must be a whole number, got 2.5"),
-    ("steps_between", -1, "env_preview's steps_between must be >= 0, got -1"),
+    ("steps_between", -1, "env_preview's steps_between must be in [0, 10000], got -1"),
+    ("steps_between", 10**11, "env_preview's steps_between must be in [0, 10000], got "
+                              "100000000000"),
     ("height", 0, "env_preview's height must be in [8, 1024], got 0"),
     ("height", 10**6, "env_preview's height must be in [8, 1024], got 1000000"),
     ("seed", -1, "env_preview's seed must be in [0, 9223372036854775807], got -1"),
