@@ -568,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=float, metavar="F",
                    help="let both learning rates fall linearly to 0 over the last fraction F of "
                         "the iterations (0: constant; default: the recipe's)")
-    p.add_argument("--env-shares", type=float, nargs="+", metavar="S",
+    p.add_argument("--env-shares", type=_share, nargs="+", metavar="S",
                    help="each env's share of the training batches, in the dataset's env order "
                         "(e.g. 1 2 1; normalised); samples keep the data's mix (default: the "
                         "data's proportions)")
@@ -739,6 +739,14 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
+
+
+def _share(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes one number per env, separated by spaces "
+                                         f"(e.g. --env-shares 1 2 1), got {text!r}") from None
 
 
 def _non_negative_int(text: str) -> int:

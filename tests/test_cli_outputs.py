@@ -152,6 +152,10 @@ def test_option_types_say_what_they_take(capsys):
     with pytest.raises(SystemExit):
         main(["collect", "CartPole-v1", "--out", "x.h5", "--steps", "10", "--seed", "x"])
     assert "a seed is a whole number in [0, 2**63), got 'x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # was "invalid float value: '1,2'"
+        main(["train", "gan", "d.h5", "--out", "r", "--env-shares", "1,2"])
+    assert ("argument --env-shares: takes one number per env, separated by spaces (e.g. "
+            "--env-shares 1 2 1), got '1,2'") in capsys.readouterr().err
 
 
 def _with_file_size_limit(code: str, limit: int) -> subprocess.CompletedProcess:

@@ -327,16 +327,17 @@ class GanConfig:
         for name in ("iterations", "batch_size", "latent_dim", "width", "sample_every",
                      "checkpoint_every", "log_every", "n_samples"):
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
-            setattr(self, name, whole_number(getattr(self, name), name, low=minimum,
-                                             error=ValueError))
-        self.seed = whole_number(self.seed, "seed", high=2**63 - 1, error=ValueError)
+            maximum = {"batch_size": MAX_BATCH_SIZE}.get(name)
+            setattr(self, name, whole_number(getattr(self, name), _named(name), low=minimum,
+                                             high=maximum, error=ValueError))
+        self.seed = whole_number(self.seed, _named("seed"), high=2**63 - 1, error=ValueError)
         if self.d_width is not None:
-            self.d_width = whole_number(self.d_width, "d_width (None: the same as width)",
-                                        low=2, error=ValueError)
+            self.d_width = whole_number(self.d_width, "d_width (--d-width; None: the same as "
+                                        "width)", low=2, error=ValueError)
         for name in ("lr_d", "lr_g", "video_fps"):  # (fps: OpenCV hangs on inf)
             value = getattr(self, name)
             if not (is_real(value) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+                raise ValueError(f"{_named(name)} must be a finite number > 0, got {value!r}")
             setattr(self, name, float(value))
         if self.video_fps > MAX_FPS:
             raise ValueError(f"video_fps must be at most {MAX_FPS:g}, got {self.video_fps}")
@@ -349,7 +350,8 @@ class GanConfig:
             raise ValueError(f"d_width must be >= 2 (or None: the same as width), got "
                              f"{self.d_width}")
         if not (self.diversity >= 0.0 and math.isfinite(self.diversity)):
-            raise ValueError(f"diversity must be a finite weight >= 0, got {self.diversity}")
+            raise ValueError(f"{_named('diversity')} must be a finite weight >= 0, got "
+                             f"{self.diversity}")
         if self.diversity and self.batch_size < 2:
             raise ValueError("diversity needs batch_size >= 2 (its latents come in pairs)")
         if self.pack < 1 or self.batch_size % self.pack:
@@ -391,9 +393,10 @@ class GanConfig:
         for name in ("r1", "r2"):
             weight = getattr(self, name)
             if not (weight >= 0.0 and math.isfinite(weight)):
-                raise ValueError(f"{name} must be a finite weight >= 0, got {weight}")
+                raise ValueError(f"{_named(name)} must be a finite weight >= 0, got {weight}")
         if self.mbstd_group == 1 or self.mbstd_group < 0:
-            raise ValueError(f"mbstd_group must be 0 (off) or >= 2, got {self.mbstd_group}")
+            raise ValueError(f"{_named('mbstd_group')} must be 0 (off) or >= 2, got "
+                             f"{self.mbstd_group}")
         packs = self.batch_size // self.pack
         if self.mbstd_group and not (self.conditional or self.modes or resuming) and not any(
                 packs % g == 0 for g in range(2, self.mbstd_group + 1)):
@@ -403,7 +406,7 @@ class GanConfig:
                              "feature would be a constant): pass a batch size whose packs "
                              "split evenly, or mbstd_group=0 (--mbstd-group 0)")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+            raise ValueError(f"{_named('ema_decay')} must lie in [0, 1), got {self.ema_decay}")
         if self.standing_stats < 0 or self.standing_stats == 1:
             raise ValueError(f"standing_stats must be 0 (off) or >= 2 latents, got "
                              f"{self.standing_stats}: pass e.g. 1024 (--standing-stats 1024)")
@@ -721,6 +724,27 @@ def _log_iteration(line: str) -> float:
         return float(json.loads(line)["iteration"])
     except (ValueError, KeyError, TypeError):
         return math.inf
+
+
+MAX_BATCH_SIZE = 4096
+"""Largest ``batch_size``: ``--batch-size 100000`` at width 512 took the machine's 24 GiB for
+one iteration; 4,096 frames of 64x64 need a few GiB."""
+
+#: the ``gan-envs train gan`` option of each GanConfig field a user may type wrong
+_OPTIONS = {"ema_decay": "--ema", **{name: "--" + name.replace("_", "-") for name in (
+    "iterations", "batch_size", "width", "sample_every", "checkpoint_every", "seed", "lr_d",
+    "lr_g", "diversity", "r1", "r2", "mbstd_group")}}
+
+
+def _named(field: str) -> str:
+    """A field as errors name it: with its command-line option where it has one.
+
+    Example:
+        >>> _named("lr_d"), _named("latent_dim")
+        ('lr_d (--lr-d)', 'latent_dim')
+    """
+    option = _OPTIONS.get(field)
+    return field if option is None else f"{field} ({option})"
 
 
 MAX_TEMPLATES = 16

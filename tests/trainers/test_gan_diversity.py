@@ -88,7 +88,7 @@ def test_diversity_changes_the_generator_update(tmp_path, tiny):
 
 
 def test_bad_diversity_settings_are_refused():
-    with pytest.raises(ValueError, match="diversity must be a finite weight"):
+    with pytest.raises(ValueError, match=r"diversity \(--diversity\) must be a finite weight"):
         GanConfig(diversity=-1.0).resolved((3, 32, 32))
     with pytest.raises(ValueError, match="batch_size >= 2"):
         GanConfig(diversity=1.0, batch_size=1).resolved((3, 32, 32))

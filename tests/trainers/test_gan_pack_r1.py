@@ -164,10 +164,10 @@ def test_r1_and_r2_together_add_up(tmp_path, atari32, tiny):
 @pytest.mark.parametrize("bad, message", [
     (dict(pack=3), "pack must be >= 1 and divide batch_size"),
     (dict(pack=0), "pack must be >= 1"),
-    (dict(r1=-1.0), "r1 must be a finite weight"),
-    (dict(r1=float("nan")), "r1 must be a finite weight"),
-    (dict(r2=-0.5), "r2 must be a finite weight"),
-    (dict(r2=float("inf")), "r2 must be a finite weight"),
+    (dict(r1=-1.0), r"r1 \(--r1\) must be a finite weight"),
+    (dict(r1=float("nan")), r"r1 \(--r1\) must be a finite weight"),
+    (dict(r2=-0.5), r"r2 \(--r2\) must be a finite weight"),
+    (dict(r2=float("inf")), r"r2 \(--r2\) must be a finite weight"),
 ])
 def test_bad_pack_and_r1_are_one_line(tiny, bad, message):
     with pytest.raises(ValueError, match=message) as excinfo:

@@ -24,16 +24,19 @@ IMAGES = (3, 32, 32)
     ({"video_fps": math.inf}, "video_fps must be a finite number > 0"),  # OpenCV hung on it
     ({"video_fps": 0}, "video_fps must be a finite number > 0"),
     ({"video_fps": 5000.0}, "video_fps must be at most 1000"),
-    ({"iterations": 1e4}, "iterations must be a whole number"),
-    ({"batch_size": 4.0}, "batch_size must be a whole number"),
-    ({"seed": -1}, r"seed must be in \[0, "),
-    ({"lr_d": -1e-4}, "lr_d must be a finite number > 0"),
-    ({"lr_g": math.nan}, "lr_g must be a finite number > 0"),
+    ({"iterations": 1e4}, r"iterations \(--iterations\) must be a whole number"),
+    ({"batch_size": 4.0}, r"batch_size \(--batch-size\) must be a whole number"),
+    ({"seed": -1}, r"seed \(--seed\) must be in \[0, "),
+    ({"lr_d": -1e-4}, r"lr_d \(--lr-d\) must be a finite number > 0"),
+    ({"lr_g": math.nan}, r"lr_g \(--lr-g\) must be a finite number > 0"),
     ({"betas": (1.0, 0.9)}, r"betas must each lie in \[0, 1\)"),
     ({"betas": (0.5,)}, "betas must be a pair"),
     ({"betas": (0.5, 0.9, 0.1)}, "betas must be a pair"),
     ({"d_relu_slope": -0.2}, r"d_relu_slope must lie in \[0, 1\)"),
     ({"d_relu_slope": math.nan}, r"d_relu_slope must lie in \[0, 1\)"),
+    ({"batch_size": 100_000}, r"batch_size \(--batch-size\) must be in \[1, 4096\], got "
+                              "100000"),  # it took the machine's 24 GiB for one iteration
+    ({"ema_decay": 1.5}, r"ema_decay \(--ema\) must lie in \[0, 1\)"),
 ])
 def test_gan_config_fields(fields, match):
     with pytest.raises(ValueError, match=match) as err:
