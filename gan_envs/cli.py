@@ -289,23 +289,29 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     check_png_path(args.out)
     _check_run_dir(args.run_dir)
+    _check_sample_options(args)
+    seed = 0 if args.seed is None else args.seed
+    steps = 8 if args.sweep_steps is None else args.sweep_steps
 
     if args.sweep is not None:
-        images = sampling.sweep(args.run_dir, args.sweep, args.sweep_from, args.sweep_to,
-                                args.sweep_steps, seed=args.seed, env=args.env, ema=args.ema)
+        images = sampling.sweep(args.run_dir, args.sweep,
+                                -3.0 if args.sweep_from is None else args.sweep_from,
+                                3.0 if args.sweep_to is None else args.sweep_to,
+                                steps, seed=seed, env=args.env, ema=args.ema)
         nrow = len(images)
     elif args.interpolate is not None:
-        images = sampling.interpolate(args.run_dir, *args.interpolate, steps=args.sweep_steps,
+        images = sampling.interpolate(args.run_dir, *args.interpolate, steps=steps,
                                       env=args.env, ema=args.ema)
         nrow = len(images)
     else:
-        if args.n > sampling.MAX_SAMPLES:
-            raise CommandError(f"--n {args.n} is more than one grid holds (at most "
+        n = 64 if args.n is None else args.n
+        if n > sampling.MAX_SAMPLES:
+            raise CommandError(f"--n {n} is more than one grid holds (at most "
                                f"{sampling.MAX_SAMPLES}); for more frames call "
                                "gan_envs.trainers.sampling.sample in batches")
-        latent = args.latent
-        images = sampling.sample(args.run_dir, n=args.n, seed=args.seed, latent=latent,
-                                 set_dims=_parse_set(args.set), env=args.env, ema=args.ema)
+        images = sampling.sample(args.run_dir, n=n, seed=seed, latent=args.latent or "normal",
+                                 set_dims=_parse_set(args.set or []), env=args.env,
+                                 ema=args.ema)
         nrow = 8
     if images.ndim != 4:
         raise CommandError(f"{args.run_dir} generates vectors {images.shape[1:]}, not images; "
@@ -314,6 +320,33 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     path = save_png(args.out, grid)
     print(f"wrote {path} ({len(images)} images)")
     return 0
+
+
+#: the options each kind of ``sample`` output reads (the others were ignored, exit 0)
+_SAMPLE_OPTIONS = {
+    "a grid": {"--n": "n", "--seed": "seed", "--latent": "latent", "--set": "set"},
+    "a --sweep strip": {"--seed": "seed", "--from": "sweep_from", "--to": "sweep_to",
+                        "--steps": "sweep_steps"},
+    "an --interpolate strip": {"--steps": "sweep_steps"},
+}
+
+
+def _check_sample_options(args: argparse.Namespace) -> None:
+    """Refuse options the chosen output does not read (``--steps`` for a grid, ``--n`` for a
+    sweep, ...) instead of ignoring them."""
+    if args.sweep is not None and args.interpolate is not None:
+        raise CommandError("--sweep and --interpolate each make a strip; give one of them")
+    kind = ("a --sweep strip" if args.sweep is not None else
+            "an --interpolate strip" if args.interpolate is not None else "a grid")
+    reads = _SAMPLE_OPTIONS[kind]
+    every = {option: dest for options in _SAMPLE_OPTIONS.values()
+             for option, dest in options.items()}
+    for option, dest in every.items():
+        if getattr(args, dest) is not None and option not in reads:
+            takes = ", ".join(reads)
+            other = " or ".join(k for k, options in _SAMPLE_OPTIONS.items() if option in options)
+            raise CommandError(f"{option} does not apply to {kind} (it reads {takes}); drop "
+                               f"{option}, or make {other}")
 
 
 def _check_run_dir(run_dir: str) -> None:
@@ -663,15 +696,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", default="samples.png")
-    p.add_argument("--n", type=_positive_int, default=64)
-    p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--latent", choices=["normal", "zeros", "ones"], default="normal")
-    p.add_argument("--set", nargs="+", default=[], metavar="DIM=VALUE")
-    p.add_argument("--sweep", type=int, metavar="DIM")
-    p.add_argument("--from", dest="sweep_from", type=_finite_float, default=-3.0)
-    p.add_argument("--to", dest="sweep_to", type=_finite_float, default=3.0)
-    p.add_argument("--steps", dest="sweep_steps", type=_positive_int, default=8)
-    p.add_argument("--interpolate", nargs=2, type=_seed, metavar=("SEED_A", "SEED_B"))
+    p.add_argument("--n", type=_positive_int, help="grid: samples (default 64, at most 4,096)")
+    p.add_argument("--seed", type=_seed, help="grid or --sweep: latents' seed (default 0)")
+    p.add_argument("--latent", choices=["normal", "zeros", "ones"],
+                   help="grid: the latents (default normal)")
+    p.add_argument("--set", nargs="+", metavar="DIM=VALUE",
+                   help="grid: fix latent dimensions")
+    p.add_argument("--sweep", type=int, metavar="DIM",
+                   help="a strip sweeping latent dimension DIM")
+    p.add_argument("--from", dest="sweep_from", type=_finite_float,
+                   help="--sweep: first value (default -3)")
+    p.add_argument("--to", dest="sweep_to", type=_finite_float,
+                   help="--sweep: last value (default 3)")
+    p.add_argument("--steps", dest="sweep_steps", type=_positive_int,
+                   help="--sweep or --interpolate: frames in the strip (default 8)")
+    p.add_argument("--interpolate", nargs=2, type=_seed, metavar=("SEED_A", "SEED_B"),
+                   help="a strip from SEED_A's latent to SEED_B's")
     p.add_argument("--upscale", type=_positive_int, default=2)
     p.add_argument("--env", metavar="ENV_ID",
                    help="conditional runs: draw this env only (an env id or a unique part of one)")

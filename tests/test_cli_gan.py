@@ -52,10 +52,11 @@ def test_train_sample_evaluate(dataset: Path, tmp_path: Path, capsys):
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["iteration"] == 6
 
-    for extra in ([], ["--latent", "zeros"], ["--set", "0=2.5", "3=-1"], ["--sweep", "5"],
+    for extra in (["--n", "4"], ["--n", "4", "--latent", "zeros"],
+                  ["--n", "4", "--set", "0=2.5", "3=-1"], ["--sweep", "5"],
                   ["--interpolate", "1", "2", "--steps", "5"]):
         out = tmp_path / f"s{len(extra)}.png"
-        assert main(["sample", str(run), "--out", str(out), "--n", "4", *extra]) == 0
+        assert main(["sample", str(run), "--out", str(out), *extra]) == 0
         image = cv2.imread(str(out))
         assert image is not None and image.shape[2] == 3
 

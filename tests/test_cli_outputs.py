@@ -131,6 +131,40 @@ def test_preview_options_of_the_other_kind_and_too_large_are_named(pong: Path, t
     assert out.is_file()
 
 
+def test_sample_options_the_output_does_not_read_are_refused(run: Path, tmp_path: Path,
+                                                             capsys):
+    """--steps for a grid, --n for a sweep, --seed for an interpolation were ignored (exit 0),
+    and --sweep beside --interpolate silently lost the interpolation."""
+    out = tmp_path / "s.png"
+    cases = [
+        ([], "--steps", ["--steps", "4"],
+         "--steps does not apply to a grid (it reads --n, --seed, --latent, --set); drop "
+         "--steps, or make a --sweep strip or an --interpolate strip"),
+        ([], "--from", ["--from", "-1"],
+         "--from does not apply to a grid (it reads --n, --seed, --latent, --set); drop --from, "
+         "or make a --sweep strip"),
+        (["--sweep", "0"], "--n", ["--n", "10"],
+         "--n does not apply to a --sweep strip (it reads --seed, --from, --to, --steps); drop "
+         "--n, or make a grid"),
+        (["--interpolate", "1", "2"], "--seed", ["--seed", "3"],
+         "--seed does not apply to an --interpolate strip (it reads --steps); drop --seed, or "
+         "make a grid or a --sweep strip"),
+        (["--interpolate", "1", "2"], "--latent", ["--latent", "zeros"],
+         "--latent does not apply to an --interpolate strip (it reads --steps); drop --latent, "
+         "or make a grid"),
+        (["--sweep", "0"], "--interpolate", ["--interpolate", "1", "2"],
+         "--sweep and --interpolate each make a strip; give one of them"),
+    ]
+    for kind, _, extra, message in cases:
+        err = one_line_error(["sample", str(run), "--out", str(out), *kind, *extra], capsys)
+        assert err == f"gan-envs: {message}"
+    assert not out.exists()
+    assert main(["sample", str(run), "--out", str(out), "--sweep", "0", "--seed", "5", "--from",
+                 "1", "--to", "2", "--steps", "4"]) == 0
+    assert main(["sample", str(run), "--out", str(out), "--latent", "zeros", "--seed", "3",
+                 "--set", "0=1", "--n", "8"]) == 0
+
+
 def test_verify_of_a_folder_is_a_usage_error(run: Path, capsys):
     err = one_line_error(["verify", str(run)], capsys)
     assert err.endswith("is a folder; pass the path of a rollout .h5 file")
