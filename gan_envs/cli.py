@@ -175,6 +175,12 @@ def _frame_source(args: argparse.Namespace):
             if _is_dataset_path(text):
                 raise CommandError(f"{text} is a dataset file, not an environment id; drop "
                                    "--source env to train on it")
+        if args.in_memory:
+            raise CommandError("--in-memory loads a dataset into RAM, and live environments "
+                               "(--source env) have none; drop --in-memory")
+        if args.env:
+            raise CommandError("--env picks games of a dataset; with --source env the "
+                               "environment ids themselves are the games: drop --env")
         return EnvFrameSource([resolve_env_id(e) for e in args.inputs],
                               size=64 if args.size is None else args.size, seed=args.seed)
     if args.size is not None:
@@ -517,7 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--policy", default="random",
                    help="random (default) or MODULE:CALLABLE, see docs/collect.md")
-    p.add_argument("--size", type=_positive_int, default=64, help="frame size (default 64)")
+    p.add_argument("--size", type=_positive_int,
+                   help="GanAtari ids: frame size (default 64)")
     p.add_argument("--compression", choices=["gzip", "lzf", "none"], default=None,
                    help="lossless codec (default: gzip, see docs/dataset-format.md)")
     mode = p.add_mutually_exclusive_group()
@@ -567,10 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, default=512, help="widest layer (default 512)")
     p.add_argument("--d-width", type=_positive_int,
                    help="the discriminator's widest layer (default: --width)")
-    p.add_argument("--env", nargs="+", help="train on frames of these env ids only")
+    p.add_argument("--env", nargs="+", help="DATA.h5: train on frames of these env ids only")
     p.add_argument("--size", type=_positive_int,
                    help="frame size for --source env (default 64)")
-    p.add_argument("--in-memory", action="store_true", help="load the dataset into RAM")
+    p.add_argument("--in-memory", action="store_true", help="DATA.h5: load it into RAM")
     p.add_argument("--sample-every", type=_positive_int, default=500)
     p.add_argument("--checkpoint-every", type=_positive_int, default=1000)
     p.add_argument("--channels-last", action="store_true")

@@ -85,8 +85,9 @@ class CollectConfig:
     policy: str | Callable[..., Any] = "random"
     """``"random"``, ``"module:callable"``, or a policy or factory itself (see
     :mod:`gan_envs.policies`)."""
-    size: int | Sequence[int] = 64
-    """Frame size for GanAtari ids."""
+    size: int | Sequence[int] | None = None
+    """Frame size for GanAtari ids (None: 64); refused when no id is a GanAtari one (other envs'
+    frames are stored as they come)."""
     compression: str | None = None
     """Dataset codec (``None``: the format's default)."""
     resume: bool = False
@@ -137,6 +138,13 @@ class CollectConfig:
         if len(set(self.env_ids)) != len(self.env_ids):
             raise CollectError(f"environment ids repeat: {list(self.env_ids)}; give each once "
                                "(--num-envs sets the copies of each)")
+        if self.size is None:
+            self.size = 64
+        elif not any(gym.spec(e).namespace == NAMESPACE for e in self.env_ids):
+            raise CollectError(f"--size resizes {NAMESPACE} frames, and none of "
+                               f"{', '.join(self.env_ids)} is a {NAMESPACE} id (their "
+                               f"observations are stored as they come); drop --size, or "
+                               f"collect {NAMESPACE}/<Game>-v0")
         try:
             normalize_size(self.size, "collect", max_side=MAX_SIZE)
         except ValueError as err:

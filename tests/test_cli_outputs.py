@@ -165,6 +165,19 @@ def test_sample_options_the_output_does_not_read_are_refused(run: Path, tmp_path
                  "--set", "0=1", "--n", "8"]) == 0
 
 
+def test_dataset_options_with_live_environments_are_refused(tmp_path: Path, capsys):
+    """--in-memory and --env were ignored with --source env (exit 0)."""
+    base = ["train", "gan", "--source", "env", "GanAtari/Pong-v0", "--out", str(tmp_path / "r"),
+            "--iterations", "1"]
+    err = one_line_error([*base, "--in-memory"], capsys)
+    assert err == ("gan-envs: --in-memory loads a dataset into RAM, and live environments "
+                   "(--source env) have none; drop --in-memory")
+    err = one_line_error([*base, "--env", "GanAtari/Pong-v0"], capsys)
+    assert err == ("gan-envs: --env picks games of a dataset; with --source env the environment "
+                   "ids themselves are the games: drop --env")
+    assert not (tmp_path / "r").exists()
+
+
 def test_verify_of_a_folder_is_a_usage_error(run: Path, capsys):
     err = one_line_error(["verify", str(run)], capsys)
     assert err.endswith("is a folder; pass the path of a rollout .h5 file")

@@ -466,3 +466,13 @@ def test_writer_value_errors_name_the_array():
                 copy = pickle.loads(pickle.dumps(caught.value))
                 assert (copy.array, str(copy)) == (array, str(caught.value))
             assert writer.num_episodes == 0
+
+
+def test_a_size_for_envs_that_are_not_gan_atari_is_refused(tmp_path: Path):
+    """--size with CartPole was ignored (exit 0): only GanAtari ids are resized."""
+    with pytest.raises(CollectError, match=r"^--size resizes GanAtari frames, and none of "
+                       r"CartPole-v1 is a GanAtari id .*; drop --size, or collect "
+                       r"GanAtari/<Game>-v0$"):
+        CollectConfig(["CartPole-v1"], tmp_path / "c.h5", steps=10, size=32)
+    assert CollectConfig(["CartPole-v1"], tmp_path / "c.h5", steps=10).size == 64
+    assert CollectConfig(["GanAtari/Pong-v0"], tmp_path / "p.h5", steps=10, size=32).size == 32
