@@ -280,7 +280,8 @@ class EnvFrameSource:
     (mean <= 0.01 on the 0-255 scale, the tutorial's filter); episodes reset when they end.
 
     Args:
-        env_ids: Gymnasium ids, e.g. ``["ALE/Breakout-v5", "ALE/AirRaid-v5", "ALE/Pong-v5"]``.
+        env_ids: Gymnasium ids, e.g. ``["ALE/Breakout-v5", "ALE/AirRaid-v5", "ALE/Pong-v5"]``
+            (one id may be given as a string).
         size: side of the square frames.
         seed: seeds the environments' resets (actions and env choice come from ``rng``).
         make_kwargs: extra keyword arguments for every ``gym.make`` call.
@@ -298,34 +299,47 @@ class EnvFrameSource:
 
     def __init__(
         self,
-        env_ids: Sequence[str],
+        env_ids: str | Sequence[str],
         size: int = 64,
         seed: int = 0,
         make_kwargs: dict[str, Any] | None = None,
     ) -> None:
         import gymnasium as gym
 
-        if isinstance(env_ids, str) or len(env_ids) == 0:
-            raise ValueError(f"EnvFrameSource needs a list of env ids, got {env_ids!r}")
-        if env_ids and any(e.startswith("ALE/") for e in env_ids):
+        from gan_envs.registration import resolve_env_id
+
+        env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)  # one id, not letters
+        if not env_ids or not all(isinstance(e, str) for e in env_ids):
+            raise ValueError(f"EnvFrameSource needs env ids such as 'GanAtari/Pong-v0', got "
+                             f"{env_ids!r:.80}")
+        if any(e.startswith("ALE/") for e in env_ids):
             import ale_py
 
             gym.register_envs(ale_py)
-        self.env_ids: list[str] = list(env_ids)
-        self.size = int(size)
+        for env_id in env_ids:
+            resolve_env_id(env_id)  # unknown: one line with the closest known ids
+        self.env_ids: list[str] = env_ids
+        self.size = whole_number(size, "EnvFrameSource's size", low=1, high=1024,
+                                 error=ValueError)
+        seed = whole_number(seed, "EnvFrameSource's seed", high=2**63 - 1 - len(env_ids),
+                            error=ValueError)
         self.envs = []
-        for env_id in self.env_ids:
-            kwargs = dict(make_kwargs or {})
-            if env_id.split(":")[-1].startswith("GanAtari/"):  # uint8 frames, no float scaling
-                kwargs = {"size": self.size, "scale": None, "flicker": "flag", **kwargs}
-            try:
-                env = gym.make(env_id, **kwargs)
-            except gym.error.Error as exc:
-                raise ValueError(f"EnvFrameSource: cannot make {env_id!r}: {exc}") from None
-            obs, _ = env.reset(seed=seed + len(self.envs))
-            env.action_space.seed(seed + len(self.envs))
-            self.envs.append(env)
-            shape = self._process(obs).shape
+        try:
+            for env_id in self.env_ids:
+                kwargs = dict(make_kwargs or {})
+                if env_id.split(":")[-1].startswith("GanAtari/"):  # uint8 frames, no scaling
+                    kwargs = {"size": self.size, "scale": None, "flicker": "flag", **kwargs}
+                try:
+                    env = gym.make(env_id, **kwargs)
+                except gym.error.Error as exc:
+                    raise ValueError(f"EnvFrameSource: cannot make {env_id!r}: {exc}") from None
+                self.envs.append(env)
+                obs, _ = env.reset(seed=seed + len(self.envs) - 1)
+                env.action_space.seed(seed + len(self.envs) - 1)
+                shape = self._process(obs).shape
+        except BaseException:
+            self.close()  # the envs made so far (emulators) are not left running
+            raise
         self.frame_shape: tuple[int, ...] = tuple(int(s) for s in shape)
 
     def _process(self, obs: np.ndarray) -> np.ndarray:

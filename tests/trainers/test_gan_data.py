@@ -38,8 +38,24 @@ def test_env_source_is_seeded_and_skips_blank_frames(atari32):
 
 
 def test_env_source_names_a_bad_env():
-    with pytest.raises(ValueError, match="Breakot"):
+    with pytest.raises(ValueError, match=r"unknown environment 'ALE/Breakot-v5'; did you mean "
+                       r"ALE/Breakout-v5"):  # was Gymnasium's text, without the close ids
         EnvFrameSource(["ALE/Breakot-v5"])
+
+
+def test_env_source_takes_one_id_as_a_string_and_checks_size_and_seed():
+    """A string was refused ("needs a list"), unlike collect and preview; size 0 was the
+    GanAtari wrapper's message, and for other ids OpenCV's."""
+    one = EnvFrameSource("GanAtari/Pong-v0", size=16)
+    assert one.env_ids == ["GanAtari/Pong-v0"] and one.frame_shape == (3, 16, 16)
+    one.close()
+    for keyword, value, message in [("size", 0, r"EnvFrameSource's size must be in \[1, 1024\]"),
+                                    ("size", 2.5, "EnvFrameSource's size must be a whole"),
+                                    ("seed", -1, "EnvFrameSource's seed must be in")]:
+        with pytest.raises(ValueError, match=message):
+            EnvFrameSource(["ALE/Pong-v5"], **{keyword: value})
+    with pytest.raises(ValueError, match="env ids such as 'GanAtari/Pong-v0'"):
+        EnvFrameSource([])
 
 
 def test_a_dataset_without_episodes_says_so(tmp_path):
