@@ -375,11 +375,24 @@ def _check_new_run_dir(out: str) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gan_envs.outputs import check_output_file, write_bytes_atomically
     from gan_envs.trainers.data import DatasetFrameSource
-    from gan_envs.trainers.metrics import draws_table, evaluate, evaluate_draws, report_table
+    from gan_envs.trainers.metrics import (
+        MAX_DRAWS,
+        MAX_EVAL_FRAMES,
+        draws_table,
+        evaluate,
+        evaluate_draws,
+        report_table,
+    )
 
     _check_run_dir(args.run_dir)
     if args.json:  # before the evaluation, and never over the dataset
         check_output_file(args.json, ".json", "reports")
+    if not 10 <= args.n <= MAX_EVAL_FRAMES:
+        raise CommandError(f"--n (frames per set) must be in [10, {MAX_EVAL_FRAMES:,}], got "
+                           f"{args.n:,}")
+    if args.draws > MAX_DRAWS:
+        raise CommandError(f"--draws must be at most {MAX_DRAWS} (a draw takes ~12 s at --n "
+                           f"1000), got {args.draws:,}")
     source = DatasetFrameSource(args.data)
     options = dict(n=args.n, ema=args.ema, classifier_steps=args.classifier_steps,
                    progress=lambda stage: print(f"  {stage}", file=sys.stderr))

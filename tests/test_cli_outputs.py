@@ -178,6 +178,15 @@ def test_dataset_options_with_live_environments_are_refused(tmp_path: Path, caps
     assert not (tmp_path / "r").exists()
 
 
+def test_evaluate_sizes_are_named_as_options(pong: Path, run: Path, capsys):
+    """--n 5 said "evaluate's n (frames per set)"; --draws 1000 would have run for hours."""
+    for extra, message in [(["--n", "5"], "--n (frames per set) must be in [10, 16,384], got 5"),
+                           (["--draws", "101"], "--draws must be at most 100 (a draw takes "
+                                                "~12 s at --n 1000), got 101")]:
+        err = one_line_error(["evaluate", str(run), str(pong), *extra], capsys)
+        assert err == f"gan-envs: {message}"
+
+
 def test_verify_of_a_folder_is_a_usage_error(run: Path, capsys):
     err = one_line_error(["verify", str(run)], capsys)
     assert err.endswith("is a folder; pass the path of a rollout .h5 file")

@@ -460,6 +460,10 @@ class EvaluationSets:
     ema: bool
 
 
+MAX_DRAWS = 100
+"""Most draws ``gan-envs evaluate --draws`` makes (one takes ~12 s at ``n = 1,000``, so 100 are
+~20 minutes; ``--draws 1000`` would have run for hours)."""
+
 MAX_EVAL_FRAMES = 16384
 """Largest ``n`` :func:`evaluate` draws per set (four sets of 64x64 frames and their float
 copies take several GiB beyond it; ``n=100000`` ran out of memory in torch)."""
