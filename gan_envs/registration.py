@@ -24,12 +24,15 @@ Example:
 from __future__ import annotations
 
 import difflib
+import inspect
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from gan_envs._numbers import whole_number
 from gan_envs.wrappers import (
     FLICKER_MODES,
     AsyncObservations,
@@ -167,6 +170,123 @@ def _check_stack_options(size: Any, scale: Any, flicker: Any, obs_type: str,
     return size_hw, scale
 
 
+#: The GanAtari keywords of the frame stack (the rest go to ale-py).
+_STACK_KEYWORDS = ("size", "scale", "flicker", "flicker_threshold", "flicker_max_skip", "obs_type")
+#: Keywords only ``gym.make_vec`` takes.
+_VECTOR_KEYWORDS = ("num_envs", "num_threads", "max_episode_steps", "autoreset_mode")
+#: ale-py's vector env keeps seeds and frame limits in a C ``int``.
+_MAX_C_INT = 2**31 - 1
+
+
+def _atari_parameters() -> dict[str, inspect.Parameter]:
+    """The keywords ``ale_py.env.AtariEnv`` takes, less those GanAtari sets itself."""
+    from ale_py.env import AtariEnv
+
+    return {k: v for k, v in inspect.signature(AtariEnv).parameters.items()
+            if k not in ("game", "obs_type")}
+
+
+def _ale_keywords() -> list[str]:
+    return list(_atari_parameters())
+
+
+def _is_real(value: Any) -> bool:
+    return (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
+
+
+def _check_ale_options(options: dict[str, Any], *, vector: bool) -> dict[str, Any]:
+    """ALE keywords checked and normalised before an emulator starts (ale-py accepts a
+    ``repeat_action_probability`` of 1.5, reads ``full_action_space="no"`` as True, refuses
+    the list JSON makes of a ``frameskip`` pair, and its vector env raises multi-line binding
+    errors); a one-line error naming the keyword otherwise."""
+    allowed = _ale_keywords() + list(_VECTOR_KEYWORDS if vector else ())
+    for name in options:
+        if name not in allowed:
+            known = list(_STACK_KEYWORDS) + allowed
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            hint = (f"did you mean {close[0]}?" if close
+                    else f"it takes {', '.join(sorted(known))}")
+            raise TypeError(f"GanAtari got an unknown keyword argument {name!r}; {hint}")
+    out = dict(options)
+    if "frameskip" in out:
+        skip = out["frameskip"]
+        try:
+            if isinstance(skip, (tuple, list)) and len(skip) == 2:
+                low, high = (whole_number(v, "frameskip", low=1) for v in skip)
+                if low >= high:
+                    raise ValueError
+                out["frameskip"] = (low, high)
+            else:
+                out["frameskip"] = whole_number(skip, "frameskip", low=1)
+        except ValueError:
+            raise ValueError(f"GanAtari frameskip must be a whole number >= 1 or a (low, high) "
+                             f"pair with 1 <= low < high, got {skip!r}") from None
+    if "repeat_action_probability" in out:
+        p = out["repeat_action_probability"]
+        if not (_is_real(p) and 0.0 <= float(p) <= 1.0):
+            raise ValueError(f"GanAtari repeat_action_probability must be a number in [0, 1], "
+                             f"got {p!r}")
+        out["repeat_action_probability"] = float(p)
+    for name in ("full_action_space", "continuous", "sound_obs"):
+        if name in out:
+            if not isinstance(out[name], (bool, np.bool_)):
+                raise TypeError(f"GanAtari {name} must be True or False, got {out[name]!r}")
+            out[name] = bool(out[name])
+    if out.get("sound_obs"):
+        raise ValueError("GanAtari sound_obs=True makes Dict observations (image and sound), "
+                         "which the frame wrappers cannot take; use ALE/<Game>-v5 for sound")
+    if "continuous_action_threshold" in out:
+        t = out["continuous_action_threshold"]
+        if not (_is_real(t) and math.isfinite(float(t))):
+            raise ValueError(f"GanAtari continuous_action_threshold must be a finite number, "
+                             f"got {t!r}")
+    for name in ("max_num_frames_per_episode", "max_episode_steps"):
+        if out.get(name) is not None:
+            out[name] = whole_number(out[name], f"GanAtari {name} (None for no limit)", low=1)
+    for name in ("mode", "difficulty"):
+        if out.get(name) is not None:
+            out[name] = whole_number(out[name], f"GanAtari {name}")
+    if out.get("render_mode") not in (None, "rgb_array", "human"):
+        raise ValueError(f"GanAtari render_mode must be None, 'rgb_array' or 'human', got "
+                         f"{out['render_mode']!r}")
+    if "num_threads" in out:
+        out["num_threads"] = whole_number(out["num_threads"], "GanAtari num_threads "
+                                          "(0 for one per core)")
+    if "autoreset_mode" in out:
+        try:
+            out["autoreset_mode"] = gym.vector.AutoresetMode(out["autoreset_mode"])
+        except ValueError:
+            modes = ", ".join(repr(m.value) for m in gym.vector.AutoresetMode)
+            raise ValueError(f"GanAtari autoreset_mode must be one of {modes}, got "
+                             f"{out['autoreset_mode']!r}") from None
+    return out
+
+
+def _new_atari_env(game: str, obs_type: str, ale_kwargs: dict[str, Any]) -> gym.Env:
+    """``AtariEnv``; a mode or difficulty the game lacks is named with the ones it has."""
+    from ale_py.env import AtariEnv
+
+    try:
+        return AtariEnv(game=game, obs_type=obs_type, **ale_kwargs)
+    except RuntimeError as error:
+        text = str(error)
+        for name, plural, getter, says in (
+                ("mode", "modes", "getAvailableModes", "Invalid game mode"),
+                ("difficulty", "difficulties", "getAvailableDifficulties", "Invalid difficulty")):
+            if says in text:
+                import ale_py
+                from ale_py import roms
+
+                ale = ale_py.ALEInterface()
+                ale.setLoggerMode(ale_py.LoggerMode.Error)
+                ale.loadROM(roms.get_rom_path(game))
+                values = [int(v) for v in getattr(ale, getter)()]
+                raise ValueError(f"GanAtari {name} {ale_kwargs.get(name)!r} is not one of "
+                                 f"{game}'s {plural}: {values}") from None
+        raise
+
+
 def make_gan_atari(
     game: str,
     *,
@@ -192,11 +312,10 @@ def make_gan_atari(
             ``repeat_action_probability``, ``full_action_space``, ``mode``, ``difficulty``,
             ``max_num_frames_per_episode``, ``render_mode``, ...).
     """
-    from ale_py.env import AtariEnv
-
     size_hw, scale = _check_stack_options(size, scale, flicker, obs_type, flicker_threshold,
                                           flicker_max_skip)
-    env: gym.Env = AtariEnv(game=game, obs_type=obs_type, **ale_kwargs)
+    ale_kwargs = _check_ale_options(ale_kwargs, vector=False)
+    env: gym.Env = _new_atari_env(game, obs_type, ale_kwargs)
     env = ChannelFirst(ResizeFrame(env, size=size if isinstance(size, int) else list(size_hw)))
     if scale is not None:
         env = ScaleFloat(env, low=scale[0], high=scale[1])
@@ -220,11 +339,13 @@ def make_gan_atari_vector(
     flicker_threshold: float = 0.01,
     flicker_max_skip: int = 32,
     obs_type: str = "rgb",
-    frameskip: int = 4,
+    frameskip: int | Sequence[int] = 4,
     repeat_action_probability: float = 0.25,
     full_action_space: bool = False,
-    max_num_frames_per_episode: int = 108000,
+    max_num_frames_per_episode: int | None = 108000,
     num_threads: int = 0,
+    max_episode_steps: int | None = None,
+    autoreset_mode: str | gym.vector.AutoresetMode = gym.vector.AutoresetMode.NEXT_STEP,
     **other_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """Build ``num_envs`` GanAtari environments (the ``vector_entry_point``).
@@ -234,26 +355,43 @@ def make_gan_atari_vector(
     itself. Options it cannot express (``flicker="skip"``, a ``mode``/``difficulty``, a random
     ``frameskip`` range, ``render_mode``, ...) fall back to a ``SyncVectorEnv`` of
     :func:`make_gan_atari` environments with the same observation space.
+    ``max_episode_steps`` truncates as ``gym.make``'s ``TimeLimit`` does, and ``autoreset_mode``
+    is Gymnasium's (both paths).
     """
     size_hw, scale = _check_stack_options(size, scale, flicker, obs_type, flicker_threshold,
                                           flicker_max_skip)
     if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
         raise ValueError(f"GanAtari num_envs must be a whole number >= 1, got {num_envs!r}")
     num_envs = int(num_envs)
+    options = _check_ale_options(
+        dict(frameskip=frameskip, repeat_action_probability=repeat_action_probability,
+             full_action_space=full_action_space,
+             max_num_frames_per_episode=max_num_frames_per_episode, num_threads=num_threads,
+             max_episode_steps=max_episode_steps, autoreset_mode=autoreset_mode,
+             **other_kwargs), vector=True)
+    steps, autoreset = options.pop("max_episode_steps"), options.pop("autoreset_mode")
+    threads = options.pop("num_threads")
     stack = dict(size=size, scale=scale, flicker=flicker, flicker_threshold=flicker_threshold,
                  flicker_max_skip=flicker_max_skip, obs_type=obs_type)
-    fast = (flicker != "skip" and isinstance(frameskip, int)
-            and all(v is None for v in other_kwargs.values()))
+    defaults = {k: v.default for k, v in _atari_parameters().items()}
+    fast = (flicker != "skip" and isinstance(options["frameskip"], int)
+            and autoreset == gym.vector.AutoresetMode.NEXT_STEP  # ale-py refuses the others
+            and all(options[k] == defaults[k] for k in other_kwargs
+                    if k != "continuous_action_threshold"))
     if not fast:
-        ale_kwargs = dict(frameskip=frameskip, repeat_action_probability=repeat_action_probability,
-                          full_action_space=full_action_space,
-                          max_num_frames_per_episode=max_num_frames_per_episode, **other_kwargs)
-        return gym.vector.SyncVectorEnv(
-            [lambda: make_gan_atari(game, **stack, **ale_kwargs) for _ in range(num_envs)]
-        )
+        def make_one() -> gym.Env:
+            env = make_gan_atari(game, **stack, **options)
+            return env if steps is None else gym.wrappers.TimeLimit(env, steps)
+
+        return gym.vector.SyncVectorEnv([make_one for _ in range(num_envs)],
+                                        autoreset_mode=autoreset)
 
     from ale_py.vector_env import AtariVectorEnv
 
+    # ALE counts frames; a step is `frameskip` frames, so N steps end where N * frameskip do
+    frames = [v for v in (options["max_num_frames_per_episode"],
+                          None if steps is None else steps * options["frameskip"])
+              if v is not None]
     envs: gym.vector.VectorEnv = AtariVectorEnv(
         game,
         num_envs,
@@ -261,16 +399,17 @@ def make_gan_atari_vector(
         img_width=size_hw[1],
         grayscale=obs_type == "grayscale",
         stack_num=1,
-        frameskip=frameskip,
+        frameskip=options["frameskip"],
         maxpool=False,
         noop_max=0,
         use_fire_reset=False,
         reward_clipping=False,
         episodic_life=False,
-        repeat_action_probability=repeat_action_probability,
-        full_action_space=full_action_space,
-        max_num_frames_per_episode=max_num_frames_per_episode,
-        num_threads=num_threads,
+        repeat_action_probability=options["repeat_action_probability"],
+        full_action_space=options["full_action_space"],
+        max_num_frames_per_episode=min(frames + [_MAX_C_INT]),  # None: no limit
+        num_threads=threads,
+        autoreset_mode=autoreset,
     )
     envs = _CheckedInputs(envs)
     if obs_type == "rgb":  # (N, 1, H, W, 3): drop the frame-stack axis, then channels first
@@ -292,13 +431,28 @@ class _CheckedInputs(AsyncObservations, gym.vector.VectorWrapper):
         self._n = int(env.single_action_space.n)
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None):
-        if isinstance(seed, (list, tuple, np.ndarray)):
-            seed = np.asarray(seed, dtype=np.int64)
-        elif isinstance(seed, np.integer):
-            seed = int(seed)
         if options and "reset_mask" in options:
             options = {**options, "reset_mask": np.asarray(options["reset_mask"], dtype=bool)}
-        return self.env.reset(seed=seed, options=options)
+        count = (self.num_envs if not options or "reset_mask" not in options
+                 else int(options["reset_mask"].sum()))
+        return self.env.reset(seed=self._seeds(seed, count), options=options)
+
+    def _seeds(self, seed: Any, count: int) -> int | np.ndarray | None:
+        """None, an int (``seed + i`` for the i-th env reset) or one seed (or None) per env
+        reset, as ale-py takes them; it waves negative seeds through and raises a multi-line
+        binding error for a float or a seed past a C int."""
+        if seed is None:
+            return None
+        top = _MAX_C_INT
+        what = "GanAtari vector env: seed (seed + i seeds the i-th env)"
+        if not isinstance(seed, (list, tuple, np.ndarray)):
+            return whole_number(seed, what, high=top - max(count - 1, 0))
+        if len(seed) != count:
+            raise ValueError(f"GanAtari vector env: seed must be an int or one seed per "
+                             f"sub-environment being reset ({count}), got {len(seed)} seeds")
+        what = "GanAtari vector env: each seed (or None)"
+        return np.array([-1 if s is None else whole_number(s, what, high=top) for s in seed],
+                        dtype=np.int64)
 
     def step(self, actions: Any):
         return self.env.step(self._actions(actions))
@@ -315,7 +469,7 @@ class _CheckedInputs(AsyncObservations, gym.vector.VectorWrapper):
                 or (len(arr) and (arr.min() < 0 or arr.max() >= self._n))):
             raise ValueError(f"GanAtari vector env: actions must be {self.num_envs} whole "
                              f"numbers in [0, {self._n}), got {actions!r:.80}")
-        return arr
+        return arr.astype(np.int64, copy=False)  # ale-py asserts int32 or int64
 
 
 class _DropStackAxis(AsyncObservations, gym.vector.VectorObservationWrapper):

@@ -79,6 +79,7 @@ def _frame_space(space: gym.Space, owner: str, *, ranks: tuple[int, ...] = (2, 3
         raise TypeError(f"{owner} requires a Box observation space of frames, got {space}")
     if uint8 and space.dtype != np.uint8:
         raise TypeError(f"{owner} requires uint8 frames, got dtype {space.dtype} ({space})")
+    _check_not_empty(space, owner)
     if len(space.shape) not in ranks:
         wanted = (" or ".join(f"rank {r}" for r in ranks) + " frames ((H, W) or (H, W, C))"
                   if len(ranks) == 2 else f"rank {ranks[0]} to {ranks[-1]} arrays")
@@ -89,6 +90,12 @@ def _frame_space(space: gym.Space, owner: str, *, ranks: tuple[int, ...] = (2, 3
                          f"or stacked frames first: apply it before {before} (ale-py's "
                          "make_vec stacks 4 frames: pass vectorization_mode='sync')")
     return space
+
+
+def _check_not_empty(space: Box, owner: str) -> None:
+    if 0 in space.shape:
+        raise ValueError(f"{owner} requires frames of at least one pixel, got shape {space.shape} "
+                         "(an axis of length 0)")
 
 
 def _uint8_box(shape: tuple[int, ...]) -> Box:
@@ -286,6 +293,7 @@ class _BlankTest:
     def __init__(self, space: gym.Space, threshold: float, owner: str) -> None:
         if not isinstance(space, Box):
             raise TypeError(f"{owner} requires a Box observation space of frames, got {space}")
+        _check_not_empty(space, owner)
         try:
             threshold = float(threshold)
         except (TypeError, ValueError):

@@ -8,14 +8,23 @@ import inspect
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
+import numpy as np
 
+from gan_envs.datasets.arguments import json_friendly, whole_number
 from gan_envs.datasets.errors import DatasetError
 from gan_envs.datasets.format import space_storage
-from gan_envs.datasets.writer import RolloutWriter, check_compression, check_folder
+from gan_envs.datasets.writer import (
+    MAX_CHUNK_FRAMES,
+    MAX_SEED,
+    RolloutWriter,
+    check_compression,
+    check_folder,
+)
 
 __all__ = ["RecordRollouts"]
 
@@ -67,15 +76,19 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, path: str | os.PathLike[str], *, policy: str = "",
                  blank_frames: bool | None = None, blank_key: str = "blank_frame",
                  overwrite: bool = False, resume: bool = False, **writer_options: Any) -> None:
-        gym.utils.RecordConstructorArgs.__init__(
+        if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+            raise TypeError(f"RecordRollouts path must be a str or pathlib.Path, got {path!r}")
+        self.path = Path(path)
+        _check_flags(self.path, policy=policy, blank_frames=blank_frames, blank_key=blank_key,
+                     overwrite=overwrite, resume=resume)
+        writer_options = _check_options(self.path, env, writer_options)
+        gym.utils.RecordConstructorArgs.__init__(  # JSON-friendly: spec.to_json() works
             self, path=str(path), policy=policy, blank_frames=blank_frames, blank_key=blank_key,
             overwrite=overwrite, resume=resume, **writer_options)
         gym.Wrapper.__init__(self, env)
-        self.path = Path(path)
         if self.path.exists() and not (overwrite or resume):
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
                                   "resume=True to append to it")
-        _check_options(self.path, env, writer_options)
         spec = env.spec
         self._blank_key = blank_key
         self._options: dict[str, Any] = {
@@ -145,8 +158,27 @@ class RecordRollouts(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return bool(info.get(self._blank_key, False)) if self._writer.blank_frames else False
 
 
-def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> None:
-    """What the writer would refuse at the first ``reset()``, refused now."""
+def _check_flags(path: Path, **flags: Any) -> None:
+    """RecordRollouts' own arguments: a string ``"no"`` for ``overwrite`` would replace a file."""
+    for name in ("overwrite", "resume"):
+        if not isinstance(flags[name], (bool, np.bool_)):
+            raise TypeError(f"{path}: RecordRollouts {name} must be True or False, got "
+                            f"{flags[name]!r}")
+    if flags["overwrite"] and flags["resume"]:
+        raise DatasetError(f"{path}: pass overwrite=True or resume=True, not both")
+    if flags["blank_frames"] is not None and not isinstance(flags["blank_frames"],
+                                                            (bool, np.bool_)):
+        raise TypeError(f"{path}: RecordRollouts blank_frames must be True, False or None "
+                        f"(decide at the first reset), got {flags['blank_frames']!r}")
+    for name in ("policy", "blank_key"):
+        if not isinstance(flags[name], str):
+            raise TypeError(f"{path}: RecordRollouts {name} must be a string, got "
+                            f"{flags[name]!r}")
+
+
+def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> dict[str, Any]:
+    """What the writer would refuse at the first ``reset()``, refused now; the options with
+    NumPy numbers made plain (they are recorded in ``env.spec``, which must stay JSON)."""
     allowed = set(inspect.signature(RolloutWriter).parameters) - {
         "path", "observation_space", "action_space", "env_ids", "env_specs", "wrappers",
         "policy", "overwrite", "resume", "blank_frames"}
@@ -156,12 +188,28 @@ def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> None:
         hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(sorted(allowed))}"
         raise TypeError(f"RecordRollouts got an unknown writer option {unknown[0]!r}; {hint}")
     check_compression(path, options.get("compression", "gzip"))
+    options = dict(options)
+    checks = {"chunk_frames": (1, MAX_CHUNK_FRAMES), "compression_level": (0, 9),
+              "seed": (0, MAX_SEED)}
+    for name, (low, high) in checks.items():
+        if options.get(name) is not None:
+            options[name] = whole_number(options[name], f"{path}: {name}", low=low, high=high)
+    if options.get("command") is not None and not isinstance(options["command"], str):
+        raise DatasetError(f"{path}: command must be a string, got {options['command']!r}")
+    if "fsync" in options and not isinstance(options["fsync"], (bool, np.bool_)):
+        raise TypeError(f"{path}: RecordRollouts fsync must be True or False, got "
+                        f"{options['fsync']!r}")
+    if options.get("metadata") is not None:
+        if not isinstance(options["metadata"], Mapping):
+            raise DatasetError(f"{path}: metadata must be a dict, got {options['metadata']!r:.60}")
+        options["metadata"] = json_friendly(dict(options["metadata"]), f"{path}: metadata")
     for space, name in ((env.observation_space, "observation"), (env.action_space, "action")):
         try:
             space_storage(space)
         except DatasetError as err:
             raise DatasetError(f"{path}: cannot record this env's {name}s: {err}") from None
     check_folder(path)
+    return options
 
 
 def _spec_json(spec: gym.envs.registration.EnvSpec) -> str | None:

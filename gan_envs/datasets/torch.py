@@ -35,10 +35,13 @@ class _PerProcessReader:
     def __init__(self, path: str | os.PathLike[str], value_range: tuple[float, float],
                  reader_options: dict[str, Any]) -> None:
         self.path = os.fspath(path)
-        low, high = (float(v) for v in value_range)
-        if not low < high:
-            raise DatasetError(f"{self.path}: value_range must be (low, high) with low < high, "
-                               f"got {value_range}")
+        try:
+            low, high = (float(v) for v in value_range)
+        except (TypeError, ValueError):  # not a pair of numbers
+            low = high = math.nan
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise DatasetError(f"{self.path}: value_range must be (low, high), finite numbers "
+                               f"with low < high, got {value_range!r}")
         self.value_range = (low, high)
         reader_options["cache_bytes"] = whole_number(reader_options["cache_bytes"],
                                                      f"{self.path}: cache_bytes")
@@ -116,7 +119,15 @@ class FrameDataset(Dataset, _PerProcessReader):
         return self.__getitems__([position])[0]
 
     def __getitems__(self, positions: Sequence[int]) -> _FrameBatch:
-        logical = self.chunk_index.frames[np.asarray(positions, dtype=np.int64)]
+        index = np.asarray(positions)
+        if index.dtype.kind not in "iu":  # np.asarray(..., int64) would floor 1.5 to 1
+            index = np.array([whole_number(p, "a frame position", error=IndexError)
+                              for p in positions], dtype=np.int64)
+        n = len(self)
+        if index.size and (index.min() < -n or index.max() >= n):
+            bad = index[(index < -n) | (index >= n)][0]
+            raise IndexError(f"frame position must be in [{-n}, {n - 1}], got {bad}")
+        logical = self.chunk_index.frames[index.astype(np.int64, copy=False)]
         return _FrameBatch(self.to_float(self.reader.frames(logical)))
 
     @staticmethod
@@ -148,8 +159,9 @@ class ChunkBatchSampler(Sampler[list[int]]):
         self.batch_size = batch_size
         self.num_batches = (math.ceil(len(self.index) / batch_size) if num_batches is None
                             else whole_number(num_batches, "num_batches"))
-        self.chunks_per_batch = chunks_per_batch
-        self.seed = seed
+        self.chunks_per_batch = (None if chunks_per_batch is None
+                                 else whole_number(chunks_per_batch, "chunks_per_batch", low=1))
+        self.seed = None if seed is None else whole_number(seed, "seed")
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -167,6 +179,7 @@ def frame_loader(path: str | os.PathLike[str], batch_size: int, *, num_batches: 
                  num_workers: int = 0, seed: int | None = None,
                  chunks_per_batch: int | None = None, **dataset_options: Any) -> DataLoader:
     """A DataLoader of float frame batches: FrameDataset + ChunkBatchSampler + no extra copy."""
+    num_workers = whole_number(num_workers, "num_workers")
     dataset = FrameDataset(path, **dataset_options)
     sampler = ChunkBatchSampler(dataset, batch_size, num_batches=num_batches, seed=seed,
                                 chunks_per_batch=chunks_per_batch)
