@@ -411,26 +411,54 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# WorldModelConfig fields that `train world-model` sets from an option of the same name.
+_WM_OPTIONS = ("vae_epochs", "mdrnn_epochs", "population", "generations", "rollouts",
+               "rollout_steps", "max_episodes", "vae_lr", "moving_weight", "select_rollouts",
+               "eval_rollouts", "temperature", "workers", "seed", "env_id", "controller_env")
+
+
+def _wm_option_names(message: str) -> str:
+    """A WorldModelError about config fields, with the fields the CLI sets named as its options:
+    ``vae_lr must ...`` -> ``--vae-lr must ...``, ``trained with vae_lr=0.001`` -> ``trained
+    with --vae-lr 0.001``, ``fresh_seeds=False`` -> ``--fixed-seeds``."""
+    import re
+
+    message = re.sub(r"\bfresh_seeds=(True|False)",
+                     lambda m: "--fixed-seeds" if m[1] == "False" else "no --fixed-seeds", message)
+    for name in _WM_OPTIONS:
+        option = "--" + name.replace("_", "-")
+        message = re.sub(rf"\b{name}='?([^',;]*)'?", rf"{option} \1", message)
+        message = re.sub(rf"^{name} ", f"{option} ", message)
+    return message
+
+
 def _cmd_train_world_model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from gan_envs.datasets import RolloutReader
     from gan_envs.trainers.world_model import (
         WorldModelConfig,
+        WorldModelError,
+        check_evaluation,
         evaluate_world_model,
         metrics_table,
         train_world_model,
     )
+
+    if args.temperature is not None and args.controller_env != "dream":
+        raise CommandError("--temperature is tau of M's dream, where only --controller-env dream "
+                           "plays: add --controller-env dream or leave --temperature out")
 
     overrides = {k: getattr(args, k) for k in ("vae_epochs", "mdrnn_epochs", "population",
                                                "generations", "rollouts", "rollout_steps",
                                                "max_episodes", "vae_lr", "moving_weight",
                                                "select_rollouts", "eval_rollouts")
                  if getattr(args, k) is not None}
+    if args.temperature is not None:
+        overrides["temperature"] = args.temperature
     config = WorldModelConfig(seed=args.seed, quick=args.quick, env_id=args.env_id,
                               controller_env=args.controller_env, workers=args.workers,
-                              temperature=args.temperature, fresh_seeds=not args.fixed_seeds,
-                              **overrides)
+                              fresh_seeds=not args.fixed_seeds, **overrides)
     bars: dict[str, tqdm] = {}
 
     def progress(stage: str, step: int, metrics: dict[str, float]) -> None:
@@ -444,10 +472,19 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
 
     _check_new_run_dir(args.out)
+    try:
+        config.resolved()
+    except WorldModelError as error:
+        raise CommandError(_wm_option_names(str(error))) from None
     reader = RolloutReader(args.data)
     try:
-        summary = train_world_model(config, reader, args.out, stage=args.stage,
-                                    resume=args.resume, progress=progress)
+        if args.evaluate:  # no held-out episodes is an error now, not after the training
+            check_evaluation(config, reader)
+        try:
+            summary = train_world_model(config, reader, args.out, stage=args.stage,
+                                        resume=args.resume, progress=progress)
+        except WorldModelError as error:
+            raise CommandError(_wm_option_names(str(error))) from None
         for bar in bars.values():
             bar.close()
         for name, stage in summary.stages.items():
@@ -473,11 +510,14 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     from gan_envs.trainers.world_model import dream
 
     _check_run_dir(args.run_dir)
+    if args.episode is not None and not args.data:
+        raise CommandError("--episode picks an episode of --data DATA.h5: add --data, or leave "
+                           "--episode out to dream beside a live episode")
     reader = RolloutReader(args.data) if args.data else None
     try:
         frames = dream(args.run_dir, steps=args.steps, seed=args.seed,
                        temperature=args.temperature, source=reader,
-                       start_episode=args.episode if reader is not None else None,
+                       start_episode=(args.episode or 0) if reader is not None else None,
                        out=args.out, fps=args.fps)
     finally:
         if reader is not None:
@@ -667,7 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller-env", choices=["real", "dream"], default="real")
     p.add_argument("--workers", type=_non_negative_int, default=2,
                    help="processes playing controller candidates (0: none)")
-    p.add_argument("--temperature", type=float, default=1.0, help="tau of the dream")
+    p.add_argument("--temperature", type=float,
+                   help="tau of M's sampling with --controller-env dream (default 1)")
     p.add_argument("--vae-epochs", type=_positive_int)
     p.add_argument("--vae-lr", type=float, help="V's Adam learning rate (default 1e-3)")
     p.add_argument("--moving-weight", type=float,
@@ -703,7 +744,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--data", metavar="DATA.h5", help="take the real side from this dataset")
-    p.add_argument("--episode", type=_non_negative_int, default=0)
+    p.add_argument("--episode", type=_non_negative_int,
+                   help="the episode of --data to start from (default 0)")
     p.add_argument("--fps", type=float, default=15.0)
     _add_threads(p)
     p.set_defaults(func=_cmd_dream)

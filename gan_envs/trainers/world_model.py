@@ -86,6 +86,7 @@ __all__ = [
     "encode_latents",
     "background_frame",
     "evaluate_world_model",
+    "check_evaluation",
     "metrics_table",
     "dream",
 ]
@@ -98,6 +99,9 @@ LATENTS_NAME = "latents.npz"
 _GROUP_EPISODES = 8  # V reads this many episodes into memory at a time and shuffles their frames
 _BACKGROUND_EPISODES, _BACKGROUND_FRAMES = 50, 1000  # the background's sample of training frames
 _SELECT_OFFSET, _EVAL_OFFSET = 50_000, 100_000  # selection, evaluation seeds: eval_seed + these
+MAX_TEMPERATURE = 100.0  # tau above this is noise (and near 1e70 overflows float32 to NaN frames)
+MAX_LR = 1.0  # Adam beyond this diverges at once (and past ~1e38 overflows inside the step)
+MAX_DREAM_STEPS = 10_000  # a dream video is held in memory: ~0.44 MB a frame at upscale 4
 
 _FULL = dict(max_episodes=0, vae_batch_size=100, vae_epochs=10, vae_max_steps=0, seq_len=32,
              mdrnn_batch_size=16, mdrnn_epochs=20, mdrnn_max_steps=0, population=16,
@@ -110,9 +114,9 @@ _QUICK = dict(max_episodes=8, vae_batch_size=32, vae_epochs=1, vae_max_steps=15,
 # Fields that must not change when a stage is resumed or a later stage builds on it.
 _FIXED = {
     "vae": ("seed", "max_episodes", "holdout_fraction", "z_size", "vae_width", "kl_tolerance",
-            "vae_lr", "vae_batch_size", "moving_weight", "moving_threshold"),
+            "vae_lr", "vae_batch_size", "moving_weight", "moving_threshold", "grad_clip"),
     "mdrnn": ("hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_lr",
-              "reward_weight", "done_weight"),
+              "reward_weight", "done_weight", "grad_clip"),
     "controller": ("controller_env", "env_id", "population", "rollouts", "rollout_steps",
                    "sigma0", "temperature", "eval_seed", "fresh_seeds", "select_rollouts"),
 }
@@ -256,8 +260,9 @@ class WorldModelConfig:
             if getattr(cfg, name) < 0:
                 raise WorldModelError(f"{name} must be >= 0 (0: off), got {getattr(cfg, name)}")
         for name in ("vae_lr", "mdrnn_lr"):
-            if getattr(cfg, name) <= 0:
-                raise WorldModelError(f"{name} must be > 0, got {getattr(cfg, name)}")
+            if not 0 < getattr(cfg, name) <= MAX_LR:
+                raise WorldModelError(f"{name} must lie in (0, {MAX_LR:g}] (Adam beyond "
+                                      f"{MAX_LR:g} diverges), got {getattr(cfg, name)}")
         if cfg.controller_env not in ("real", "dream"):
             raise WorldModelError(f"controller_env must be 'real' or 'dream', "
                                   f"got {cfg.controller_env!r}")
@@ -267,6 +272,12 @@ class WorldModelConfig:
         for name in ("temperature", "sigma0"):
             if getattr(cfg, name) <= 0:
                 raise WorldModelError(f"{name} must be > 0, got {getattr(cfg, name)}")
+        if cfg.sigma0 > 1e6:  # candidates run in float32: 1e300 kept a controller of infs
+            raise WorldModelError(f"sigma0 must be at most 1e6 (C's argmax ignores the scale of "
+                                  f"its parameters; 0.1 is the default), got {cfg.sigma0}")
+        if cfg.temperature > MAX_TEMPERATURE:
+            raise WorldModelError(f"temperature must be at most {MAX_TEMPERATURE:g} (1: M as "
+                                  f"trained), got {cfg.temperature}")
         if cfg.moving_weight <= 0:
             raise WorldModelError(f"moving_weight must be > 0 (1: the plain loss), "
                                   f"got {cfg.moving_weight}")
@@ -491,22 +502,28 @@ def _fit(
     stage: str, cfg: WorldModelConfig, run_dir: Path, model: torch.nn.Module,
     optimizer: torch.optim.Optimizer, batches: Iterator[tuple[int, int, Any]],
     loss_fn: Callable[[Any], tuple[torch.Tensor, dict[str, float]]],
-    save: Callable[[int, tuple[int, int]], None], start: int, total: int,
-    progress: Callable[[str, int, dict[str, float]], None] | None,
+    save: Callable[[int, tuple[int, int], dict[str, list[float]]], None], start: int,
+    total: int, progress: Callable[[str, int, dict[str, float]], None] | None,
+    window: dict[str, list[float]] | None = None,
 ) -> tuple[int, dict[str, float], float]:
     """One optimiser step per batch up to ``total``; logs, checkpoints, Ctrl-C. Returns
-    ``(step reached, last logged means, seconds)``."""
+    ``(step reached, last logged means, seconds)``.
+
+    ``window`` holds the metrics of the batches since the last log line; it is saved with each
+    checkpoint and handed back on resume, so a resumed run logs the same means as an
+    uninterrupted one. A loss that is not finite (V or M diverged) stops the stage with a
+    WorldModelError before the step, after checkpointing the last finite one."""
     log = _Log(run_dir, stage, start)
     saved_at, done, in_step, position = start, start, False, (0, 0)
+    window = {k: [float(v) for v in values] for k, values in (window or {}).items()}
 
     def checkpoint(step: int, pos: tuple[int, int]) -> None:
         try:
-            save(step, pos)
+            save(step, pos, window)
         except OSError:  # a full disk: the log ends where the kept checkpoint does
             log.drop_after(saved_at)
             raise
 
-    window: dict[str, list[float]] = {}
     means: dict[str, float] = {}
     t0 = time.perf_counter()
     if progress is not None:
@@ -517,6 +534,8 @@ def _fit(
                 epoch, index, batch = next(batches)
                 in_step = True
                 loss, metrics = loss_fn(batch)
+                if not math.isfinite(loss.item()):  # diverged: keep the last checkpoint
+                    raise WorldModelError(_diverged(stage, cfg, step, saved_at))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -543,6 +562,16 @@ def _fit(
     if saved_at != done or not (run_dir / _FILES[stage]).exists():
         checkpoint(done, position)
     return done, means, time.perf_counter() - t0
+
+
+def _diverged(stage: str, cfg: WorldModelConfig, step: int, saved_at: int) -> str:
+    """The one-line message for a loss that became NaN or infinite at batch ``step``."""
+    lr = "vae_lr (--vae-lr)" if stage == "vae" else "mdrnn_lr"
+    value = cfg.vae_lr if stage == "vae" else cfg.mdrnn_lr
+    kept = (f"{_FILES[stage]} of batch {saved_at} is kept" if saved_at else
+            f"no {_FILES[stage]} was written")
+    return (f"{stage}: the loss is not finite at batch {step}, training diverged at learning "
+            f"rate {value:g} ({kept}); train again into a new --out with a lower {lr}")
 
 
 def _plan_total(batches_per_epoch: int, epochs: int, cap: int) -> int:
@@ -632,9 +661,10 @@ def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str
     bg = frames_to_input(background)
     path = run_dir / _FILES["vae"]
 
-    def save(step: int, pos: tuple[int, int]) -> None:
+    def save(step: int, pos: tuple[int, int], window: dict[str, list[float]]) -> None:
         _atomic_save({"format": _FORMAT.format("vae"), "version": _VERSION, "step": step,
-                      "position": list(pos), "config": dataclasses.asdict(cfg), **info,
+                      "position": list(pos), "log_window": window,
+                      "config": dataclasses.asdict(cfg), **info,
                       "background": background, "model": vae.state_dict(),
                       "optimizer": optimizer.state_dict(), "rng": noise.get_state()}, path)
 
@@ -655,7 +685,8 @@ def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str
     vae.train()
     batches = _vae_batches(source, train, lengths, cfg, *position)
     step, means, seconds = _fit("vae", cfg, run_dir, vae, optimizer, batches, loss_fn, save,
-                                start, total, progress)
+                                start, total, progress,
+                                None if saved is None else saved.get("log_window"))
     return StageSummary("vae", start, step, total, seconds, means, str(path))
 
 
@@ -784,9 +815,10 @@ def _train_mdrnn(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[s
     path = run_dir / _FILES["mdrnn"]
     vae_hash = str(lat["vae_sha256"])
 
-    def save(step: int, pos: tuple[int, int]) -> None:
+    def save(step: int, pos: tuple[int, int], window: dict[str, list[float]]) -> None:
         _atomic_save({"format": _FORMAT.format("mdrnn"), "version": _VERSION, "step": step,
-                      "position": list(pos), "config": dataclasses.asdict(cfg), **info,
+                      "position": list(pos), "log_window": window,
+                      "config": dataclasses.asdict(cfg), **info,
                       "vae_sha256": vae_hash, "model": m.state_dict(),
                       "optimizer": optimizer.state_dict(), "rng": noise.get_state()}, path)
 
@@ -806,7 +838,8 @@ def _train_mdrnn(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[s
 
     m.train()
     step, means, seconds = _fit("mdrnn", cfg, run_dir, m, optimizer, batches(*position),
-                                loss_fn, save, start, total, progress)
+                                loss_fn, save, start, total, progress,
+                                None if saved is None else saved.get("log_window"))
     return StageSummary("mdrnn", start, step, total, seconds, means, str(path)), reused
 
 
@@ -896,6 +929,12 @@ def _worker_init(run_dir: str, env_id: str, make_kwargs: dict[str, Any]) -> None
     import gan_envs  # noqa: F401  (a spawned process registers the GanAtari ids itself)
 
     torch.set_num_threads(1)  # one process per core: one thread each
+    try:  # ALE's banner at every emulator start would interleave with the progress bars
+        import ale_py
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
+    except (ImportError, AttributeError):
+        pass
     _WORKER["player"] = _Player(run_dir, env_id, make_kwargs)
 
 
@@ -1167,6 +1206,9 @@ def train_world_model(
         # an env C cannot play is an error now, not after V and M have trained
         _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise WorldModelError(f"{run_dir} is a file; the run directory (--out) is a folder: give "
+                              "a new name")
     if (run_dir / CHECKPOINT_NAME).exists():
         raise WorldModelError(f"{run_dir} holds a GAN run ({CHECKPOINT_NAME}); train the world "
                               "model into another --out directory")
@@ -1176,6 +1218,9 @@ def train_world_model(
                 raise WorldModelError(f"{run_dir} has no {_FILES[earlier]}: run `gan-envs train "
                                       f"world-model DATA.h5 --out {run_dir} --stage {earlier}` "
                                       f"first (or --stage all)")
+            _checked_stage(run_dir, earlier, cfg, info)
+    for name in STAGES if stage == "all" else (stage,):  # refuse before config.json changes
+        _begin_stage(cfg, run_dir, name, info, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     summary = WorldModelSummary(str(run_dir))
@@ -1223,20 +1268,20 @@ def evaluate_world_model(
     - ``controller``: mean ± std of the returns of C (its best parameters) and of the uniform
       random policy, on the same env seeds ``eval_seed + 100000 + i`` (not the training seeds).
 
-    Stages without a checkpoint are left out. Writes ``metrics.json`` when ``save``.
+    Stages without a checkpoint are left out, and so is a ``controller.pt`` of 0 generations
+    (it has kept no controller yet). Writes ``metrics.json`` when ``save``.
     """
     run_dir = Path(run_dir)
+    max_frames = whole_number(max_frames, "max_frames", low=1, error=WorldModelError)
+    for name, value in (("rollouts", rollouts), ("rollout_steps", rollout_steps)):
+        if value is not None:
+            whole_number(value, name, low=1, error=WorldModelError)
+    if workers is not None:
+        whole_number(workers, "workers", error=WorldModelError)
     info = _source_info(source)
     cfg = _saved_config(load_stage(run_dir, "vae")["config"])
     vae_ckpt = _checked_stage(run_dir, "vae", cfg, info)
-    n_used = _used_episodes(cfg, source)
-    train, held = split_episodes(n_used, cfg.holdout_fraction)
-    if len(held) == 0:
-        fix = ("it was trained with holdout_fraction=0: train it with holdout_fraction > 0 "
-               "(e.g. 0.1) to evaluate" if cfg.holdout_fraction == 0 else
-               "record at least 2")
-        raise WorldModelError(f"the evaluation needs held-out episodes; the run uses {n_used} "
-                              f"episode(s): {fix}")
+    train, held = _evaluation_split(cfg, source, "it was trained with")
     results: dict[str, Any] = {"run_dir": str(run_dir), "held_out_episodes": len(held)}
 
     # ---- V
@@ -1288,9 +1333,10 @@ def evaluate_world_model(
                                      f"gain{suffix}": (nll_copy - nll_m) / count})
         results["mdrnn"]["transitions"] = int(count)
 
-    # ---- C
-    if (run_dir / _FILES["controller"]).exists():
-        c_ckpt = load_stage(run_dir, "controller")
+    # ---- C (a controller.pt of 0 generations has kept no controller yet: left out)
+    c_ckpt = load_stage(run_dir, "controller") if (run_dir / _FILES["controller"]).exists() \
+        else None
+    if c_ckpt is not None and c_ckpt.get("best_params") is not None:
         ccfg = _saved_config(c_ckpt["config"])
         n = rollouts or ccfg.eval_rollouts
         steps = rollout_steps or ccfg.rollout_steps
@@ -1310,6 +1356,27 @@ def evaluate_world_model(
     if save:
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _evaluation_split(cfg: WorldModelConfig, source: Any, how: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """The training and held-out episodes of the evaluation; none held out is an error."""
+    n_used = _used_episodes(cfg, source)
+    train, held = split_episodes(n_used, cfg.holdout_fraction)
+    if len(held) == 0:
+        fix = (f"{how} holdout_fraction=0: train it with holdout_fraction > 0 (e.g. 0.1) to "
+               "evaluate" if cfg.holdout_fraction == 0 else
+               "record at least 2 (and leave --max-episodes at 0 or >= 2)")
+        raise WorldModelError(f"the evaluation needs held-out episodes; the run uses {n_used} "
+                              f"episode(s): {fix}")
+    return train, held
+
+
+def check_evaluation(config: WorldModelConfig, source: Any) -> None:
+    """Raise the WorldModelError :func:`evaluate_world_model` would raise for a run trained with
+    ``config`` on ``source`` for want of held-out episodes: call it before training when the
+    evaluation is to follow (``train world-model --evaluate``)."""
+    _evaluation_split(config.resolved(), source, "the config has")
 
 
 def _masked_mse(prediction: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> float | None:
@@ -1388,15 +1455,27 @@ def dream(
     a live episode of the run's env from ``reset(seed=seed)``, acted by the trained controller
     (``controller.pt``) or, without one, uniformly at random. The dream starts from V's ``mu``
     of the first real frame and feeds M's samples (temperature ``temperature``) back to M with
-    the real actions. When the real episode ends first, its last frame is held.
+    the real actions. When the real episode ends first, its last frame is held. ``steps`` is at
+    most 10,000 (the video is held in memory), ``temperature`` in (0, 100].
 
     Returns:
         RGB frames ``(steps + 1, H, W, 3)`` uint8: real on the left, dream on the right.
         Written as an MP4 to ``out`` when given.
     """
     run_dir = Path(run_dir)
-    if not temperature > 0:
-        raise WorldModelError(f"the dream's temperature must be > 0, got {temperature}")
+    if not (is_real(temperature) and 0 < temperature <= MAX_TEMPERATURE):
+        raise WorldModelError(f"the dream's temperature must be > 0 and at most "
+                              f"{MAX_TEMPERATURE:g} (1: M as trained), got {temperature}")
+    steps = whole_number(steps, "the dream's steps (--steps)", low=1, high=MAX_DREAM_STEPS,
+                         error=WorldModelError)
+    seed = whole_number(seed, "the dream's seed (--seed)", high=2**63 - 1, error=WorldModelError)
+    upscale = whole_number(upscale, "upscale", low=1, high=16, error=WorldModelError)
+    if start_episode is not None:
+        start_episode = whole_number(start_episode, "the start episode (--episode)",
+                                     error=WorldModelError)
+        if source is None:
+            raise WorldModelError("a start episode (--episode) needs the dataset it is in "
+                                  "(--data DATA.h5)")
     if out is not None:  # before the dream is computed
         check_video_path(out, fps)
     vae_ckpt = load_stage(run_dir, "vae")
