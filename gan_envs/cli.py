@@ -867,23 +867,14 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (CommandError, ValueError, OSError, gym.error.Error)
 
 
-def _quiet_emulator_banner() -> None:
-    """ALE prints its name and Stella's on stderr at every emulator start; the CLI's stderr is
-    for errors and progress, so only ALE's warnings and errors are kept."""
-    try:
-        import ale_py
-
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
-    except (ImportError, AttributeError):
-        pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gan-envs``; return the exit status (0 success, 2 a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
-    _quiet_emulator_banner()
+    from gan_envs.registration import quiet_emulator_banner
+
+    quiet_emulator_banner()  # ALE's start-up banner: stderr is for errors and progress
     func: Callable[[argparse.Namespace], int] = args.func
     threads = getattr(args, "threads", None)
     if threads:  # for this command only (main() may run inside a larger program)

@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gan_envs._numbers import whole_number
+from gan_envs._numbers import is_real, whole_number
 from gan_envs.wrappers import (
     FLICKER_MODES,
     AsyncObservations,
@@ -54,6 +55,7 @@ __all__ = [
     "gan_atari_ids",
     "make_gan_atari",
     "make_gan_atari_vector",
+    "quiet_emulator_banner",
     "resolve_env_id",
 ]
 
@@ -178,6 +180,18 @@ _VECTOR_KEYWORDS = ("num_envs", "num_threads", "max_episode_steps", "autoreset_m
 _MAX_C_INT = 2**31 - 1
 
 
+def quiet_emulator_banner() -> None:
+    """Keep only ALE's warnings and errors: it prints its name and Stella's on stderr at every
+    emulator start, which would interleave with a command's progress bars and errors."""
+    try:
+        import ale_py
+
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
+    except (ImportError, AttributeError):
+        pass
+
+
+@functools.cache
 def _atari_parameters() -> dict[str, inspect.Parameter]:
     """The keywords ``ale_py.env.AtariEnv`` takes, less those GanAtari sets itself."""
     from ale_py.env import AtariEnv
@@ -186,21 +200,12 @@ def _atari_parameters() -> dict[str, inspect.Parameter]:
             if k not in ("game", "obs_type")}
 
 
-def _ale_keywords() -> list[str]:
-    return list(_atari_parameters())
-
-
-def _is_real(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)))
-
-
 def _check_ale_options(options: dict[str, Any], *, vector: bool) -> dict[str, Any]:
     """ALE keywords checked and normalised before an emulator starts (ale-py accepts a
     ``repeat_action_probability`` of 1.5, reads ``full_action_space="no"`` as True, refuses
     the list JSON makes of a ``frameskip`` pair, and its vector env raises multi-line binding
     errors); a one-line error naming the keyword otherwise."""
-    allowed = _ale_keywords() + list(_VECTOR_KEYWORDS if vector else ())
+    allowed = list(_atari_parameters()) + list(_VECTOR_KEYWORDS if vector else ())
     for name in options:
         if name not in allowed:
             known = list(_STACK_KEYWORDS) + allowed
@@ -224,7 +229,7 @@ def _check_ale_options(options: dict[str, Any], *, vector: bool) -> dict[str, An
                              f"pair with 1 <= low < high, got {skip!r}") from None
     if "repeat_action_probability" in out:
         p = out["repeat_action_probability"]
-        if not (_is_real(p) and 0.0 <= float(p) <= 1.0):
+        if not (is_real(p) and 0.0 <= float(p) <= 1.0):
             raise ValueError(f"GanAtari repeat_action_probability must be a number in [0, 1], "
                              f"got {p!r}")
         out["repeat_action_probability"] = float(p)
@@ -238,7 +243,7 @@ def _check_ale_options(options: dict[str, Any], *, vector: bool) -> dict[str, An
                          "which the frame wrappers cannot take; use ALE/<Game>-v5 for sound")
     if "continuous_action_threshold" in out:
         t = out["continuous_action_threshold"]
-        if not (_is_real(t) and math.isfinite(float(t))):
+        if not (is_real(t) and math.isfinite(float(t))):
             raise ValueError(f"GanAtari continuous_action_threshold must be a finite number, "
                              f"got {t!r}")
     for name in ("max_num_frames_per_episode", "max_episode_steps"):

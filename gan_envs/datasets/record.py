@@ -8,23 +8,15 @@ import inspect
 import json
 import math
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 
-from gan_envs.datasets.arguments import json_friendly, whole_number
 from gan_envs.datasets.errors import DatasetError
 from gan_envs.datasets.format import space_storage
-from gan_envs.datasets.writer import (
-    MAX_CHUNK_FRAMES,
-    MAX_SEED,
-    RolloutWriter,
-    check_compression,
-    check_folder,
-)
+from gan_envs.datasets.writer import RolloutWriter, check_folder, check_writer_options
 
 __all__ = ["RecordRollouts"]
 
@@ -187,22 +179,12 @@ def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> dict[st
         close = difflib.get_close_matches(unknown[0], allowed, n=1)
         hint = f"did you mean {close[0]}?" if close else f"it takes {', '.join(sorted(allowed))}"
         raise TypeError(f"RecordRollouts got an unknown writer option {unknown[0]!r}; {hint}")
-    check_compression(path, options.get("compression", "gzip"))
-    options = dict(options)
-    checks = {"chunk_frames": (1, MAX_CHUNK_FRAMES), "compression_level": (0, 9),
-              "seed": (0, MAX_SEED)}
-    for name, (low, high) in checks.items():
-        if options.get(name) is not None:
-            options[name] = whole_number(options[name], f"{path}: {name}", low=low, high=high)
-    if options.get("command") is not None and not isinstance(options["command"], str):
-        raise DatasetError(f"{path}: command must be a string, got {options['command']!r}")
+    plain = {k: v for k, v in options.items() if k not in ("fsync", "blank_key")}
+    checked = check_writer_options(path, **plain)  # the writer's own checks, run now
+    options = {**options, **{k: checked[k] for k in plain if k in checked}}
     if "fsync" in options and not isinstance(options["fsync"], (bool, np.bool_)):
         raise TypeError(f"{path}: RecordRollouts fsync must be True or False, got "
                         f"{options['fsync']!r}")
-    if options.get("metadata") is not None:
-        if not isinstance(options["metadata"], Mapping):
-            raise DatasetError(f"{path}: metadata must be a dict, got {options['metadata']!r:.60}")
-        options["metadata"] = json_friendly(dict(options["metadata"]), f"{path}: metadata")
     for space, name in ((env.observation_space, "observation"), (env.action_space, "action")):
         try:
             space_storage(space)

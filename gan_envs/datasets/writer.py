@@ -172,6 +172,36 @@ def _is_out_of_space(err: BaseException) -> bool:
         text in str(err) for text in ("No space left", "File too large"))
 
 
+def check_writer_options(
+    path: Path, *, compression: str | None = "gzip", chunk_frames: Any = 16,
+    compression_level: Any = 2, seed: Any = None, policy: Any = "", command: Any = None,
+    metadata: Any = None,
+) -> dict[str, Any]:
+    """The writer's plain arguments checked (a one-line DatasetError naming ``path``) and made
+    plain Python values (NumPy numbers too), as :class:`RolloutWriter` and, at construction,
+    :class:`~gan_envs.datasets.record.RecordRollouts` need them.
+
+    Example:
+        >>> check_writer_options(Path("d.h5"), seed=np.int64(3))["seed"]
+        3
+    """
+    check_compression(path, compression)
+    if seed is not None:
+        seed = whole_number(seed, f"{path}: seed", high=MAX_SEED)
+    for text, name in ((policy, "policy"), (command, "command")):
+        if not (text is None and name == "command") and not isinstance(text, str):
+            raise DatasetError(f"{path}: {name} must be a string, got {text!r}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise DatasetError(f"{path}: metadata must be a dict, got {metadata!r:.60}")
+    return dict(
+        chunk_frames=whole_number(chunk_frames, f"{path}: chunk_frames", low=1,
+                                  high=MAX_CHUNK_FRAMES),
+        compression_level=whole_number(compression_level, f"{path}: compression_level",
+                                       high=9),
+        seed=seed, policy=policy, command=command,
+        metadata=json_friendly(dict(metadata or {}), f"{path}: metadata"))
+
+
 #: the stored array a per-step argument's value goes to (DatasetValueError.array)
 _ARRAY_OF = {"observation": "observations", "action": "actions", "reward": "rewards",
              "terminated": "terminations", "truncated": "truncations", "blank": "blank_frame"}
@@ -255,24 +285,17 @@ class RolloutWriter:
         self.path = Path(path)
         if overwrite and resume:
             raise DatasetError(f"{self.path}: pass overwrite=True or resume=True, not both")
-        check_compression(self.path, compression)
-        chunk_frames = whole_number(chunk_frames, f"{self.path}: chunk_frames", low=1,
-                                    high=MAX_CHUNK_FRAMES)
-        compression_level = whole_number(compression_level, f"{self.path}: compression_level",
-                                         high=9)
+        checked = check_writer_options(
+            self.path, compression=compression, chunk_frames=chunk_frames,
+            compression_level=compression_level, seed=seed, policy=policy, command=command,
+            metadata=metadata)
+        chunk_frames, compression_level = checked["chunk_frames"], checked["compression_level"]
+        seed, metadata = checked["seed"], checked["metadata"]
         env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)
         if not all(isinstance(e, str) and e for e in env_ids):
             raise DatasetError(f"{self.path}: env_ids must be env id strings, got {env_ids!r}")
         if len(set(env_ids)) != len(env_ids):
             raise DatasetError(f"{self.path}: env_ids has duplicates: {env_ids}")
-        if seed is not None:
-            seed = whole_number(seed, f"{self.path}: seed", high=MAX_SEED)
-        for text, name in ((policy, "policy"), (command, "command")):
-            if not (text is None and name == "command") and not isinstance(text, str):
-                raise DatasetError(f"{self.path}: {name} must be a string, got {text!r}")
-        if metadata is not None and not isinstance(metadata, Mapping):
-            raise DatasetError(f"{self.path}: metadata must be a dict, got {metadata!r:.60}")
-        metadata = json_friendly(dict(metadata or {}), f"{self.path}: metadata")
         env_specs = json_friendly(env_specs, f"{self.path}: env_specs")
         wrappers = json_friendly(wrappers, f"{self.path}: wrappers")
         self._fsync = fsync

@@ -929,12 +929,9 @@ def _worker_init(run_dir: str, env_id: str, make_kwargs: dict[str, Any]) -> None
     import gan_envs  # noqa: F401  (a spawned process registers the GanAtari ids itself)
 
     torch.set_num_threads(1)  # one process per core: one thread each
-    try:  # ALE's banner at every emulator start would interleave with the progress bars
-        import ale_py
+    from gan_envs.registration import quiet_emulator_banner
 
-        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Warning)
-    except (ImportError, AttributeError):
-        pass
+    quiet_emulator_banner()  # ALE's banner would interleave with the progress bars
     _WORKER["player"] = _Player(run_dir, env_id, make_kwargs)
 
 

@@ -11,28 +11,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from wm_tiny import tiny
 
 from gan_envs.cli import main
 from gan_envs.collect import CollectConfig, collect
 from gan_envs.trainers.sequences import collect_random_episodes
 from gan_envs.trainers.world_model import (
-    WorldModelConfig,
     WorldModelError,
     dream,
     evaluate_world_model,
     load_stage,
     train_world_model,
 )
-
-TINY = dict(max_episodes=0, z_size=8, vae_width=4, vae_batch_size=16, vae_lr=1e-3,
-            vae_epochs=50, vae_max_steps=4, hidden_size=16, n_gaussians=2, seq_len=8,
-            mdrnn_batch_size=4, mdrnn_lr=1e-2, mdrnn_epochs=50, mdrnn_max_steps=4,
-            population=4, generations=1, rollouts=1, rollout_steps=5, eval_rollouts=2,
-            select_rollouts=2, workers=0, checkpoint_every=1000, log_every=2)
-
-
-def tiny(**changes) -> WorldModelConfig:
-    return WorldModelConfig(**{**TINY, **changes})
 
 
 @pytest.fixture(scope="module")

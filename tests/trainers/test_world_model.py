@@ -14,6 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wm_tiny import tiny
 
 from gan_envs.trainers import world_model as wm
 from gan_envs.trainers.sequences import (
@@ -35,7 +36,6 @@ from gan_envs.trainers.wm_models import (
     vae_loss,
 )
 from gan_envs.trainers.world_model import (
-    WorldModelConfig,
     WorldModelError,
     background_frame,
     dream,
@@ -45,17 +45,6 @@ from gan_envs.trainers.world_model import (
     metrics_table,
     train_world_model,
 )
-
-# The real architectures, narrower; everything in this process unless a test says otherwise.
-TINY = dict(max_episodes=0, z_size=8, vae_width=4, vae_batch_size=16, vae_lr=1e-3,
-            vae_epochs=50, vae_max_steps=4, hidden_size=16, n_gaussians=2, seq_len=8,
-            mdrnn_batch_size=4, mdrnn_lr=1e-2, mdrnn_epochs=50, mdrnn_max_steps=4,
-            population=4, generations=1, rollouts=1, rollout_steps=5, eval_rollouts=2,
-            select_rollouts=2, workers=0, checkpoint_every=1000, log_every=2)
-
-
-def tiny(**changes) -> WorldModelConfig:
-    return WorldModelConfig(**{**TINY, **changes})
 
 
 @pytest.fixture(scope="session")
