@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.13.0
+# Where no CPU wheel of torch is at hand (PyPI's Linux wheel is a multi-GB CUDA build), take it
+# from PyTorch's own index: make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 PIP    := $(BIN)/python -m pip install -q --disable-pip-version-check
 
 .PHONY: demo test bench lint clean
@@ -12,12 +15,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml setup.py gan_envs/_ext/area_resize.c | $(BIN)/python
-	$(PIP) $(TORCH)
+	$(PIP) $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) -e .
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml setup.py gan_envs/_ext/area_resize.c | $(BIN)/python
-	$(PIP) $(TORCH)
+	$(PIP) $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) -e ".[dev]"
 	touch $(VENV)/.installed $@
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from gan_envs._text import first_line
+from gan_envs._text import counted, first_line
 
 __all__ = ["main", "build_parser"]
 
@@ -124,8 +124,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         if not Path(args.out).exists():
             print("gan-envs: interrupted before anything was written", file=sys.stderr)
             return 130
-        print(f"gan-envs: interrupted; {last['episodes']} finished episodes "
-              f"are safe in {args.out}. Continue with:\n"
+        episodes = _episodes_in(Path(args.out), last["episodes"])  # a resumed file's too
+        kept = counted(episodes, "finished episode")
+        print(f"gan-envs: interrupted; {kept} {'is' if episodes == 1 else 'are'} safe "
+              f"in {args.out}. Continue with:\n"
               f"  {_resume_command(args.argv)}", file=sys.stderr)
         return 130
     except DatasetWriteError as error:  # disk full: committed episodes are intact
@@ -135,13 +137,27 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         print(f"gan-envs: {reason}; free space, then continue with: "
               f"{_resume_command(args.argv)}", file=sys.stderr)
         return 1
-    for bar in bars:
+    for bar in bars:  # the file's final size: the last report came before the writer closed
         bar.update(max(0, target - bar.n))
+        bar.set_postfix(episodes=summary.episodes,
+                        MiB=f"{Path(summary.path).stat().st_size / 2**20:.1f}", refresh=False)
         bar.close()
-    blank = f", {summary.blank_frames} blank frames" if summary.blank_frames else ""
-    print(f"wrote {summary.path}: {summary.episodes} episodes, {summary.steps} steps, "
-          f"{summary.frames} frames{blank} from {', '.join(summary.env_ids)}")
+    blank = f", {counted(summary.blank_frames, 'blank frame')}" if summary.blank_frames else ""
+    print(f"wrote {summary.path}: {counted(summary.episodes, 'episode')}, "
+          f"{counted(summary.steps, 'step')}, {counted(summary.frames, 'frame')}{blank} from "
+          f"{', '.join(summary.env_ids)}")
     return 0
+
+
+def _episodes_in(path: Path, otherwise: int) -> int:
+    """How many episodes the rollout file ``path`` holds (``otherwise`` if it cannot be read)."""
+    from gan_envs.datasets import DatasetError, RolloutReader
+
+    try:
+        with RolloutReader(path) as reader:
+            return reader.num_episodes
+    except (DatasetError, OSError):
+        return otherwise
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -615,11 +631,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", choices=["dcgan", "mlp"], default="dcgan")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--loss", choices=["bce", "hinge", "rpgan"])
-    p.add_argument("--lr-d", type=float, help="discriminator learning rate")
-    p.add_argument("--lr-g", type=float, help="generator learning rate")
+    p.add_argument("--lr-d", type=_finite_float, help="discriminator learning rate")
+    p.add_argument("--lr-g", type=_finite_float, help="generator learning rate")
     p.add_argument("--spectral-norm", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--ema", type=float, help="generator EMA decay (0: off)")
-    p.add_argument("--standing-stats", type=int, metavar="N",
+    p.add_argument("--ema", type=_finite_float, help="generator EMA decay (0: off)")
+    p.add_argument("--standing-stats", type=_int, metavar="N",
                    help="latents the EMA generator runs to measure its BatchNorm statistics "
                         "before each grid and checkpoint (0: the EMA of G's running "
                         "statistics; fast: 1024)")
@@ -639,26 +655,26 @@ def build_parser() -> argparse.ArgumentParser:
                         "with two or more envs)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 autocast for the forward passes (a numerics change)")
-    p.add_argument("--mbstd-group", type=int, metavar="G",
+    p.add_argument("--mbstd-group", type=_int, metavar="G",
                    help="minibatch-std feature in D over groups of G frames, or over each "
                         "game's frames for a conditional D (0: off; default: the recipe's)")
-    p.add_argument("--diversity", type=float, metavar="W",
+    p.add_argument("--diversity", type=_finite_float, metavar="W",
                    help="weight of the diversity term that pushes same-label latent pairs "
                         "apart up to the real frames' spread (0: off; default: the recipe's)")
     p.add_argument("--pack", type=_positive_int, metavar="M",
                    help="PacGAN: D judges packs of M frames of one game stacked along the "
                         "channels (1: off; default: the recipe's)")
-    p.add_argument("--r1", type=float, metavar="GAMMA",
+    p.add_argument("--r1", type=_finite_float, metavar="GAMMA",
                    help="weight of the R1 gradient penalty on real frames, applied every 16 "
                         "D steps (0: off; default: the recipe's)")
-    p.add_argument("--r2", type=float, metavar="GAMMA",
+    p.add_argument("--r2", type=_finite_float, metavar="GAMMA",
                    help="weight of the R2 gradient penalty on generated frames, applied with "
                         "R1 every 16 D steps (0: off, both recipes)")
-    p.add_argument("--template", type=int, metavar="K",
+    p.add_argument("--template", type=_int, metavar="K",
                    help="K learned output templates per game (started at the medians of K "
                         "clusters of its screens) that G draws its differences from (0: off; "
                         "default: the recipe's)")
-    p.add_argument("--lr-decay", type=float, metavar="F",
+    p.add_argument("--lr-decay", type=_finite_float, metavar="F",
                    help="let both learning rates fall linearly to 0 over the last fraction F of "
                         "the iterations (0: constant; default: the recipe's)")
     p.add_argument("--env-shares", type=_share, nargs="+", metavar="S",
@@ -670,16 +686,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "flat backgrounds can stay exact (needs templates; default: the "
                         "recipe's: on in fast with DCGAN templates, --no-template-mask "
                         "turns it off)")
-    p.add_argument("--template-gate", type=float, default=0.0, metavar="G",
+    p.add_argument("--template-gate", type=_finite_float, default=0.0, metavar="G",
                    help="a fixed blend of G's frames with their template, t + G * (frame - t), "
                         "in place of the recipe's mask (needs templates; 0: off, the default)")
-    p.add_argument("--template-mask-init", type=float, default=0.0, metavar="A",
+    p.add_argument("--template-mask-init", type=_finite_float, default=0.0, metavar="A",
                    help="the template mask's starting logit: it starts sigmoid(A) open "
                         "(-2: about 0.12; 0, the default: about one half; needs the mask)")
-    p.add_argument("--template-lr", type=float, metavar="X",
+    p.add_argument("--template-lr", type=_finite_float, metavar="X",
                    help="the templates' learning rate as a multiple of G's (0: fixed; "
                         "default: the recipe's)")
-    p.add_argument("--modes", type=int, metavar="K",
+    p.add_argument("--modes", type=_int, metavar="K",
                    help="split each game into K modes (k-means clusters of its screens, e.g. "
                         "AirRaid's two backgrounds) and condition G and D on them (0: off; "
                         "default: the recipe's)")
@@ -707,11 +723,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller-env", choices=["real", "dream"], default="real")
     p.add_argument("--workers", type=_non_negative_int, default=2,
                    help="processes playing controller candidates (0: none)")
-    p.add_argument("--temperature", type=float,
+    p.add_argument("--temperature", type=_finite_float,
                    help="tau of M's sampling with --controller-env dream (default 1)")
     p.add_argument("--vae-epochs", type=_positive_int)
-    p.add_argument("--vae-lr", type=float, help="V's Adam learning rate (default 1e-3)")
-    p.add_argument("--moving-weight", type=float,
+    p.add_argument("--vae-lr", type=_finite_float, help="V's Adam learning rate (default 1e-3)")
+    p.add_argument("--moving-weight", type=_finite_float,
                    help="V's reconstruction weight of the pixels that differ from the dataset's "
                         "background (default 10; 1: the plain loss)")
     p.add_argument("--mdrnn-epochs", type=_positive_int)
@@ -742,11 +758,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="dream.mp4")
     p.add_argument("--steps", type=_positive_int, default=200)
     p.add_argument("--seed", type=_seed, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=_finite_float, default=1.0)
     p.add_argument("--data", metavar="DATA.h5", help="take the real side from this dataset")
     p.add_argument("--episode", type=_non_negative_int,
                    help="the episode of --data to start from (default 0)")
-    p.add_argument("--fps", type=float, default=15.0)
+    p.add_argument("--fps", type=_finite_float, default=15.0)
     _add_threads(p)
     p.set_defaults(func=_cmd_dream)
 
@@ -764,7 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grid: the latents (default normal)")
     p.add_argument("--set", nargs="+", metavar="DIM=VALUE",
                    help="grid: fix latent dimensions")
-    p.add_argument("--sweep", type=int, metavar="DIM",
+    p.add_argument("--sweep", type=_int, metavar="DIM",
                    help="a strip sweeping latent dimension DIM")
     p.add_argument("--from", dest="sweep_from", type=_finite_float,
                    help="--sweep: first value (default -3)")
@@ -817,6 +833,10 @@ def _whole(text: str, what: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+
+
+def _int(text: str) -> int:
+    return _whole(text, "must be a whole number")
 
 
 def _positive_int(text: str) -> int:

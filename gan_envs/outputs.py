@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,9 +68,17 @@ def out_of_space_message(path: Path, error: OSError) -> str:
 def temporary_sibling(path: Path) -> Path:
     """A new empty hidden file beside ``path``, unique to this call (any thread or process),
     keeping its suffix (OpenCV picks the container from it); the caller removes it."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=f".tmp{path.suffix}")
-    os.close(fd)
-    return Path(name)
+    # not tempfile.mkstemp: its files are owner-only (0600), and the file renamed into place
+    # keeps that; a file created 0666 gets the user's umask, as open() would give it
+    for _ in range(100):
+        name = path.parent / f".{secrets.token_hex(6)}.tmp{path.suffix}"
+        try:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(errno.EEXIST, f"no free temporary name beside {path}")
 
 
 def write_bytes_atomically(path: str | os.PathLike[str], data: bytes | memoryview) -> Path:

@@ -3,6 +3,8 @@ and folders that are not what an argument takes named as such (a helper sweep, s
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -208,6 +210,15 @@ def test_option_types_say_what_they_take(capsys):
     with pytest.raises(SystemExit):
         main(["collect", "CartPole-v1", "--out", "x.h5", "--steps", "10", "--seed", "x"])
     assert "a seed is a whole number in [0, 2**63), got 'x'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # was "invalid int value: '1.5'"
+        main(["train", "gan", "d.h5", "--out", "r", "--template", "1.5"])
+    assert "argument --template: must be a whole number, got '1.5'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # was "invalid float value: 'abc'"
+        main(["train", "gan", "d.h5", "--out", "r", "--lr-d", "abc"])
+    assert "argument --lr-d: must be a finite number, got 'abc'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # nan reached the config
+        main(["dream", "run", "--temperature", "nan"])
+    assert "argument --temperature: must be a finite number, got nan" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # was "invalid float value: '1,2'"
         main(["train", "gan", "d.h5", "--out", "r", "--env-shares", "1,2"])
     assert ("argument --env-shares: takes one number per env, separated by spaces (e.g. "
@@ -349,3 +360,20 @@ def test_temporary_names_fit_any_legal_name_and_never_stay(tmp_path: Path):
         with pytest.raises(KeyboardInterrupt):
             outputs.write_bytes_atomically(tmp_path / "k.json", b"{}")
     assert sorted(p.name for p in tmp_path.iterdir()) == [long_name.name, "same.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_outputs_get_the_users_umask_not_owner_only(tmp_path: Path, umask: int):
+    """Grids, videos, JSON and checkpoints were written -rw------- (tempfile.mkstemp's mode
+    survives the rename) whatever the umask."""
+    from gan_envs.outputs import write_bytes_atomically
+
+    previous = os.umask(umask)
+    try:
+        written = [write_bytes_atomically(tmp_path / "a.json", b"{}"),
+                   save_png(tmp_path / "g.png", np.zeros((4, 4, 3), np.uint8)),
+                   write_video([np.zeros((8, 8, 3), np.uint8)] * 2, tmp_path / "v.mp4")]
+    finally:
+        os.umask(previous)
+    for path in written:
+        assert stat.S_IMODE(Path(path).stat().st_mode) == 0o666 & ~umask, path
