@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["first_line"]
+__all__ = ["counted", "first_line"]
 
 
 def first_line(error: BaseException, empty: str = "no message") -> str:
@@ -15,3 +15,13 @@ def first_line(error: BaseException, empty: str = "no message") -> str:
     """
     lines = str(error).strip().splitlines()
     return lines[0] if lines else empty
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is one.
+
+    Example:
+        >>> counted(1, "episode"), counted(3, "step"), counted(0, "frame")
+        ('1 episode', '3 steps', '0 frames')
+    """
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

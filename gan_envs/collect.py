@@ -462,8 +462,8 @@ def _check_output(config: CollectConfig) -> None:
 
 
 def _check_resumed_settings(config: CollectConfig, reader: Any) -> None:
-    """Refuse to resume a file with another policy, seed, compression or number of copies
-    than it records: the new episodes would not be what its metadata says."""
+    """Refuse to resume a file with another policy, seed, compression, frame size or number of
+    copies than it records: the new episodes would not be what its metadata says."""
     recorded = reader.metadata
     clashes = []
     if recorded.get("policy") is not None and recorded["policy"] != config.policy_name:
@@ -472,6 +472,10 @@ def _check_resumed_settings(config: CollectConfig, reader: Any) -> None:
         clashes.append(f"--seed {recorded['seed']}")
     if config.compression is not None and _codec(config) != reader.compression:
         clashes.append(f"--compression {reader.compression or 'none'}")
+    recorded_size = (recorded.get("wrappers") or {}).get("size")
+    if recorded_size is not None and list(recorded_size) != list(normalize_size(config.size)):
+        height, width = recorded_size
+        clashes.append(f"--size {height}" if height == width else f"size ({height}, {width})")
     recorded_envs = (recorded.get("user_metadata") or {}).get("num_envs")
     if recorded_envs is not None and recorded_envs != config.num_envs:
         clashes.append(f"--num-envs {recorded_envs}")

@@ -173,11 +173,14 @@ def test_damaged_runs_and_mismatched_inputs_are_one_line(dataset: Path, tmp_path
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [row["iteration"] for row in log][-1] == 4
     capsys.readouterr()
-    # on resume, a setting typed at its default is still a change (the run has width 16)
+    # on resume, a setting typed at its default is still a change (the run has width 16);
+    # refused resumes leave the run's config.json as it was
+    config = (run / "config.json").read_bytes()
     refused(["train", "gan", str(dataset), "--out", str(run), "--iterations", "5", "--resume",
              *TINY, "--width", "512"], "was trained with width=16, not 512")
     refused(["train", "gan", str(dataset), "--out", str(run), "--iterations", "3", "--resume",
              *TINY], "at iteration 4 already")
+    assert (run / "config.json").read_bytes() == config
     # a conditional run: part of an env id that fits two
     refused([*sample, str(tmp_path / "g.png"), "--env", "GanAtari"], "is ambiguous")
     # a damaged evaluation cache is trained again

@@ -137,7 +137,8 @@ def test_ctrl_c_before_the_first_episode_leaves_no_file(tmp_path: Path, monkeypa
     before = out.read_bytes()
     monkeypatch.setenv("INTERRUPT_POLICY", "1")
     assert main([*args, "--steps", "40", "--resume"]) == 130
-    assert "finished episodes are safe in" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "interrupted; 1 finished episode is safe in" in err, err[-400:]
     with RolloutReader(out) as reader:
         assert reader.num_steps == 20
     assert verify(out).ok and out.stat().st_size == len(before)
@@ -476,3 +477,22 @@ def test_a_size_for_envs_that_are_not_gan_atari_is_refused(tmp_path: Path):
         CollectConfig(["CartPole-v1"], tmp_path / "c.h5", steps=10, size=32)
     assert CollectConfig(["CartPole-v1"], tmp_path / "c.h5", steps=10).size == 64
     assert CollectConfig(["GanAtari/Pong-v0"], tmp_path / "p.h5", steps=10, size=32).size == 32
+
+
+def test_resume_at_another_frame_size_names_the_size(tmp_path: Path, capsys):
+    """Resuming at another --size said 'resume with observation_space Box(0, 255, (3, 48, 48),
+    uint8), but the file holds ...' (no option named); a plain --resume of a file collected at
+    --size 32 asked for 64."""
+    out = tmp_path / "s.h5"
+    args = ["collect", "GanAtari/Pong-v0", "--out", str(out), "--num-envs", "1"]
+    assert main([*args, "--steps", "20", "--size", "32"]) == 0
+    assert capsys.readouterr().out.endswith(": 1 episode, 20 steps, 21 frames from "
+                                            "GanAtari/Pong-v0\n")
+    before = out.read_bytes()
+    for size in (["--size", "48"], []):
+        assert main([*args, "--steps", "40", "--resume", *size]) == 2
+        assert capsys.readouterr().err == (f"gan-envs: {out} was collected with --size 32; "
+                                           "resume with the same settings, or write a new "
+                                           "file\n")
+    assert out.read_bytes() == before
+    assert main([*args, "--steps", "40", "--resume", "--size", "32"]) == 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gan_envs._text import counted
 from gan_envs.datasets.errors import DatasetError
 from gan_envs.datasets.format import check_values
 from gan_envs.datasets.reader import RolloutReader
@@ -45,10 +46,11 @@ class VerifyReport:
 
     def __str__(self) -> str:
         if self.ok:
-            return (f"{self.path}: OK ({self.num_episodes} episodes, {self.num_frames} frames, "
+            return (f"{self.path}: OK ({counted(self.num_episodes, 'episode')}, "
+                    f"{counted(self.num_frames, 'frame')}, "
                     "every checksum verified)")
         first = self.first_bad_episode
-        head = f"{self.path}: {len(self.problems)} problem(s)"
+        head = f"{self.path}: {counted(len(self.problems), 'problem')}"
         head += f"; first bad episode: {first}" if first is not None else ""
         return "\n".join([head, *(f"  {p}" for p in self.problems)])
 
@@ -95,7 +97,9 @@ def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:
     try:
         ep = reader.episode(i)
     except (DatasetError, IndexError, ValueError, TypeError) as err:
-        report.add(f"episode {i}: {str(err).split(': ', 1)[-1]}", i)
+        # the reader's own advice ("... verify() locates the bad episodes") is what this does
+        reason = str(err).split(": ", 1)[-1].split("; the file is damaged")[0]
+        report.add(f"episode {i}: {reason}", i)
         return
     row = reader.episode_table[i]
     ends = ep["terminations"] | ep["truncations"]

@@ -1001,6 +1001,10 @@ def train_gan(
     env_ids = env_labels(source)
     cfg = config.resolved(frame_shape, len(env_ids) if env_ids else 0,
                           resuming=saved is not None)
+    if saved is not None and cfg.iterations < int(saved["iteration"]):  # (before config.json)
+        raise ValueError(f"{ckpt_path} is at iteration {int(saved['iteration'])} already, past "
+                         f"iterations={cfg.iterations}: pass more iterations to train on "
+                         "(sample or evaluate the run as it is)")
     num_classes = len(env_ids) if cfg.conditional and env_ids else 0
     if saved is not None and num_classes and list(saved.get("env_ids", [])) != env_ids:
         raise ValueError(f"{ckpt_path} is conditional on the envs {saved.get('env_ids')}, this "
@@ -1025,7 +1029,8 @@ def train_gan(
     if saved is None and images:
         _check_clusters(config, cfg, source, env_ids if num_classes else [])
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    write_bytes_atomically(run_dir / "config.json",
+                           (json.dumps(dataclasses.asdict(cfg), indent=2) + "\n").encode())
 
     # ---- networks, optimisers, random streams (the caller's global torch RNG is left alone)
     with torch.random.fork_rng(devices=[]):
@@ -1164,10 +1169,6 @@ def train_gan(
         if num_classes:
             label_probs, fixed_labels = saved["label_probs"], saved["fixed_labels"]
         start = int(saved["iteration"])
-        if cfg.iterations < start:
-            raise ValueError(f"{ckpt_path} is at iteration {start} already, past iterations="
-                             f"{cfg.iterations}: pass more iterations to train on (sample or "
-                             "evaluate the run as it is)")
 
     # what training batches hold of each env: the data's proportions, or cfg.env_shares (real
     # frames drawn uniformly, each kept with a probability proportional to share / proportion)

@@ -216,7 +216,9 @@ def test_flipped_bytes_inside_a_chunk_are_caught_and_located(written):
             reader.frames(np.arange(reader.num_frames))
     report = verify(written)
     assert not report.ok and report.first_bad_episode == 1 and report.bad_episodes == [1]
-    assert str(report).splitlines()[0].endswith("first bad episode: 1")
+    assert str(report).splitlines()[0].endswith("1 problem; first bad episode: 1")
+    # the reader's advice to run verify() is not repeated inside verify's own report
+    assert str(report).splitlines()[1].endswith("(filter returned failure during read)")
 
 
 def test_reader_arguments(written):
