@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["counted", "first_line"]
+__all__ = ["counted", "first_line", "short_repr"]
 
 
 def first_line(error: BaseException, empty: str = "no message") -> str:
@@ -25,3 +25,14 @@ def counted(count: int, noun: str) -> str:
         ('1 episode', '3 steps', '0 frames')
     """
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def short_repr(value: object, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters with an ellipsis when longer.
+
+    Example:
+        >>> short_repr([1, 2, 3]), short_repr("x" * 100, limit=10)
+        ('[1, 2, 3]', "'xxxxxxxx…")
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

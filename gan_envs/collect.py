@@ -42,7 +42,7 @@ import gymnasium as gym
 import numpy as np
 
 from gan_envs._numbers import whole_number
-from gan_envs._text import first_line
+from gan_envs._text import first_line, short_repr
 from gan_envs.background import BackgroundCalls
 from gan_envs.policies import load_policy, policy_actions, policy_name
 from gan_envs.registration import NAMESPACE, resolve_env_id
@@ -104,13 +104,13 @@ class CollectConfig:
             self.env_ids = list(self.env_ids)
         except TypeError:
             raise CollectError(f"env_ids must be a list of environment ids, got "
-                               f"{self.env_ids!r:.80}") from None
+                               f"{short_repr(self.env_ids, 80)}") from None
         if not self.env_ids:
             raise CollectError("collect needs at least one environment id")
         for env_id in self.env_ids:
             if not isinstance(env_id, str):
                 raise CollectError(f"environment ids are strings such as 'GanAtari/Pong-v0', "
-                                   f"got {env_id!r:.80}")
+                                   f"got {short_repr(env_id, 80)}")
         if (self.steps is None) == (self.episodes is None):
             raise CollectError("collect needs exactly one target: steps=N or episodes=N")
         if self.steps is not None:
@@ -124,14 +124,14 @@ class CollectConfig:
         self.seed = whole_number(self.seed, "collect's seed", high=2**63 - 1, error=CollectError)
         if not (isinstance(self.policy, str) or callable(self.policy)):
             raise CollectError(f"policy must be 'random', 'module:callable' or a callable, got "
-                               f"{self.policy!r:.80}")
+                               f"{short_repr(self.policy, 80)}")
         if self.compression is not None and self.compression not in COMPRESSION_CHOICES:
             raise CollectError(f"compression must be one of {COMPRESSION_CHOICES}, got "
                                f"{self.compression!r}")
         if not isinstance(self.command, str):
-            raise CollectError(f"command must be a string, got {self.command!r:.80}")
+            raise CollectError(f"command must be a string, got {short_repr(self.command, 80)}")
         if not isinstance(self.out, (str, os.PathLike)) or not str(self.out):
-            raise CollectError(f"out must be a file path, got {self.out!r:.80}")
+            raise CollectError(f"out must be a file path, got {short_repr(self.out, 80)}")
         if self.resume and self.overwrite:
             raise CollectError("choose --resume or --overwrite, not both")
         self.env_ids = [resolve_env_id(env_id) for env_id in self.env_ids]

@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from gan_envs._text import first_line
+from gan_envs._text import first_line, short_repr
 
 __all__ = ["Policy", "RandomPolicy", "load_policy", "policy_name", "PolicyError"]
 
@@ -72,9 +72,9 @@ def policy_actions(policy: Policy, observations: np.ndarray, infos: dict[str, An
     try:
         returned = policy(observations, infos)
         if callable(returned):
-            raise PolicyError(f"policy {name} returned a callable, {returned!r:.60}: if {name} "
-                              "is a factory, make the vector env its only required parameter "
-                              "(not *args)")
+            raise PolicyError(f"policy {name} returned a callable, {short_repr(returned, 60)}: "
+                              f"if {name} is a factory, make the vector env its only required "
+                              "parameter (not *args)")
         actions = np.asarray(returned)
     except PolicyError:
         raise
@@ -121,7 +121,7 @@ def load_policy(spec: str | Callable[..., Any], envs: gym.vector.VectorEnv,
         return _built(spec, policy_name(spec), envs, seed)
     if not isinstance(spec, str):
         raise PolicyError(f"policy must be 'random', 'module:callable' or a callable, got "
-                          f"{spec!r:.80}")
+                          f"{short_repr(spec, 80)}")
     if spec == "random":
         return RandomPolicy(envs, seed)
     module_name, sep, attribute = spec.partition(":")
@@ -165,7 +165,8 @@ def _built(target: Callable[..., Any], spec: str, envs: gym.vector.VectorEnv,
                           f"{type(error).__name__}: {first_line(error)}; pass a policy "
                           "(observations, infos) -> actions, or a factory of one") from error
     if not callable(policy):
-        raise PolicyError(f"policy {spec!r}: the factory returned a non-callable {policy!r:.80}")
+        raise PolicyError(f"policy {spec!r}: the factory returned a non-callable "
+                          f"{short_repr(policy, 80)}")
     return policy
 
 

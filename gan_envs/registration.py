@@ -34,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from gan_envs._numbers import is_real, whole_number
+from gan_envs._text import short_repr
 from gan_envs.wrappers import (
     FLICKER_MODES,
     AsyncObservations,
@@ -473,7 +474,7 @@ class _CheckedInputs(AsyncObservations, gym.vector.VectorWrapper):
         if (arr.shape != (self.num_envs,) or arr.dtype.kind not in "iu"
                 or (len(arr) and (arr.min() < 0 or arr.max() >= self._n))):
             raise ValueError(f"GanAtari vector env: actions must be {self.num_envs} whole "
-                             f"numbers in [0, {self._n}), got {actions!r:.80}")
+                             f"numbers in [0, {self._n}), got {short_repr(actions, 80)}")
         return arr.astype(np.int64, copy=False)  # ale-py asserts int32 or int64
 
 

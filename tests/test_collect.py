@@ -340,6 +340,8 @@ def test_run_collection_refuses_vector_envs_of_different_sizes():
     ({"num_envs": 0}, r"num_envs must be in \[1, 1024\], got 0"),
     ({"steps": True}, "the collection target steps must be a whole number, got True"),
     ({"policy": 3}, "policy must be 'random', 'module:callable' or a callable, got 3"),
+    # a long value is cut with an ellipsis (was cut mid-word with no mark)
+    ({"policy": [0] * 50}, r"policy must be .*, got \[0, 0, [0, ]*…$"),
     ({"compression": "zstd"}, r"compression must be one of \('gzip', 'lzf', 'none'\)"),
     ({"env_ids": [3]}, "environment ids are strings such as 'GanAtari/Pong-v0', got 3"),
     ({"env_ids": 3}, "env_ids must be a list of environment ids, got 3"),

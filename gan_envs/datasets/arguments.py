@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from gan_envs._numbers import whole_number as _whole_number
+from gan_envs._text import short_repr
 from gan_envs.datasets.errors import DatasetError
 
 __all__ = ["whole_number", "json_friendly"]
@@ -38,7 +39,7 @@ def json_friendly(value: Any, what: str) -> Any:
     def plain(obj: Any) -> Any:
         if isinstance(obj, (np.generic, np.ndarray)):
             return obj.tolist()
-        raise TypeError(f"{type(obj).__name__} {obj!r:.60}")
+        raise TypeError(f"{type(obj).__name__} {short_repr(obj, 60)}")
 
     try:
         return json.loads(json.dumps(value, default=plain, allow_nan=False))

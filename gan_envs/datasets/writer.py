@@ -40,6 +40,7 @@ import gymnasium as gym
 import h5py
 import numpy as np
 
+from gan_envs._text import short_repr
 from gan_envs.datasets import _h5
 from gan_envs.datasets.arguments import json_friendly, whole_number
 from gan_envs.datasets.chunks import ChunkEncoder
@@ -192,7 +193,7 @@ def check_writer_options(
         if not (text is None and name == "command") and not isinstance(text, str):
             raise DatasetError(f"{path}: {name} must be a string, got {text!r}")
     if metadata is not None and not isinstance(metadata, Mapping):
-        raise DatasetError(f"{path}: metadata must be a dict, got {metadata!r:.60}")
+        raise DatasetError(f"{path}: metadata must be a dict, got {short_repr(metadata, 60)}")
     return dict(
         chunk_frames=whole_number(chunk_frames, f"{path}: chunk_frames", low=1,
                                   high=MAX_CHUNK_FRAMES),

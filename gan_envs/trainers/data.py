@@ -1,7 +1,7 @@
 """Where the GAN trainer gets its frames: a small protocol and two implementations.
 
-- :class:`FrameSource`: anything with ``frame_shape`` and ``sample_frames(n, rng)``; the rollout
-  dataset reader (``gan_envs.datasets.RolloutReader``) is one.
+- :class:`FrameSource`: anything with ``frame_shape`` and ``sample_frames(n, rng)`` (the rollout
+  dataset reader has no ``frame_shape``: :class:`DatasetFrameSource` wraps it).
 - :class:`LabelledFrameSource`: a source that also knows which environment each frame came from
   (``env_ids``, ``sample_frames_with_env``), used by the game classifier of the evaluation.
 - :class:`DatasetFrameSource`: frames of a rollout dataset (what ``gan-envs train gan`` uses).
@@ -21,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from gan_envs._numbers import whole_number
+from gan_envs._text import short_repr
 
 __all__ = [
     "FrameSource",
@@ -311,7 +312,7 @@ class EnvFrameSource:
         env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)  # one id, not letters
         if not env_ids or not all(isinstance(e, str) for e in env_ids):
             raise ValueError(f"EnvFrameSource needs env ids such as 'GanAtari/Pong-v0', got "
-                             f"{env_ids!r:.80}")
+                             f"{short_repr(env_ids, 80)}")
         if any(e.startswith("ALE/") for e in env_ids):
             import ale_py
 

@@ -263,7 +263,7 @@ def sample(
     """
     n = whole_number(n, "the number of samples", error=ValueError)
     if n > MAX_SAMPLES:
-        raise ValueError(f"n={n} samples is more than one call makes (at most {MAX_SAMPLES}); "
+        raise ValueError(f"n={n} samples is more than one call makes (at most {MAX_SAMPLES:,}); "
                          "draw them in several calls, each with its own seed")
     gen = load_generator(run_dir, ema)
     z = make_latents(n, gen.latent_dim, seed, latent, set_dims)
