@@ -58,9 +58,17 @@ def assert_cli_refuses(options: list[str], fragment: str, run_dir: Path, capsys:
     checkpoint."""
     from gan_envs.cli import main
 
-    assert main(["train", "gan", "GanAtari/Pong-v0", "--source", "env", "--size", "32",
-                 "--out", str(run_dir / "run"), "--iterations", "1", *options]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    try:
+        status = main(["train", "gan", "GanAtari/Pong-v0", "--source", "env", "--size", "32",
+                       "--out", str(run_dir / "run"), "--iterations", "1", *options])
+    except SystemExit as refused:  # argparse: its usage, then one error line
+        status = refused.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[0].startswith("usage:") and ": error: " in err[-1], err
+        err = err[-1:]
+    else:
+        err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2
     assert len(err) == 1 and fragment in err[0], err
     assert not (run_dir / "run" / "checkpoint.pt").exists()
 

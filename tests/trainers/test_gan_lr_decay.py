@@ -4,6 +4,7 @@ the run, resumably."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -74,5 +75,6 @@ def test_bad_decays_are_one_line_errors(bad, tmp_path, capsys):
     with pytest.raises(ValueError, match=r"^lr_decay must be a fraction of the iterations in "
                                          r"\[0, 1\], got .*--lr-decay 0.25"):
         GanConfig(lr_decay=bad).resolved((3, 32, 32))
-    assert_cli_refuses(["--lr-decay", str(bad)],
-                       "lr_decay must be a fraction", tmp_path, capsys)
+    assert_cli_refuses(["--lr-decay", str(bad)], "argument --lr-decay: must be a finite "
+                       "number, got nan" if math.isnan(bad) else "lr_decay must be a fraction",
+                       tmp_path, capsys)

@@ -57,7 +57,7 @@ def _log_iterations(run_dir: Path, key: str = "iteration", stage: str | None = N
 def test_sample_refuses_more_than_one_grid_of_frames(tiny_run):
     """``sample(run, n=10**6)`` asked torch for gigabytes ('can't allocate memory')."""
     with pytest.raises(ValueError, match=rf"n={MAX_SAMPLES + 1} samples is more than one call "
-                                         rf"makes \(at most {MAX_SAMPLES}\); draw them in "
+                                         rf"makes \(at most {MAX_SAMPLES:,}\); draw them in "
                                          "several calls"):
         sample(tiny_run, n=MAX_SAMPLES + 1)
     assert sample(tiny_run, n=0).shape[0] == 0
@@ -74,7 +74,8 @@ def test_gan_checkpoint_on_a_full_disk_keeps_the_last_one_and_resume_continues(
 
     run = tmp_path / "run"
     monkeypatch.setattr(gan_module, "write_bytes_atomically",
-                        _full_disk_on_call(2, gan_module.write_bytes_atomically))
+                        _full_disk_on_call(3, gan_module.write_bytes_atomically))
+    # (call 1 writes config.json, call 2 the checkpoint at iteration 2)
     with pytest.raises(OSError, match="checkpoint.pt: saving the checkpoint failed, the disk is "
                                       "full"):
         train_gan(config, two_games(), run)
