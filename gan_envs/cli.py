@@ -32,7 +32,14 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     ids = gan_atari_ids(args.filter)
     if not ids:
-        raise CommandError(f"no GanAtari environment matches {args.filter!r}")
+        import difflib
+
+        every = gan_atari_ids()
+        games = {i.split("/")[-1].rsplit("-", 1)[0].lower(): i for i in every}
+        close = difflib.get_close_matches(str(args.filter).lower(), games, n=3, cutoff=0.5)
+        hint = (f"did you mean {', '.join(games[g] for g in close)}?" if close else
+                f"`gan-envs list` prints all {len(every)}")
+        raise CommandError(f"no GanAtari environment matches {args.filter!r}; {hint}")
     print("\n".join(ids))
     return 0
 

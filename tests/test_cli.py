@@ -22,7 +22,11 @@ def test_list_filters_ids(capsys):
 def test_list_without_match_is_one_line_error(capsys):
     assert main(["list", "zzzz"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "gan-envs: no GanAtari environment matches 'zzzz'"
+    assert err.strip().startswith("gan-envs: no GanAtari environment matches 'zzzz'; "
+                                  "`gan-envs list` prints all ")
+    assert main(["list", "brekout"]) == 2  # a misspelt game: the close ones
+    assert capsys.readouterr().err.endswith("; did you mean GanAtari/Breakout-v0, "
+                                            "GanAtari/Qbert-v0?\n")
 
 
 def test_preview_writes_a_png(tmp_path: Path, capsys):
