@@ -231,6 +231,7 @@ def _cmd_train_gan(args: argparse.Namespace) -> int:
         diversity=args.diversity, pack=args.pack, r1=args.r1, r2=args.r2,
         template=args.template,
         template_lr=args.template_lr, modes=args.modes, g_head=args.g_head,
+        g_norm=args.g_norm,
         lr_decay=args.lr_decay,
         env_shares=None if args.env_shares is None else tuple(args.env_shares),
         template_mask=args.template_mask, template_gate=args.template_gate,
@@ -709,6 +710,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--g-head", choices=["transpose", "pixelshuffle"],
                    help="the DCGAN generator's last layer: the book's transposed convolution "
                         "or a 3x3 convolution and a pixel shuffle (default: the recipe's)")
+    p.add_argument("--g-norm", choices=["batch", "conditional"],
+                   help="the DCGAN generator's normalisation: the book's BatchNorm, or a gain "
+                        "and bias per game (and mode) (default: the recipe's, batch)")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     _add_threads(p)

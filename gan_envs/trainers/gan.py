@@ -50,6 +50,7 @@ from .data import FrameSource, env_labels, is_image_shape
 from .models import (
     build_models,
     check_arch,
+    check_g_norm,
     check_head,
     check_template_gate,
     check_template_mask_init,
@@ -75,27 +76,28 @@ __all__ = [
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _CHECKPOINT_FORMAT = "gan-envs/gan-checkpoint"
-_CHECKPOINT_VERSION = 6  # 2: conditional runs (label_probs); 3: output templates (written only
+_CHECKPOINT_VERSION = 7  # 2: conditional runs (label_probs); 3: output templates (written only
 # by runs with template >= 1); 4: modes (mode_centres; only runs with modes >= 2); 5: a template
 # mask (G's extra output channel; only runs with template_mask); 6: a fixed template gate (only
-# runs with template_gate, which an older reader would sample without); the others still
+# runs with template_gate, which an older reader would sample without); 7: conditional
+# BatchNorm in G (only runs with g_norm='conditional'); the others still
 # write 2, and older files still load
 
 # Hyperparameters a recipe fills in when the config leaves them as None, per architecture.
 _TUTORIAL_DCGAN = dict(batch_size=16, loss="bce", lr_d=1e-4, lr_g=1e-4, betas=(0.5, 0.999),
                        spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.0,
                        conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0, r2=0.0,
-                       template=0, modes=0, template_lr=1.0, g_head="transpose",
+                       template=0, modes=0, template_lr=1.0, g_head="transpose", g_norm="batch",
                        lr_decay=0.0, template_mask=False, standing_stats=0)
 _TUTORIAL_MLP = dict(batch_size=64, loss="bce", lr_d=2e-4, lr_g=2e-4, betas=(0.9, 0.999),
                      spectral_norm=False, ema_decay=0.0, diffaugment="", d_relu_slope=0.2,
                      conditional=False, mbstd_group=0, diversity=0.0, pack=1, r1=0.0, r2=0.0,
-                     template=0, modes=0, template_lr=1.0, g_head="transpose",
+                     template=0, modes=0, template_lr=1.0, g_head="transpose", g_norm="batch",
                      lr_decay=0.0, template_mask=False, standing_stats=0)
 _FAST = dict(batch_size=32, loss="hinge", lr_d=4e-4, lr_g=1e-4, betas=(0.0, 0.9),
              spectral_norm=True, ema_decay=0.999, diffaugment="", d_relu_slope=0.2,
              conditional=True, mbstd_group=4, diversity=0.0, pack=2, r1=1.0, r2=0.0,
-             template=1, modes=2, template_lr=0.0, g_head="transpose",
+             template=1, modes=2, template_lr=0.0, g_head="transpose", g_norm="batch",
              lr_decay=0.0, template_mask=True, standing_stats=1024)
 # What a recipe changes for vector frames, which have no screens to split into modes or
 # templates. The diversity term left `fast` for images in session 9 (with modes and templates
@@ -169,6 +171,11 @@ class GanConfig:
     """the DCGAN generator's last layer: 'transpose' (the book's 4x4 stride-2 transposed
     convolution) or 'pixelshuffle' (a 3x3 convolution to 4x the channels and a pixel shuffle,
     started as a nearest-neighbour upsampling). None: the recipe's"""
+    g_norm: str | None = None
+    """the DCGAN generator's normalisation: 'batch' (BatchNorm with one gain and bias per
+    channel, the book's) or 'conditional' (one gain and bias per label, i.e. game, or
+    (game, mode) with ``modes``: the SNGAN/BigGAN generator's conditional BatchNorm; needs a
+    conditional run or modes). None: the recipe's ('batch')"""
     lr_decay: float | None = None
     """the last fraction of ``iterations`` over which both learning rates (the templates' too)
     fall linearly to zero (0: constant rates, as in the tutorials). The schedule follows
@@ -316,6 +323,7 @@ class GanConfig:
         if cfg.env_shares is not None:
             cfg.env_shares = _check_env_shares(cfg.env_shares, cfg.conditional, num_envs)
         cfg._check(frame_shape, resuming)
+        check_g_norm(cfg.g_norm, cfg.arch, _generator_labels(cfg, num_envs))
         return cfg
 
     def _check(self, frame_shape: tuple[int, ...], resuming: bool = False) -> None:
@@ -890,6 +898,7 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
                              "modes": 0, "g_head": "transpose", "lr_decay": 0.0,
                              "template_mask": False, "template_gate": 0.0,
                              "template_mask_init": 0.0, "standing_stats": 0,
+                             "g_norm": "batch",
                              **saved,
                              "betas": tuple(saved["betas"])})
     if saved_cfg.env_shares is not None:
@@ -913,6 +922,12 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     # an interval or total left at its default keeps the run's own (plain --resume continues)
     changes = {k: asked[k] for k in _RESUMABLE_CHANGES if asked[k] != defaults[k]}
     return dataclasses.replace(saved_cfg, **changes)
+
+
+def _generator_labels(cfg: GanConfig, num_envs: int | None) -> int:
+    """How many labels the generator of ``cfg`` takes: games, ``games * modes``, or modes."""
+    games = int(num_envs or 0) if cfg.conditional else 0
+    return max(games, 1) * cfg.modes if cfg.modes else games
 
 
 class _SigintToFlag:
@@ -1041,7 +1056,7 @@ def train_gan(
                                                 cfg.pack, cfg.template, cfg.modes,
                                                 cfg.g_head, cfg.template_mask,
                                                 cfg.template_gate,
-                                                cfg.template_mask_init)
+                                                cfg.template_mask_init, cfg.g_norm)
     memory_format = torch.channels_last if cfg.channels_last and images else None
     if memory_format is not None:
         generator.to(memory_format=memory_format)
@@ -1214,8 +1229,8 @@ def train_gan(
     def write_checkpoint(iteration: int) -> None:
         _atomic_save({
             "format": _CHECKPOINT_FORMAT,
-            "version": 6 if cfg.template_gate else 5 if cfg.template_mask else 4 if cfg.modes
-            else 3 if cfg.template else 2,
+            "version": 7 if cfg.g_norm == "conditional" else 6 if cfg.template_gate
+            else 5 if cfg.template_mask else 4 if cfg.modes else 3 if cfg.template else 2,
             "iteration": iteration, "config": dataclasses.asdict(cfg),
             "frame_shape": list(frame_shape), "env_ids": list(getattr(source, "env_ids", [])),
             "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),

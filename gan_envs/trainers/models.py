@@ -81,9 +81,12 @@ __all__ = [
     "DCGAN_SIZES",
     "check_arch",
     "check_head",
+    "check_g_norm",
+    "ConditionalBatchNorm2d",
     "check_template_gate",
     "check_template_mask_init",
     "G_HEADS",
+    "G_NORMS",
     "build_models",
     "pack_frames",
     "build_generator",
@@ -609,6 +612,57 @@ def _projection_logits(module: nn.Module, x: torch.Tensor, labels: torch.Tensor 
     return out + (module.embed(labels.reshape(-1).long()).to(pooled.dtype) * pooled).sum(dim=1)
 
 
+G_NORMS = ("batch", "conditional")
+"""the DCGAN generator's normalisation layers: BatchNorm with one learned gain and bias per
+channel (the tutorial's), or :class:`ConditionalBatchNorm2d` (one gain and bias per label)"""
+
+
+def check_g_norm(norm: str, arch: str = "dcgan", labels: int = 2) -> None:
+    """Raise ValueError unless ``norm`` is one of :data:`G_NORMS` usable with ``arch`` and a
+    generator with ``labels`` labels (games, or ``games * modes``; 0 or 1: unconditional).
+
+    Example:
+        >>> check_g_norm("conditional", "dcgan", labels=6)  # 3 games x 2 modes: fine
+        >>> check_g_norm("conditional", "mlp", labels=6)
+        Traceback (most recent call last):
+        ...
+        ValueError: g_norm='conditional' is a DCGAN layer, and arch is 'mlp': pass arch='dcgan' ...
+    """
+    if norm not in G_NORMS:
+        raise ValueError(f"unknown g_norm {norm!r}; choose one of {', '.join(G_NORMS)}")
+    if norm == "conditional" and arch != "dcgan":
+        raise ValueError(f"g_norm='conditional' is a DCGAN layer, and arch is {arch!r}: pass "
+                         "arch='dcgan' or g_norm='batch'")
+    if norm == "conditional" and labels < 2:
+        raise ValueError("g_norm='conditional' gives each label its own BatchNorm gain and "
+                         "bias, and this generator has no labels: train a conditional run (two "
+                         "or more games) or one with modes >= 2, or pass g_norm='batch'")
+
+
+class ConditionalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the whole batch, then a gain and a bias per label (as in the SNGAN and
+    BigGAN generators): ``gain[y] * (x - mean) / std + bias[y]``. Gains start at 1, biases at
+    0, so a new layer equals a new ``nn.BatchNorm2d``; running statistics are shared.
+
+    Example:
+        >>> norm = ConditionalBatchNorm2d(4, labels=3)
+        >>> tuple(norm(torch.randn(6, 4, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])).shape)
+        (6, 4, 2, 2)
+    """
+
+    def __init__(self, channels: int, labels: int) -> None:
+        super().__init__(channels, affine=False)
+        self.gain = nn.Embedding(labels, channels)
+        self.bias_of = nn.Embedding(labels, channels)
+        nn.init.ones_(self.gain.weight)
+        nn.init.zeros_(self.bias_of.weight)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x = super().forward(x)
+        gain = self.gain(labels).to(x.dtype)[:, :, None, None]
+        return x * gain + self.bias_of(labels).to(x.dtype)[:, :, None, None]
+
+
 class DCGANGenerator(nn.Module):
     """Transposed-convolution generator: latent ``(N, latent_dim)`` -> images ``(N, C, S, S)``.
 
@@ -621,10 +675,13 @@ class DCGANGenerator(nn.Module):
     def __init__(self, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
                  num_classes: int = 0, template: int = 0, modes: int = 0,
                  head: str = "transpose", template_mask: bool = False,
-                 template_gate: float = 0.0, template_mask_init: float = 0.0) -> None:
+                 template_gate: float = 0.0, template_mask_init: float = 0.0,
+                 norm: str = "batch") -> None:
         super().__init__()
         check_arch("dcgan", frame_shape)
         check_head(head)
+        labels = max(num_classes, 1) * modes if modes else num_classes
+        check_g_norm(norm, "dcgan", labels)
         if template_mask and not template:
             raise ValueError("template_mask blends G's output with its template: pass "
                              "template >= 1 (--template 1) too, or template_mask=False")
@@ -636,13 +693,19 @@ class DCGANGenerator(nn.Module):
         out = channels + 1 if template_mask else channels  # + the mask's logit
         widths = _dcgan_widths(size, width)
         extra = _add_label_embedding(self, num_classes, modes)
+        self.norm = norm
+
+        def normalisation(channels: int) -> nn.Module:
+            return ConditionalBatchNorm2d(channels, labels) if norm == "conditional" \
+                else nn.BatchNorm2d(channels)
+
         layers: list[nn.Module] = [
             LatentProjection(latent_dim + extra, widths[0], 4, 1, 0),
-            nn.BatchNorm2d(widths[0]),
+            normalisation(widths[0]),
             nn.ReLU(inplace=True),
         ]
         for w_in, w_out in pairwise(widths):
-            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), nn.BatchNorm2d(w_out),
+            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1), normalisation(w_out),
                        nn.ReLU(inplace=True)]
         layers.append(nn.ConvTranspose2d(widths[-1], out, 4, 2, 1) if head == "transpose"
                       else _pixel_shuffle_head(widths[-1], out))  # tanh in forward
@@ -657,8 +720,13 @@ class DCGANGenerator(nn.Module):
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None,
                 modes: torch.Tensor | None = None) -> torch.Tensor:
         x, index = _generator_input(self, z, labels, modes)
-        return _generator_output(self, self.net(x.reshape(x.shape[0], x.shape[1], 1, 1)), x,
-                                 index)
+        h = x.reshape(x.shape[0], x.shape[1], 1, 1)
+        if self.norm == "conditional":  # the label index reaches every normalisation
+            for layer in self.net:
+                h = layer(h, index) if isinstance(layer, ConditionalBatchNorm2d) else layer(h)
+        else:
+            h = self.net(h)
+        return _generator_output(self, h, x, index)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -774,6 +842,7 @@ def build_models(
     template_mask: bool = False,
     template_gate: float = 0.0,
     template_mask_init: float = 0.0,
+    g_norm: str = "batch",
 ) -> tuple[nn.Module, nn.Module]:
     """Build ``(generator, discriminator)`` for ``arch`` and ``frame_shape``.
 
@@ -792,7 +861,8 @@ def build_models(
     gives the DCGAN generator a mask channel that blends its frames with its templates, and
     ``template_gate`` in (0, 1] a fixed blend instead (see :func:`_generator_output`);
     ``template_mask_init`` is the mask logit's starting bias
-    (:func:`check_template_mask_init`).
+    (:func:`check_template_mask_init`). ``g_norm`` is the DCGAN generator's normalisation
+    (:data:`G_NORMS`; 'conditional' needs labels: ``num_classes >= 2`` or ``modes >= 2``).
 
     Example:
         >>> import torch
@@ -815,7 +885,7 @@ def build_models(
         raise ValueError(f"relu_slope must lie in [0, 1) (0: ReLU), got {relu_slope!r}")
     generator = build_generator(arch, frame_shape, latent_dim, width, num_classes, template,
                                 modes, g_head, template_mask, template_gate,
-                                template_mask_init)
+                                template_mask_init, g_norm)
     d_width = width if d_width is None else d_width
     if modes:  # D tells the (label, mode) pairs apart
         num_classes = max(num_classes, 1) * modes
@@ -851,11 +921,12 @@ def build_generator(
     arch: str, frame_shape: Sequence[int], latent_dim: int = 100, width: int = 512,
     num_classes: int = 0, template: int = 0, modes: int = 0, g_head: str = "transpose",
     template_mask: bool = False, template_gate: float = 0.0,
-    template_mask_init: float = 0.0,
+    template_mask_init: float = 0.0, g_norm: str = "batch",
 ) -> nn.Module:
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
     check_head(g_head, arch)
+    check_g_norm(g_norm, arch, max(num_classes, 1) * modes if modes else num_classes)
     if template_mask and arch != "dcgan":
         raise ValueError(f"template_mask needs arch='dcgan' (image frames), got arch={arch!r}: "
                          "pass template_mask=False")
@@ -864,7 +935,7 @@ def build_generator(
                          "pass template_gate=0")
     if arch == "dcgan":
         return DCGANGenerator(frame_shape, latent_dim, width, num_classes, template, modes,
-                              g_head, template_mask, template_gate, template_mask_init)
+                              g_head, template_mask, template_gate, template_mask_init, g_norm)
     check_template_mask_init(template_mask_init, template_mask)
     return MLPGenerator(frame_shape, latent_dim, width, num_classes, template, modes)
 

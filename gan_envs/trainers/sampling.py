@@ -171,7 +171,8 @@ def checkpoint_generator(ckpt: Mapping[str, Any], ema: bool = True) -> RunGenera
                           len(env_ids) if conditional else 0, int(cfg.get("template") or 0),
                           int(cfg.get("modes") or 0), cfg.get("g_head") or "transpose",
                           bool(cfg.get("template_mask")),
-                          float(cfg.get("template_gate") or 0.0))
+                          float(cfg.get("template_gate") or 0.0),
+                          g_norm=cfg.get("g_norm") or "batch")
     use_ema = ema and ckpt.get("generator_ema") is not None
     net.load_state_dict(ckpt["generator_ema"] if use_ema else ckpt["generator"])
     net.eval().requires_grad_(False)
