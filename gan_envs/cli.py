@@ -456,6 +456,36 @@ def _wm_option_names(message: str) -> str:
     return message
 
 
+#: the ``train world-model`` options that only one stage reads (typed for a call that does not
+#: run that stage, they were ignored, exit 0). --seed, --quick and --max-episodes are read by
+#: every stage; --workers, like --threads, says how to run, not what to train: taken with any.
+_WM_STAGE_OPTIONS = {
+    "vae": {"--vae-epochs": "vae_epochs", "--vae-lr": "vae_lr",
+            "--moving-weight": "moving_weight"},
+    "mdrnn": {"--mdrnn-epochs": "mdrnn_epochs"},
+    "controller": {"--controller-env": "controller_env", "--env-id": "env_id",
+                   "--temperature": "temperature", "--population": "population",
+                   "--generations": "generations", "--rollouts": "rollouts",
+                   "--rollout-steps": "rollout_steps", "--fixed-seeds": "fixed_seeds",
+                   "--select-rollouts": "select_rollouts", "--eval-rollouts": "eval_rollouts"},
+}
+
+
+def _check_wm_stage_options(args: argparse.Namespace) -> None:
+    """Refuse an option typed for a stage that ``--stage`` does not run (``--stage vae
+    --temperature 1.5``) instead of ignoring it. A typed value is one that is not None (the
+    parser's defaults are None; --fixed-seeds is a flag: True when typed)."""
+    runs = ("vae", "mdrnn", "controller") if args.stage == "all" else (args.stage,)
+    for stage, options in _WM_STAGE_OPTIONS.items():
+        if stage in runs:
+            continue
+        for option, dest in options.items():
+            value = getattr(args, dest)
+            if value is not None and value is not False:
+                raise CommandError(f"{option} is read by the {stage} stage; drop it or pass "
+                                   f"--stage {stage}|all")
+
+
 def _cmd_train_world_model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -466,22 +496,33 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
         check_evaluation,
         evaluate_world_model,
         metrics_table,
+        stage_config,
         train_world_model,
     )
 
+    _check_wm_stage_options(args)
     if args.temperature is not None and args.controller_env != "dream":
         raise CommandError("--temperature is tau of M's dream, where only --controller-env dream "
                            "plays: add --controller-env dream or leave --temperature out")
 
+    # options left out take WorldModelConfig's defaults (controller_env 'real', workers 2, ...)
     overrides = {k: getattr(args, k) for k in ("vae_epochs", "mdrnn_epochs", "population",
                                                "generations", "rollouts", "rollout_steps",
                                                "max_episodes", "vae_lr", "moving_weight",
-                                               "select_rollouts", "eval_rollouts")
+                                               "select_rollouts", "eval_rollouts",
+                                               "temperature", "controller_env", "workers")
                  if getattr(args, k) is not None}
-    if args.temperature is not None:
-        overrides["temperature"] = args.temperature
+    _check_new_run_dir(args.out)
+    if args.stage in ("mdrnn", "controller") and (Path(args.out) / "vae.pt").is_file():
+        # V's options are refused here (V does not run), and V's settings must match vae.pt's:
+        # take them from it (a V trained with --vae-lr 1e-4 needed it typed at every stage)
+        try:
+            trained = stage_config(args.out, "vae")
+        except WorldModelError as error:
+            raise CommandError(str(error)) from None
+        overrides.update({dest: getattr(trained, dest)
+                          for dest in _WM_STAGE_OPTIONS["vae"].values()})
     config = WorldModelConfig(seed=args.seed, quick=args.quick, env_id=args.env_id,
-                              controller_env=args.controller_env, workers=args.workers,
                               fresh_seeds=not args.fixed_seeds, **overrides)
     bars: dict[str, tqdm] = {}
 
@@ -495,7 +536,6 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
             bar.update(step - bar.n)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items()}, refresh=False)
 
-    _check_new_run_dir(args.out)
     try:
         config.resolved()
     except WorldModelError as error:
@@ -722,7 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
         "world-model", help="train World Models (VAE, MDN-RNN, CMA-ES controller) on a dataset",
         description="Train V (a conv VAE), M (an MDN-RNN on V's latents and the actions) and C "
                     "(a linear controller trained by CMA-ES in the real env or in M's dream) "
-                    "on a dataset of 64x64 frames with actions. See docs/world-models.md.",
+                    "on a dataset of 64x64 frames with actions. An option that only a stage "
+                    "--stage does not run reads is refused; a later stage takes V's settings "
+                    "from vae.pt. See docs/world-models.md.",
     )
     p.add_argument("data", metavar="DATA.h5")
     p.add_argument("--out", required=True, help="the run directory")
@@ -731,9 +773,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--env-id", help="the env C plays (default: the dataset's only env id)")
-    p.add_argument("--controller-env", choices=["real", "dream"], default="real")
-    p.add_argument("--workers", type=_non_negative_int, default=2,
-                   help="processes playing controller candidates (0: none)")
+    p.add_argument("--controller-env", choices=["real", "dream"],
+                   help="where controller candidates play (default real)")
+    p.add_argument("--workers", type=_non_negative_int,
+                   help="processes playing controller candidates (default 2, at most 64; "
+                        "0: in this process)")
     p.add_argument("--temperature", type=_finite_float,
                    help="tau of M's sampling with --controller-env dream (default 1)")
     p.add_argument("--vae-epochs", type=_positive_int)

@@ -6,8 +6,12 @@
 - ``vae.pt``: V (the conv VAE), its optimiser, RNG state and position (epoch, batch);
 - ``latents.npz``: every frame encoded by V (``mu``, ``logvar``) with the actions, rewards and
   terminations, and the SHA-256 of the ``vae.pt`` it came from (re-encoded only when V changed);
-- ``mdrnn.pt``: M (the MDN-RNN), its optimiser, RNG state and position;
+- ``mdrnn.pt``: M (the MDN-RNN), its optimiser, RNG state and position, and the SHA-256 of the
+  ``vae.pt`` whose latents it learned: the controller stage, :func:`dream` and the evaluation
+  refuse (or leave out) an M that no longer fits ``vae.pt``;
 - ``controller.pt``: C's best parameters and the pickled CMA-ES state (resumable per generation);
+- in each checkpoint, the identity of the dataset (path, episodes, frames, env ids and a rollout
+  file's ``created`` stamp and seed): a later stage or a resumption on another file is refused;
 - ``config.json`` (the resolved configuration of the last call), ``log.jsonl`` (one JSON object
   per ``log_every`` steps or per generation, with its ``stage``), ``metrics.json``
   (:func:`evaluate_world_model`).
@@ -83,6 +87,7 @@ __all__ = [
     "WorldModelSummary",
     "train_world_model",
     "load_stage",
+    "stage_config",
     "encode_latents",
     "background_frame",
     "evaluate_world_model",
@@ -102,6 +107,11 @@ _SELECT_OFFSET, _EVAL_OFFSET = 50_000, 100_000  # selection, evaluation seeds: e
 MAX_TEMPERATURE = 100.0  # tau above this is noise (and near 1e70 overflows float32 to NaN frames)
 MAX_LR = 1.0  # Adam beyond this diverges at once (and past ~1e38 overflows inside the step)
 MAX_DREAM_STEPS = 10_000  # a dream video is held in memory: ~0.44 MB a frame at upscale 4
+# Controller worker processes: each is a spawned Python with torch, V and M (~300 MB), so
+# --workers 100000 tried to start that many. A fixed cap, the same on every machine (a command
+# that works on one works on another): the full sizes play 16 candidates x 4 episodes = 64
+# episodes a generation, and more processes than CPU cores only wait for one.
+MAX_WORKERS = 64
 
 _FULL = dict(max_episodes=0, vae_batch_size=100, vae_epochs=10, vae_max_steps=0, seq_len=32,
              mdrnn_batch_size=16, mdrnn_epochs=20, mdrnn_max_steps=0, population=16,
@@ -246,6 +256,7 @@ class WorldModelConfig:
         for name in ("max_episodes", "vae_max_steps", "mdrnn_max_steps", "generations",
                      "workers", "select_rollouts"):
             setattr(cfg, name, whole_number(getattr(cfg, name), name, error=WorldModelError))
+        cfg.workers = _checked_workers(cfg.workers)
         cfg.seed = whole_number(cfg.seed, "seed", high=2**63 - 1, error=WorldModelError)
         cfg.eval_seed = whole_number(cfg.eval_seed, "eval_seed", high=2**62,  # + offsets
                                      error=WorldModelError)
@@ -290,6 +301,15 @@ class WorldModelConfig:
                                   f"{_SELECT_OFFSET} so the training, selection and evaluation "
                                   "seeds never meet; use fewer")
         return cfg
+
+
+def _checked_workers(workers: int) -> int:
+    """``workers`` (a whole number >= 0) if it is at most :data:`MAX_WORKERS`."""
+    if workers > MAX_WORKERS:
+        raise WorldModelError(f"workers must be in [0, {MAX_WORKERS}] (processes that play "
+                              "controller candidates; more than one per CPU core only wait, and "
+                              f"this machine has {os.cpu_count() or 1}), got {workers}")
+    return workers
 
 
 @dataclass
@@ -347,8 +367,44 @@ def _source_info(source: Any) -> dict[str, Any]:
                               "actions (gan-envs collect)")
     if not isinstance(space, gym.spaces.Discrete):
         raise WorldModelError(f"{name}: the controller needs Discrete actions, got {space}")
-    return {"observation_shape": list(shape), "n_actions": int(space.n),
-            "env_ids": list(getattr(source, "env_ids", []) or [])}
+    env_ids = list(getattr(source, "env_ids", []) or [])
+    return {"observation_shape": list(shape), "n_actions": int(space.n), "env_ids": env_ids,
+            "dataset": _dataset_identity(source, env_ids)}
+
+
+def _dataset_identity(source: Any, env_ids: list[str]) -> dict[str, Any]:
+    """What identifies the dataset a run trains on, recorded in each checkpoint: its path, size
+    and env ids, and a rollout file's ``created`` stamp and ``seed`` (kept by ``collect
+    --resume``, new for every other file). No hash of the file: datasets can be GBs."""
+    meta = getattr(source, "metadata", None)
+    meta = meta if isinstance(meta, dict) else {}
+    path = getattr(source, "path", None)
+    frames = getattr(source, "num_frames", None)
+    created = meta.get("created")
+    return {"path": str(path) if path is not None else None,
+            "created": str(created) if created is not None else None,
+            "seed": meta.get("seed"), "episodes": int(source.num_episodes),
+            "frames": int(frames) if frames is not None else None, "env_ids": list(env_ids)}
+
+
+def _describe_dataset(dataset: dict[str, Any]) -> str:
+    return (f"{dataset.get('path') or 'an in-memory source'} (created {dataset.get('created')}, "
+            f"seed {dataset.get('seed')}, {dataset.get('episodes')} episodes)")
+
+
+def _check_dataset(saved: dict[str, Any], info: dict[str, Any], path: Path) -> None:
+    """Refuse a dataset other than the one the checkpoint at ``path`` was trained on. Two rollout
+    files are the same dataset when their ``created`` stamp and seed agree: one grown by
+    ``collect --resume`` (more episodes) is. Checkpoints from before the identity was recorded,
+    and sources without a stamp (in memory), are not compared."""
+    old, new = saved.get("dataset") or {}, info.get("dataset") or {}
+    if not old.get("created") or not new.get("created"):
+        return
+    if (old["created"], old.get("seed")) != (new["created"], new.get("seed")):
+        raise WorldModelError(f"{path} was trained on {_describe_dataset(old)}, not on "
+                              f"{_describe_dataset(new)}: pass the run's dataset (one grown by "
+                              "`gan-envs collect --resume` is the same), or train a new run "
+                              "into another --out")
 
 
 def _episode_lengths(source: Any, count: int) -> np.ndarray:
@@ -474,16 +530,51 @@ class _Log:
         truncate_lines(self.path, keep)
 
 
-def _checked_stage(run_dir: Path, stage: str, cfg: WorldModelConfig,
-                   info: dict[str, Any]) -> dict[str, Any]:
-    """A stage's checkpoint, checked against this config (its fixed fields) and dataset."""
+def _checked_stage(run_dir: Path, stage: str, cfg: WorldModelConfig, info: dict[str, Any],
+                   *, same_dataset: bool = True) -> dict[str, Any]:
+    """A stage's checkpoint, checked against this config (its fixed fields) and dataset: the
+    same env ids and, with ``same_dataset``, the same file (:func:`_check_dataset`)."""
     saved = load_stage(run_dir, stage)
     path = run_dir / _FILES[stage]
     _check_fixed(cfg, saved["config"], stage, path)
     if saved["env_ids"] != info["env_ids"]:
-        raise WorldModelError(f"{path} was trained on {saved['env_ids']}, the dataset holds "
-                              f"{info['env_ids']}; pass the dataset of the run")
+        trained = saved.get("dataset") or {}
+        name = (info.get("dataset") or {}).get("path") or "the dataset"
+        raise WorldModelError(f"{path} was trained on {saved['env_ids']}"
+                              f"{' (' + trained['path'] + ')' if trained.get('path') else ''}, "
+                              f"{name} holds {info['env_ids']}; pass the dataset of the run")
+    if same_dataset:
+        _check_dataset(saved, info, path)
     return saved
+
+
+def _m_fits_v(run_dir: Path, m_ckpt: dict[str, Any]) -> bool:
+    """Whether M was trained on the latents of the run's current ``vae.pt`` (by the SHA-256 its
+    latent cache recorded; an M from before M recorded it is taken to fit)."""
+    recorded = m_ckpt.get("vae_sha256")
+    return recorded is None or _file_hash(run_dir / _FILES["vae"]) == str(recorded)
+
+
+def _misfit_m(run_dir: Path, why: str = "V was trained after M", tail: str = "") -> str:
+    """The one-line refusal of an M trained on the latents of another V than ``vae.pt``."""
+    m_path, v_path = run_dir / _FILES["mdrnn"], run_dir / _FILES["vae"]
+    return (f"{m_path} was trained on the latents of another vae.pt than {v_path} ({why}){tail}: "
+            "retrain M on this V: --stage mdrnn --resume with more mdrnn_epochs "
+            f"(--mdrnn-epochs), or move {m_path.name} away and run --stage mdrnn")
+
+
+def stage_config(run_dir: str | os.PathLike[str], stage: str) -> WorldModelConfig:
+    """The configuration a stage's checkpoint was trained with (fields it predates take their
+    old behaviour, as the checks compare them): ``train world-model --stage mdrnn`` takes V's
+    settings from it, since the options only V reads are refused there.
+
+    Example:
+        >>> stage_config("no/such/run", "vae")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gan_envs.trainers.world_model.WorldModelError: run directory no/such/run does not exist ...
+    """
+    return _saved_config(load_stage(run_dir, stage)["config"])
 
 
 def _begin_stage(cfg: WorldModelConfig, run_dir: Path, stage: str, info: dict[str, Any],
@@ -635,14 +726,19 @@ def _background_of(ckpt: dict[str, Any], source: Any, train: np.ndarray) -> np.n
     return np.asarray(saved, np.uint8) if saved is not None else background_frame(source, train)
 
 
-def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
-               resume: bool, progress: Any) -> StageSummary:
-    saved = _begin_stage(cfg, run_dir, "vae", info, resume)
+def _vae_plan(cfg: WorldModelConfig, source: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    """V's training episodes, the used episodes' lengths and the batches planned."""
     n_used = _used_episodes(cfg, source)
     train, _ = split_episodes(n_used, cfg.holdout_fraction)
     lengths = _episode_lengths(source, n_used)
     per_epoch = sum(n for _, n in _vae_groups(train, lengths, cfg.vae_batch_size, 0, cfg.seed))
-    total = _plan_total(per_epoch, cfg.vae_epochs, cfg.vae_max_steps)
+    return train, lengths, _plan_total(per_epoch, cfg.vae_epochs, cfg.vae_max_steps)
+
+
+def _train_vae(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
+               resume: bool, progress: Any) -> StageSummary:
+    saved = _begin_stage(cfg, run_dir, "vae", info, resume)
+    train, lengths, total = _vae_plan(cfg, source)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -790,16 +886,24 @@ def _mdrnn_losses(m: MDNRNN, batch: dict[str, torch.Tensor], z: torch.Tensor,
                   "done_bce": bce.item()}
 
 
+def _mdrnn_plan(cfg: WorldModelConfig, lengths: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """M's training episodes, its windows, batches per epoch and batches planned, for the used
+    episodes of ``lengths`` steps."""
+    train, _ = split_episodes(len(lengths), cfg.holdout_fraction)
+    windows = window_index(np.asarray(lengths)[train], cfg.seq_len)
+    per_epoch = math.ceil(len(windows) / cfg.mdrnn_batch_size)
+    return train, windows, per_epoch, _plan_total(per_epoch, cfg.mdrnn_epochs,
+                                                  cfg.mdrnn_max_steps)
+
+
 def _train_mdrnn(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
                  resume: bool, progress: Any) -> tuple[StageSummary, bool]:
     _checked_stage(run_dir, "vae", cfg, info)
     saved = _begin_stage(cfg, run_dir, "mdrnn", info, resume)
     lat, reused = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
                                  batch_size=cfg.encode_batch_size, progress=progress)
-    train, _ = split_episodes(len(lat["lengths"]), cfg.holdout_fraction)
-    windows = window_index(lat["lengths"][train], cfg.seq_len)
-    per_epoch = math.ceil(len(windows) / cfg.mdrnn_batch_size)
-    total = _plan_total(per_epoch, cfg.mdrnn_epochs, cfg.mdrnn_max_steps)
+    train, windows, per_epoch, total = _mdrnn_plan(cfg, lat["lengths"])
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 1)
@@ -1050,6 +1154,8 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
                       resume: bool, progress: Any) -> StageSummary:
     _checked_stage(run_dir, "vae", cfg, info)
     m_ckpt = _checked_stage(run_dir, "mdrnn", cfg, info)
+    if not _m_fits_v(run_dir, m_ckpt):  # (train_world_model refuses this before any work)
+        raise WorldModelError(_misfit_m(run_dir))
     saved = _begin_stage(cfg, run_dir, "controller", info, resume)
     make_kwargs = _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0])
     env_id = _resolve_env(cfg, info, make_kwargs) if cfg.controller_env == "real" else (
@@ -1170,7 +1276,9 @@ def train_world_model(
 
     Raises:
         WorldModelError: bad input (no actions, vector or non-64x64 frames, a missing earlier
-            stage, an env id or settings that do not match the run).
+            stage, an env id, settings or a dataset that do not match the run, more than
+            :data:`MAX_WORKERS` workers, a controller stage that would play with an M trained
+            on another V's latents); said before anything is written.
         KeyboardInterrupt: after writing a checkpoint of the last completed step.
 
     Example:
@@ -1218,6 +1326,7 @@ def train_world_model(
             _checked_stage(run_dir, earlier, cfg, info)
     for name in STAGES if stage == "all" else (stage,):  # refuse before config.json changes
         _begin_stage(cfg, run_dir, name, info, resume)
+    _check_m_follows_v(cfg, source, run_dir, STAGES if stage == "all" else (stage,))
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     summary = WorldModelSummary(str(run_dir))
@@ -1231,6 +1340,31 @@ def train_world_model(
             summary.stages[name] = _train_controller(cfg, source, run_dir, info, resume,
                                                      progress)
     return summary
+
+
+def _check_m_follows_v(cfg: WorldModelConfig, source: Any, run_dir: Path,
+                       stages: Sequence[str]) -> None:
+    """Refuse, before anything is written, a call that would leave ``mdrnn.pt`` trained on the
+    latents of another V than ``vae.pt`` (its recorded ``vae_sha256``) for its controller stage
+    to play with, or whose M stage has no batch left to train on this V."""
+    m_path, v_path = run_dir / _FILES["mdrnn"], run_dir / _FILES["vae"]
+    if not {"mdrnn", "controller"} & set(stages) or not m_path.is_file():
+        return
+    m_ckpt = load_stage(run_dir, "mdrnn")
+    if m_ckpt.get("vae_sha256") is None:  # written before M recorded its V
+        return
+    v_moves = "vae" in stages and (not v_path.is_file() or int(
+        load_stage(run_dir, "vae")["step"]) < _vae_plan(cfg, source)[2])
+    if not v_moves and _m_fits_v(run_dir, m_ckpt):
+        return
+    tail = ""
+    if "mdrnn" in stages:
+        total = _mdrnn_plan(cfg, _episode_lengths(source, _used_episodes(cfg, source)))[3]
+        if int(m_ckpt["step"]) < total:
+            return  # M trains on this V's latents (and records it) before anything uses it
+        tail = f" and has no batch left to train on it (batch {int(m_ckpt['step'])} of {total})"
+    raise WorldModelError(_misfit_m(run_dir, "V trains on in this call" if v_moves else
+                                    "V was trained after M", tail))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -1266,7 +1400,10 @@ def evaluate_world_model(
       random policy, on the same env seeds ``eval_seed + 100000 + i`` (not the training seeds).
 
     Stages without a checkpoint are left out, and so is a ``controller.pt`` of 0 generations
-    (it has kept no controller yet). Writes ``metrics.json`` when ``save``.
+    (it has kept no controller yet). An M trained on the latents of another V than ``vae.pt``
+    (V was trained after it) is left out with C, which plays with both: ``left_out`` then holds
+    their names and the one-line reason. ``source`` may be another dataset of the run's games.
+    ``workers`` is at most :data:`MAX_WORKERS`. Writes ``metrics.json`` when ``save``.
     """
     run_dir = Path(run_dir)
     max_frames = whole_number(max_frames, "max_frames", low=1, error=WorldModelError)
@@ -1274,10 +1411,11 @@ def evaluate_world_model(
         if value is not None:
             whole_number(value, name, low=1, error=WorldModelError)
     if workers is not None:
-        whole_number(workers, "workers", error=WorldModelError)
+        workers = _checked_workers(whole_number(workers, "workers", error=WorldModelError))
     info = _source_info(source)
     cfg = _saved_config(load_stage(run_dir, "vae")["config"])
-    vae_ckpt = _checked_stage(run_dir, "vae", cfg, info)
+    # (another dataset of the run's games is fine here: the metrics only need unseen episodes)
+    vae_ckpt = _checked_stage(run_dir, "vae", cfg, info, same_dataset=False)
     train, held = _evaluation_split(cfg, source, "it was trained with")
     results: dict[str, Any] = {"run_dir": str(run_dir), "held_out_episodes": len(held)}
 
@@ -1299,9 +1437,12 @@ def evaluate_world_model(
                       "moving_fraction": float(moving.float().mean()),
                       "moving_threshold": cfg.moving_threshold}
 
-    # ---- M
-    if (run_dir / _FILES["mdrnn"]).exists():
-        m_ckpt = load_stage(run_dir, "mdrnn")
+    # ---- M (one trained on another V's latents is left out, and so is C, which plays with both)
+    m_ckpt = load_stage(run_dir, "mdrnn") if (run_dir / _FILES["mdrnn"]).exists() else None
+    if m_ckpt is not None and not _m_fits_v(run_dir, m_ckpt):
+        left = ["mdrnn", *(["controller"] if (run_dir / _FILES["controller"]).exists() else [])]
+        results["left_out"] = {"stages": left, "reason": _misfit_m(run_dir)}
+    elif m_ckpt is not None:
         m = _mdrnn_from(m_ckpt)
         lat, _ = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
                                 batch_size=cfg.encode_batch_size)
@@ -1332,7 +1473,7 @@ def evaluate_world_model(
 
     # ---- C (a controller.pt of 0 generations has kept no controller yet: left out)
     c_ckpt = load_stage(run_dir, "controller") if (run_dir / _FILES["controller"]).exists() \
-        else None
+        and "left_out" not in results else None
     if c_ckpt is not None and c_ckpt.get("best_params") is not None:
         ccfg = _saved_config(c_ckpt["config"])
         n = rollouts or ccfg.eval_rollouts
@@ -1340,7 +1481,7 @@ def evaluate_world_model(
         seeds = [ccfg.eval_seed + _EVAL_OFFSET + i for i in range(n)]
         n_workers = ccfg.workers if workers is None else workers
         with _Evaluator(run_dir, c_ckpt["env_id"], c_ckpt["make_kwargs"],
-                        min(n_workers, n)) as ev:
+                        min(n_workers, n, MAX_WORKERS)) as ev:
             tasks = [(c_ckpt["best_params"], [s], steps) for s in seeds]
             tasks += [(None, [s], steps) for s in seeds]
             returns = np.array(ev.returns(tasks))[:, 0]
@@ -1415,6 +1556,9 @@ def metrics_table(results: dict[str, Any]) -> str:
         rand = f"{r['random_mean']:.1f} ± {r['random_std']:.1f}"
         rows.append(f"controller  return ({len(r['seeds'])} seeds)       {ours:>12}  "
                     f"{rand:>12}  (random policy)")
+    if "left_out" in results:
+        r = results["left_out"]
+        rows.append(f"{' and '.join(r['stages'])} left out: {r['reason']}")
     return "\n".join(rows)
 
 
@@ -1453,7 +1597,8 @@ def dream(
     (``controller.pt``) or, without one, uniformly at random. The dream starts from V's ``mu``
     of the first real frame and feeds M's samples (temperature ``temperature``) back to M with
     the real actions. When the real episode ends first, its last frame is held. ``steps`` is at
-    most 10,000 (the video is held in memory), ``temperature`` in (0, 100].
+    most 10,000 (the video is held in memory), ``temperature`` in (0, 100]. An M trained on the
+    latents of another V than the run's ``vae.pt`` is refused (retrain M first).
 
     Returns:
         RGB frames ``(steps + 1, H, W, 3)`` uint8: real on the left, dream on the right.
@@ -1475,8 +1620,10 @@ def dream(
                                   "(--data DATA.h5)")
     if out is not None:  # before the dream is computed
         check_video_path(out, fps)
-    vae_ckpt = load_stage(run_dir, "vae")
-    vae, m = _vae_from(vae_ckpt), _mdrnn_from(load_stage(run_dir, "mdrnn"))
+    vae_ckpt, m_ckpt = load_stage(run_dir, "vae"), load_stage(run_dir, "mdrnn")
+    if not _m_fits_v(run_dir, m_ckpt):  # M would dream in another V's latent space
+        raise WorldModelError(_misfit_m(run_dir))
+    vae, m = _vae_from(vae_ckpt), _mdrnn_from(m_ckpt)
     if source is not None:
         _check_dream_source(source, vae_ckpt)
     if source is not None and start_episode is not None:
