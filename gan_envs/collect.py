@@ -473,9 +473,15 @@ def _check_resumed_settings(config: CollectConfig, reader: Any) -> None:
     if config.compression is not None and _codec(config) != reader.compression:
         clashes.append(f"--compression {reader.compression or 'none'}")
     recorded_size = (recorded.get("wrappers") or {}).get("size")
-    if recorded_size is not None and list(recorded_size) != list(normalize_size(config.size)):
+    try:  # (a file written through RolloutWriter may record any wrappers)
+        recorded_size = None if recorded_size is None else normalize_size(recorded_size)
+    except (TypeError, ValueError):
+        recorded_size = None
+    if recorded_size is not None and recorded_size != normalize_size(config.size):
         height, width = recorded_size
-        clashes.append(f"--size {height}" if height == width else f"size ({height}, {width})")
+        clashes.append(f"--size {height}" if height == width else
+                       f"size=({height}, {width}) (collect(CollectConfig(size=...)); --size "
+                       "makes square frames only)")
     recorded_envs = (recorded.get("user_metadata") or {}).get("num_envs")
     if recorded_envs is not None and recorded_envs != config.num_envs:
         clashes.append(f"--num-envs {recorded_envs}")

@@ -498,3 +498,20 @@ def test_resume_at_another_frame_size_names_the_size(tmp_path: Path, capsys):
                                            "file\n")
     assert out.read_bytes() == before
     assert main([*args, "--steps", "40", "--resume", "--size", "32"]) == 0
+
+
+def test_a_recorded_size_that_is_not_a_pair_does_not_crash_the_resume_check(tmp_path: Path):
+    """A file written through RolloutWriter may record any wrappers: an int size raised
+    TypeError inside the check."""
+    from gan_envs.collect import _check_resumed_settings
+
+    class Recorded:
+        metadata = {"wrappers": {"size": 64}, "user_metadata": {}}
+        compression = "gzip"
+
+    config = CollectConfig(["GanAtari/Pong-v0"], tmp_path / "x.h5", steps=10, size=32)
+    Recorded.metadata["wrappers"]["size"] = [64, 64, 3]
+    _check_resumed_settings(config, Recorded())  # not a size: nothing to compare
+    Recorded.metadata["wrappers"]["size"] = [32, 48]
+    with pytest.raises(CollectError, match=r"size=\(32, 48\) .*--size makes square frames"):
+        _check_resumed_settings(config, Recorded())

@@ -98,7 +98,8 @@ def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:
         ep = reader.episode(i)
     except (DatasetError, IndexError, ValueError, TypeError) as err:
         # the reader's own advice ("... verify() locates the bad episodes") is what this does
-        reason = str(err).split(": ", 1)[-1].split("; the file is damaged")[0]
+        reason = str(err).split(": ", 1)[-1].replace(
+            ", gan_envs.datasets.verify() locates the bad episodes", "")
         report.add(f"episode {i}: {reason}", i)
         return
     row = reader.episode_table[i]

@@ -632,11 +632,12 @@ def check_g_norm(norm: str, arch: str = "dcgan", labels: int = 2) -> None:
         raise ValueError(f"unknown g_norm {norm!r}; choose one of {', '.join(G_NORMS)}")
     if norm == "conditional" and arch != "dcgan":
         raise ValueError(f"g_norm='conditional' is a DCGAN layer, and arch is {arch!r}: pass "
-                         "arch='dcgan' or g_norm='batch'")
+                         "arch='dcgan' (--arch dcgan) or g_norm='batch' (--g-norm batch)")
     if norm == "conditional" and labels < 2:
         raise ValueError("g_norm='conditional' gives each label its own BatchNorm gain and "
-                         "bias, and this generator has no labels: train a conditional run (two "
-                         "or more games) or one with modes >= 2, or pass g_norm='batch'")
+                         "bias, and this generator has no labels: pass conditional=True "
+                         "(--conditional) with two or more games, or modes >= 2 (--modes 2), "
+                         "or g_norm='batch' (--g-norm batch)")
 
 
 class ConditionalBatchNorm2d(nn.BatchNorm2d):

@@ -218,7 +218,8 @@ def test_flipped_bytes_inside_a_chunk_are_caught_and_located(written):
     assert not report.ok and report.first_bad_episode == 1 and report.bad_episodes == [1]
     assert str(report).splitlines()[0].endswith("1 problem; first bad episode: 1")
     # the reader's advice to run verify() is not repeated inside verify's own report
-    assert str(report).splitlines()[1].endswith("(filter returned failure during read)")
+    assert str(report).splitlines()[1].endswith("(filter returned failure during read); the "
+                                                "file is damaged")
 
 
 def test_reader_arguments(written):
