@@ -9,7 +9,9 @@
 - ``mdrnn.pt``: M (the MDN-RNN), its optimiser, RNG state and position, and the SHA-256 of the
   ``vae.pt`` whose latents it learned: the controller stage, :func:`dream` and the evaluation
   refuse (or leave out) an M that no longer fits ``vae.pt``;
-- ``controller.pt``: C's best parameters and the pickled CMA-ES state (resumable per generation);
+- ``controller.pt``: C's best parameters and the pickled CMA-ES state (resumable per generation),
+  and the SHA-256 of the ``vae.pt`` and ``mdrnn.pt`` it was trained with: a resumption of the
+  controller stage, :func:`dream` and the evaluation refuse (or leave out) a C whose V or M changed;
 - in each checkpoint, the identity of the dataset (path, episodes, frames, env ids and a rollout
   file's ``created`` stamp and seed): a later stage or a resumption on another file is refused;
 - ``config.json`` (the resolved configuration of the last call), ``log.jsonl`` (one JSON object
@@ -428,6 +430,23 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+class _Hashes:
+    """The SHA-256 of a run's ``vae.pt`` and ``mdrnn.pt``, each read once per call (they can be
+    tens of MB): ``hashes("vae")``. :meth:`forget` a stage after it rewrote its file."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._known: dict[str, str] = {}
+
+    def __call__(self, stage: str) -> str:
+        if stage not in self._known:
+            self._known[stage] = _file_hash(self.run_dir / _FILES[stage])
+        return self._known[stage]
+
+    def forget(self, stage: str) -> None:
+        self._known.pop(stage, None)
+
+
 def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
     """Load ``vae.pt``, ``mdrnn.pt`` or ``controller.pt`` of a run (on the CPU).
 
@@ -548,11 +567,31 @@ def _checked_stage(run_dir: Path, stage: str, cfg: WorldModelConfig, info: dict[
     return saved
 
 
-def _m_fits_v(run_dir: Path, m_ckpt: dict[str, Any]) -> bool:
+def _m_fits_v(run_dir: Path, m_ckpt: dict[str, Any], hashes: _Hashes | None = None) -> bool:
     """Whether M was trained on the latents of the run's current ``vae.pt`` (by the SHA-256 its
     latent cache recorded; an M from before M recorded it is taken to fit)."""
     recorded = m_ckpt.get("vae_sha256")
-    return recorded is None or _file_hash(run_dir / _FILES["vae"]) == str(recorded)
+    return recorded is None or (hashes or _Hashes(run_dir))("vae") == str(recorded)
+
+
+_C_TRAINED_WITH = {"vae": "vae_sha256", "mdrnn": "mdrnn_sha256"}  # controller.pt's keys
+
+
+def _c_misfits(run_dir: Path, c_ckpt: dict[str, Any], hashes: _Hashes | None = None
+               ) -> list[str]:
+    """The stages ('vae', 'mdrnn') whose file is not the one C was trained with (by the SHA-256s
+    ``controller.pt`` recorded; a C from before it recorded them is taken to fit)."""
+    hashes = hashes or _Hashes(run_dir)
+    return [stage for stage, key in _C_TRAINED_WITH.items()
+            if c_ckpt.get(key) is not None and hashes(stage) != str(c_ckpt[key])]
+
+
+def _misfit_c(run_dir: Path, stages: Sequence[str], why: str = "changed after C") -> str:
+    """The one-line refusal of a C trained with another V and/or M than the run's files."""
+    c_path = run_dir / _FILES["controller"]
+    names = " and ".join(_FILES[s] for s in stages)
+    return (f"{c_path} was trained with another {names} than {run_dir}'s ({names} {why}): "
+            f"retrain C on them: move {c_path.name} away and run --stage controller")
 
 
 def _misfit_m(run_dir: Path, why: str = "V was trained after M", tail: str = "") -> str:
@@ -803,10 +842,16 @@ def encode_latents(
     ``terminations`` ``(steps,)``, ``lengths`` (steps per episode), and the offsets
     ``frame_offsets`` and ``step_offsets`` of each episode.
     """
-    run_dir = Path(run_dir)
-    ckpt_path = run_dir / _FILES["vae"]
+    return _encode_latents(Path(run_dir), source, max_episodes, batch_size, progress,
+                           _Hashes(Path(run_dir)))
+
+
+def _encode_latents(run_dir: Path, source: Any, max_episodes: int, batch_size: int,
+                    progress: Callable[[str, int, dict[str, float]], None] | None,
+                    hashes: _Hashes) -> tuple[dict[str, np.ndarray], bool]:
+    """:func:`encode_latents`, with the call's ``vae.pt`` hash."""
     vae = _vae_from(load_stage(run_dir, "vae"))
-    vae_hash = _file_hash(ckpt_path)
+    vae_hash = hashes("vae")
     n_used = min(source.num_episodes, max_episodes) if max_episodes else source.num_episodes
     lengths = _episode_lengths(source, n_used)
     cache = run_dir / LATENTS_NAME
@@ -898,11 +943,12 @@ def _mdrnn_plan(cfg: WorldModelConfig, lengths: np.ndarray
 
 
 def _train_mdrnn(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
-                 resume: bool, progress: Any) -> tuple[StageSummary, bool]:
+                 resume: bool, progress: Any, hashes: _Hashes | None = None
+                 ) -> tuple[StageSummary, bool]:
     _checked_stage(run_dir, "vae", cfg, info)
     saved = _begin_stage(cfg, run_dir, "mdrnn", info, resume)
-    lat, reused = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
-                                 batch_size=cfg.encode_batch_size, progress=progress)
+    lat, reused = _encode_latents(run_dir, source, cfg.max_episodes, cfg.encode_batch_size,
+                                  progress, hashes or _Hashes(run_dir))
     train, windows, per_epoch, total = _mdrnn_plan(cfg, lat["lengths"])
 
     with torch.random.fork_rng(devices=[]):
@@ -1151,12 +1197,17 @@ def _new_es(n_params: int, cfg: WorldModelConfig) -> Any:
 
 
 def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: dict[str, Any],
-                      resume: bool, progress: Any) -> StageSummary:
+                      resume: bool, progress: Any, hashes: _Hashes | None = None
+                      ) -> StageSummary:
+    hashes = hashes or _Hashes(run_dir)
     _checked_stage(run_dir, "vae", cfg, info)
     m_ckpt = _checked_stage(run_dir, "mdrnn", cfg, info)
-    if not _m_fits_v(run_dir, m_ckpt):  # (train_world_model refuses this before any work)
+    if not _m_fits_v(run_dir, m_ckpt, hashes):  # (train_world_model refuses this before work)
         raise WorldModelError(_misfit_m(run_dir))
     saved = _begin_stage(cfg, run_dir, "controller", info, resume)
+    if saved is not None and (misfits := _c_misfits(run_dir, saved, hashes)):  # (likewise)
+        raise WorldModelError(_misfit_c(run_dir, misfits))
+    trained_with = {key: hashes(stage) for stage, key in _C_TRAINED_WITH.items()}
     make_kwargs = _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0])
     env_id = _resolve_env(cfg, info, make_kwargs) if cfg.controller_env == "real" else (
         cfg.env_id or (info["env_ids"] or [""])[0])
@@ -1181,6 +1232,7 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
                       "step": generation, "config": dataclasses.asdict(cfg), **info,
                       "env_id": env_id, "make_kwargs": make_kwargs,
                       "n_params": n_params, "best_params": best, "best_fitness": best_fitness,
+                      **trained_with,
                       "selection_seeds": select_seeds,
                       "mean_params": np.asarray(es.mean, np.float32),
                       "history": history, "es": pickle.dumps(es)}, path)
@@ -1188,8 +1240,8 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
     lat: dict[str, np.ndarray] = {}
     train = np.zeros(0, np.int64)
     if cfg.controller_env == "dream":
-        lat, _ = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
-                                batch_size=cfg.encode_batch_size)
+        lat, _ = _encode_latents(run_dir, source, cfg.max_episodes, cfg.encode_batch_size,
+                                 None, hashes)
         train, _ = split_episodes(len(lat["lengths"]), cfg.holdout_fraction)
     log = _Log(run_dir, "controller", start)
     total, done, metrics = cfg.generations, start, {}
@@ -1278,7 +1330,9 @@ def train_world_model(
         WorldModelError: bad input (no actions, vector or non-64x64 frames, a missing earlier
             stage, an env id, settings or a dataset that do not match the run, more than
             :data:`MAX_WORKERS` workers, a controller stage that would play with an M trained
-            on another V's latents); said before anything is written.
+            on another V's latents, a resumed C trained with another ``vae.pt`` or
+            ``mdrnn.pt`` than the run's or than this call's V and M stages write); said before
+            anything is written.
         KeyboardInterrupt: after writing a checkpoint of the last completed step.
 
     Example:
@@ -1326,7 +1380,9 @@ def train_world_model(
             _checked_stage(run_dir, earlier, cfg, info)
     for name in STAGES if stage == "all" else (stage,):  # refuse before config.json changes
         _begin_stage(cfg, run_dir, name, info, resume)
-    _check_m_follows_v(cfg, source, run_dir, STAGES if stage == "all" else (stage,))
+    hashes = _Hashes(run_dir)  # each file read once, unless its stage rewrites it
+    _check_m_follows_v(cfg, source, run_dir, STAGES if stage == "all" else (stage,), hashes)
+    _check_c_follows_vm(cfg, source, run_dir, STAGES if stage == "all" else (stage,), hashes)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
     summary = WorldModelSummary(str(run_dir))
@@ -1334,16 +1390,18 @@ def train_world_model(
         if name == "vae":
             summary.stages[name] = _train_vae(cfg, source, run_dir, info, resume, progress)
         elif name == "mdrnn":
-            result, reused = _train_mdrnn(cfg, source, run_dir, info, resume, progress)
+            result, reused = _train_mdrnn(cfg, source, run_dir, info, resume, progress, hashes)
             summary.stages[name], summary.latents_reused = result, reused
         else:
             summary.stages[name] = _train_controller(cfg, source, run_dir, info, resume,
-                                                     progress)
+                                                     progress, hashes)
+        if summary.stages[name].steps != summary.stages[name].start_step:
+            hashes.forget(name)  # its file was rewritten
     return summary
 
 
 def _check_m_follows_v(cfg: WorldModelConfig, source: Any, run_dir: Path,
-                       stages: Sequence[str]) -> None:
+                       stages: Sequence[str], hashes: _Hashes) -> None:
     """Refuse, before anything is written, a call that would leave ``mdrnn.pt`` trained on the
     latents of another V than ``vae.pt`` (its recorded ``vae_sha256``) for its controller stage
     to play with, or whose M stage has no batch left to train on this V."""
@@ -1355,7 +1413,7 @@ def _check_m_follows_v(cfg: WorldModelConfig, source: Any, run_dir: Path,
         return
     v_moves = "vae" in stages and (not v_path.is_file() or int(
         load_stage(run_dir, "vae")["step"]) < _vae_plan(cfg, source)[2])
-    if not v_moves and _m_fits_v(run_dir, m_ckpt):
+    if not v_moves and _m_fits_v(run_dir, m_ckpt, hashes):
         return
     tail = ""
     if "mdrnn" in stages:
@@ -1365,6 +1423,32 @@ def _check_m_follows_v(cfg: WorldModelConfig, source: Any, run_dir: Path,
         tail = f" and has no batch left to train on it (batch {int(m_ckpt['step'])} of {total})"
     raise WorldModelError(_misfit_m(run_dir, "V trains on in this call" if v_moves else
                                     "V was trained after M", tail))
+
+
+def _check_c_follows_vm(cfg: WorldModelConfig, source: Any, run_dir: Path,
+                        stages: Sequence[str], hashes: _Hashes) -> None:
+    """Refuse, before anything is written, a resumption of the controller stage whose
+    ``controller.pt`` was trained with another ``vae.pt`` or ``mdrnn.pt`` (the SHA-256s it
+    recorded) than the run's, or than the ones this call's V or M stage will write."""
+    c_path = run_dir / _FILES["controller"]
+    if "controller" not in stages or not c_path.is_file():
+        return
+    c_ckpt = load_stage(run_dir, "controller")
+    if all(c_ckpt.get(key) is None for key in _C_TRAINED_WITH.values()):
+        return  # written before C recorded its V and M
+    def moves(stage: str, total: Callable[[], int]) -> bool:  # trains on in this call
+        return stage in stages and (not (run_dir / _FILES[stage]).is_file() or int(
+            load_stage(run_dir, stage)["step"]) < total())
+
+    moving = [stage for stage, total in (
+        ("vae", lambda: _vae_plan(cfg, source)[2]),
+        ("mdrnn", lambda: _mdrnn_plan(
+            cfg, _episode_lengths(source, _used_episodes(cfg, source)))[3]))
+        if moves(stage, total)]
+    if moving:
+        raise WorldModelError(_misfit_c(run_dir, moving, "would change in this call"))
+    if misfits := _c_misfits(run_dir, c_ckpt, hashes):
+        raise WorldModelError(_misfit_c(run_dir, misfits))
 
 
 # ---------------------------------------------------------------- evaluation
@@ -1402,8 +1486,10 @@ def evaluate_world_model(
     Stages without a checkpoint are left out, and so is a ``controller.pt`` of 0 generations
     (it has kept no controller yet). An M trained on the latents of another V than ``vae.pt``
     (V was trained after it) is left out with C, which plays with both: ``left_out`` then holds
-    their names and the one-line reason. ``source`` may be another dataset of the run's games.
-    ``workers`` is at most :data:`MAX_WORKERS`. Writes ``metrics.json`` when ``save``.
+    their names and the one-line reason; a C trained with another ``vae.pt`` or ``mdrnn.pt``
+    than the run's (retrained after it) is left out alone, the same way. ``source`` may be
+    another dataset of the run's games. ``workers`` is at most :data:`MAX_WORKERS`. Writes
+    ``metrics.json`` when ``save``.
     """
     run_dir = Path(run_dir)
     max_frames = whole_number(max_frames, "max_frames", low=1, error=WorldModelError)
@@ -1438,14 +1524,15 @@ def evaluate_world_model(
                       "moving_threshold": cfg.moving_threshold}
 
     # ---- M (one trained on another V's latents is left out, and so is C, which plays with both)
+    hashes = _Hashes(run_dir)
     m_ckpt = load_stage(run_dir, "mdrnn") if (run_dir / _FILES["mdrnn"]).exists() else None
-    if m_ckpt is not None and not _m_fits_v(run_dir, m_ckpt):
+    if m_ckpt is not None and not _m_fits_v(run_dir, m_ckpt, hashes):
         left = ["mdrnn", *(["controller"] if (run_dir / _FILES["controller"]).exists() else [])]
         results["left_out"] = {"stages": left, "reason": _misfit_m(run_dir)}
     elif m_ckpt is not None:
         m = _mdrnn_from(m_ckpt)
-        lat, _ = encode_latents(run_dir, source, max_episodes=cfg.max_episodes,
-                                batch_size=cfg.encode_batch_size)
+        lat, _ = _encode_latents(run_dir, source, cfg.max_episodes, cfg.encode_batch_size,
+                                 None, hashes)
         seq_len = int(m_ckpt["config"]["seq_len"])
         windows = window_index(lat["lengths"][held], seq_len)
         noise = torch.Generator().manual_seed(cfg.seed + 3)
@@ -1471,9 +1558,13 @@ def evaluate_world_model(
                                      f"gain{suffix}": (nll_copy - nll_m) / count})
         results["mdrnn"]["transitions"] = int(count)
 
-    # ---- C (a controller.pt of 0 generations has kept no controller yet: left out)
+    # ---- C (a controller.pt of 0 generations has kept no controller yet: left out, and so is
+    # one trained with another vae.pt or mdrnn.pt than the run's)
     c_ckpt = load_stage(run_dir, "controller") if (run_dir / _FILES["controller"]).exists() \
         and "left_out" not in results else None
+    if c_ckpt is not None and (misfits := _c_misfits(run_dir, c_ckpt, hashes)):
+        results["left_out"] = {"stages": ["controller"], "reason": _misfit_c(run_dir, misfits)}
+        c_ckpt = None
     if c_ckpt is not None and c_ckpt.get("best_params") is not None:
         ccfg = _saved_config(c_ckpt["config"])
         n = rollouts or ccfg.eval_rollouts
@@ -1598,7 +1689,9 @@ def dream(
     of the first real frame and feeds M's samples (temperature ``temperature``) back to M with
     the real actions. When the real episode ends first, its last frame is held. ``steps`` is at
     most 10,000 (the video is held in memory), ``temperature`` in (0, 100]. An M trained on the
-    latents of another V than the run's ``vae.pt`` is refused (retrain M first).
+    latents of another V than the run's ``vae.pt`` is refused (retrain M first), and so is a
+    ``controller.pt`` trained with another ``vae.pt`` or ``mdrnn.pt`` when C plays the episode
+    (retrain C).
 
     Returns:
         RGB frames ``(steps + 1, H, W, 3)`` uint8: real on the left, dream on the right.
@@ -1621,8 +1714,14 @@ def dream(
     if out is not None:  # before the dream is computed
         check_video_path(out, fps)
     vae_ckpt, m_ckpt = load_stage(run_dir, "vae"), load_stage(run_dir, "mdrnn")
-    if not _m_fits_v(run_dir, m_ckpt):  # M would dream in another V's latent space
+    hashes = _Hashes(run_dir)
+    if not _m_fits_v(run_dir, m_ckpt, hashes):  # M would dream in another V's latent space
         raise WorldModelError(_misfit_m(run_dir))
+    c_ckpt = None  # C plays the real episode unless the dream starts from a dataset's
+    if (source is None or start_episode is None) and (run_dir / _FILES["controller"]).exists():
+        c_ckpt = load_stage(run_dir, "controller")
+        if misfits := _c_misfits(run_dir, c_ckpt, hashes):  # C would act on another V/M
+            raise WorldModelError(_misfit_c(run_dir, misfits))
     vae, m = _vae_from(vae_ckpt), _mdrnn_from(m_ckpt)
     if source is not None:
         _check_dream_source(source, vae_ckpt)
@@ -1633,9 +1732,7 @@ def dream(
         ep = source.episode(start_episode)
         real, actions = list(ep["observations"][:steps + 1]), [int(a) for a in ep["actions"]]
     else:
-        has_c = (run_dir / _FILES["controller"]).exists()
-        if has_c:
-            c_ckpt = load_stage(run_dir, "controller")
+        if c_ckpt is not None:
             env_id, make_kwargs, params = (c_ckpt["env_id"], c_ckpt["make_kwargs"],
                                            c_ckpt["best_params"])
         else:

@@ -342,3 +342,119 @@ def test_a_run_from_before_the_dataset_was_recorded_takes_any_file_of_its_games(
     other = _restamp(Path(shutil.copy(data, tmp_path / "other.h5")))
     with RolloutReader(other) as reader:
         train_world_model(tiny(), reader, run, stage="mdrnn")
+
+
+# ---------------------------------------------------------------- 5. C fits V and M
+# controller.pt did not record which vae.pt and mdrnn.pt it was trained with: after both were
+# retrained, a resumption of the controller stage, the dream and the evaluation went on with
+# the old C on the new V and M, exit 0. It now records their SHA-256s.
+DREAM_C = dict(controller_env="dream")
+
+
+@pytest.fixture(scope="module")
+def v_m_and_c(tmp_path_factory, pong, v_and_m) -> Path:
+    """The V and M run with C searched in the dream for 1 generation."""
+    run = _copy(v_and_m, tmp_path_factory.mktemp("wm26_vmc") / "run")
+    train_world_model(tiny(**DREAM_C), pong, run, stage="controller")
+    return run
+
+
+def _retrain_m(run: Path, pong, **sizes) -> None:
+    """M trained on (on the run's current V): mdrnn.pt changes."""
+    before = (run / "mdrnn.pt").read_bytes()
+    train_world_model(tiny(**sizes, mdrnn_max_steps=6), pong, run, stage="mdrnn", resume=True)
+    assert (run / "mdrnn.pt").read_bytes() != before
+
+
+def _stale_c(run: Path, names: str, why: str = "changed after C") -> str:
+    return "^" + re.escape(
+        f"{run / 'controller.pt'} was trained with another {names} than {run}'s ({names} "
+        f"{why}): retrain C on them: move controller.pt away and run --stage controller") + "$"
+
+
+def test_controller_pt_records_the_v_and_m_it_was_trained_with(v_m_and_c):
+    c = load_stage(v_m_and_c, "controller")
+    assert c["vae_sha256"] == wm._file_hash(v_m_and_c / "vae.pt")
+    assert c["mdrnn_sha256"] == wm._file_hash(v_m_and_c / "mdrnn.pt")
+
+
+def test_a_c_of_another_v_and_m_is_refused_or_left_out(tmp_path, pong, v_m_and_c, capsys):
+    run = _copy(v_m_and_c, tmp_path / "run")
+    _retrain_v(run, pong)
+    _retrain_m(run, pong, vae_max_steps=6)
+    before = _snapshot(run)
+    stale = _stale_c(run, "vae.pt and mdrnn.pt")
+    cfg = tiny(vae_max_steps=6, mdrnn_max_steps=6, generations=2, **DREAM_C)
+    with pytest.raises(WorldModelError, match=stale):  # resumed C on the new V and M
+        train_world_model(cfg, pong, run, stage="controller", resume=True)
+    with pytest.raises(WorldModelError, match=stale):  # C would play the dream's episode
+        dream(run, steps=2, out=tmp_path / "d.mp4")
+    assert not (tmp_path / "d.mp4").exists()
+    err = _one_line_error(["dream", str(run), "--steps", "2"], capsys)
+    assert f"{run / 'controller.pt'} was trained with another vae.pt and mdrnn.pt" in err
+    # a dream of a dataset's episode does not use C
+    assert dream(run, source=pong, start_episode=0, steps=2).shape[0] == 3
+    # the evaluation measures V and M and leaves C out, saying why
+    results = evaluate_world_model(run, pong, save=False)
+    assert "mdrnn" in results and "controller" not in results
+    assert results["left_out"]["stages"] == ["controller"]
+    assert re.match(stale, results["left_out"]["reason"])
+    assert "controller left out: " in metrics_table(results)
+    assert _snapshot(run) == before
+    # the fix the message names
+    (run / "controller.pt").rename(tmp_path / "old-controller.pt")
+    train_world_model(cfg, pong, run, stage="controller")
+    assert dream(run, steps=2).shape[0] == 3
+    results = evaluate_world_model(run, pong, save=False)
+    assert "left_out" not in results and "controller" in results
+
+
+def test_a_c_of_another_m_alone_names_mdrnn_pt(tmp_path, pong, v_m_and_c):
+    run = _copy(v_m_and_c, tmp_path / "run")
+    _retrain_m(run, pong)
+    before = _snapshot(run)
+    with pytest.raises(WorldModelError, match=_stale_c(run, "mdrnn.pt")):
+        train_world_model(tiny(generations=2, **DREAM_C), pong, run, stage="controller",
+                          resume=True)
+    assert _snapshot(run) == before
+
+
+def test_stage_all_refuses_a_resumed_c_when_m_trains_on(tmp_path, pong, v_m_and_c):
+    """`all --resume` with M batches left trained M and resumed C on it."""
+    run = _copy(v_m_and_c, tmp_path / "run")
+    before = _snapshot(run)
+    with pytest.raises(WorldModelError, match=_stale_c(run, "mdrnn.pt",
+                                                       "would change in this call")):
+        train_world_model(tiny(mdrnn_max_steps=6, generations=2, **DREAM_C), pong, run,
+                          resume=True)
+    assert _snapshot(run) == before
+    # with V and M as C saw them, C resumes
+    summary = train_world_model(tiny(generations=2, **DREAM_C), pong, run, resume=True)
+    assert [s.steps for s in summary.stages.values()] == [4, 4, 2]
+
+
+def test_a_c_from_before_the_hashes_were_recorded_still_loads(tmp_path, pong, v_m_and_c):
+    run = _copy(v_m_and_c, tmp_path / "run")
+    old = load_stage(run, "controller")
+    del old["vae_sha256"], old["mdrnn_sha256"]
+    torch.save(old, run / "controller.pt")
+    _retrain_m(run, pong)  # nothing to compare: taken to fit, as before
+    train_world_model(tiny(generations=2, **DREAM_C), pong, run, stage="controller",
+                      resume=True)
+    assert dream(run, steps=2).shape[0] == 3
+    assert "controller" in evaluate_world_model(run, pong, save=False)
+
+
+def test_each_file_is_hashed_once_a_call(tmp_path, pong, v_m_and_c, monkeypatch):
+    """vae.pt and mdrnn.pt can be tens of MB: one read each per call."""
+    run = _copy(v_m_and_c, tmp_path / "run")
+    read: list[str] = []
+    real = wm._file_hash
+    monkeypatch.setattr(wm, "_file_hash", lambda path: read.append(Path(path).name) or real(path))
+    calls = [lambda: train_world_model(tiny(generations=2, **DREAM_C), pong, run, resume=True),
+             lambda: evaluate_world_model(run, pong, save=False),
+             lambda: dream(run, steps=2)]
+    for call in calls:
+        read.clear()
+        call()
+        assert sorted(read) == ["mdrnn.pt", "vae.pt"]
