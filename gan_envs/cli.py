@@ -123,6 +123,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         bar.set_postfix(episodes=p.episodes, MiB=f"{p.bytes_written / 2**20:.1f}", refresh=False)
         last.update(steps=p.steps, episodes=p.episodes)
 
+    before = _file_state(Path(args.out))
     try:
         summary = collect(config, progress=progress)
     except KeyboardInterrupt:
@@ -130,6 +131,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
             bar.close()
         if not Path(args.out).exists():
             print("gan-envs: interrupted before anything was written", file=sys.stderr)
+            return 130
+        if config.overwrite and _file_state(Path(args.out)) == before:  # not yet replaced
+            print(f"gan-envs: interrupted before anything was written; {args.out} is as it "
+                  "was", file=sys.stderr)
             return 130
         episodes = _episodes_in(Path(args.out), last["episodes"])  # a resumed file's too
         kept = counted(episodes, "finished episode")
@@ -154,6 +159,15 @@ def _cmd_collect(args: argparse.Namespace) -> int:
           f"{counted(summary.steps, 'step')}, {counted(summary.frames, 'frame')}{blank} from "
           f"{', '.join(summary.env_ids)}")
     return 0
+
+
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """``path``'s inode, modification time and size (None when it does not exist)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 def _episodes_in(path: Path, otherwise: int) -> int:

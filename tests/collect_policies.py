@@ -82,3 +82,9 @@ def factory_with_other_second_parameter(envs, deterministic=False, seed=None):
 def factory_of_any_arguments(*args):
     """A factory taking *args: it is taken for a policy."""
     return always_zero
+
+
+def interrupted_while_built(envs, seed=None):
+    """A factory that is interrupted (Ctrl-C) while it builds its policy: before the writer
+    has touched the output file."""
+    raise KeyboardInterrupt

@@ -142,6 +142,13 @@ def test_ctrl_c_before_the_first_episode_leaves_no_file(tmp_path: Path, monkeypa
     with RolloutReader(out) as reader:
         assert reader.num_steps == 20
     assert verify(out).ok and out.stat().st_size == len(before)
+    # Ctrl-C before --overwrite replaced the file (while the policy is built): the old file
+    # is untouched, and its episodes are not this run's (they were counted as "safe")
+    assert main([*args[:-1], "collect_policies:interrupted_while_built", "--steps", "20",
+                 "--overwrite"]) == 130
+    assert capsys.readouterr().err == (f"gan-envs: interrupted before anything was written; "
+                                       f"{out} is as it was\n")
+    assert out.stat().st_size == len(before) and verify(out).ok
     # --overwrite replaced the file with an empty one: nothing of it is left to resume
     assert main([*args, "--steps", "20", "--overwrite"]) == 130
     assert capsys.readouterr().err == "gan-envs: interrupted before anything was written\n"

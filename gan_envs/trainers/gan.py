@@ -54,6 +54,7 @@ from .models import (
     check_head,
     check_template_gate,
     check_template_mask_init,
+    generator_labels,
     init_template,
     pack_frames,
     pick_modes,
@@ -323,7 +324,8 @@ class GanConfig:
         if cfg.env_shares is not None:
             cfg.env_shares = _check_env_shares(cfg.env_shares, cfg.conditional, num_envs)
         cfg._check(frame_shape, resuming)
-        check_g_norm(cfg.g_norm, cfg.arch, _generator_labels(cfg, num_envs))
+        check_g_norm(cfg.g_norm, cfg.arch,
+                     generator_labels(int(num_envs or 0) if cfg.conditional else 0, cfg.modes))
         return cfg
 
     def _check(self, frame_shape: tuple[int, ...], resuming: bool = False) -> None:
@@ -922,12 +924,6 @@ def _config_for_resume(config: GanConfig, saved: dict[str, Any], path: Path) -> 
     # an interval or total left at its default keeps the run's own (plain --resume continues)
     changes = {k: asked[k] for k in _RESUMABLE_CHANGES if asked[k] != defaults[k]}
     return dataclasses.replace(saved_cfg, **changes)
-
-
-def _generator_labels(cfg: GanConfig, num_envs: int | None) -> int:
-    """How many labels the generator of ``cfg`` takes: games, ``games * modes``, or modes."""
-    games = int(num_envs or 0) if cfg.conditional else 0
-    return max(games, 1) * cfg.modes if cfg.modes else games
 
 
 class _SigintToFlag:

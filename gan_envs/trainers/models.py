@@ -82,6 +82,7 @@ __all__ = [
     "check_arch",
     "check_head",
     "check_g_norm",
+    "generator_labels",
     "ConditionalBatchNorm2d",
     "check_template_gate",
     "check_template_mask_init",
@@ -222,6 +223,17 @@ def _sn(layer: nn.Module, spectral_norm: bool) -> nn.Module:
     return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
 
 
+def generator_labels(num_classes: int, modes: int) -> int:
+    """How many labels a generator takes: games, ``games * modes``, or (unconditional) modes;
+    0 for a plain generator.
+
+    Example:
+        >>> generator_labels(3, 2), generator_labels(0, 2), generator_labels(3, 0)
+        (6, 2, 3)
+    """
+    return max(num_classes, 1) * modes if modes else num_classes
+
+
 def _add_label_embedding(module: nn.Module, num_classes: int, modes: int) -> int:
     """Set ``num_classes``, ``modes`` (and the ``mode_cdf`` buffer) and the label embedding of a
     generator; return the embedding's width (0 for a plain unconditional generator)."""
@@ -232,7 +244,7 @@ def _add_label_embedding(module: nn.Module, num_classes: int, modes: int) -> int
     if module.modes:  # cumulative mode shares per label; uniform until set_mode_shares
         shares = torch.full((max(module.num_classes, 1), module.modes), 1.0 / module.modes)
         module.register_buffer("mode_cdf", shares.cumsum(dim=1))
-    embedded = max(module.num_classes, 1) * module.modes if module.modes else module.num_classes
+    embedded = generator_labels(module.num_classes, module.modes)
     if not embedded:
         return 0
     module.embed = nn.Embedding(embedded, LABEL_EMBED_DIM)
@@ -681,7 +693,7 @@ class DCGANGenerator(nn.Module):
         super().__init__()
         check_arch("dcgan", frame_shape)
         check_head(head)
-        labels = max(num_classes, 1) * modes if modes else num_classes
+        labels = generator_labels(num_classes, modes)
         check_g_norm(norm, "dcgan", labels)
         if template_mask and not template:
             raise ValueError("template_mask blends G's output with its template: pass "
@@ -927,7 +939,7 @@ def build_generator(
     """Build the generator of ``arch`` alone (for sampling from a checkpoint)."""
     check_arch(arch, frame_shape)
     check_head(g_head, arch)
-    check_g_norm(g_norm, arch, max(num_classes, 1) * modes if modes else num_classes)
+    check_g_norm(g_norm, arch, generator_labels(num_classes, modes))
     if template_mask and arch != "dcgan":
         raise ValueError(f"template_mask needs arch='dcgan' (image frames), got arch={arch!r}: "
                          "pass template_mask=False")

@@ -63,3 +63,24 @@ def two_games():
         return ArrayFrameSource(frames, env, ["black", "grey-or-purple"])
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pong():
+    """Three short episodes of random Pong play, 64x64 uint8 (the world-model tests' data)."""
+    from gan_envs.trainers.sequences import collect_random_episodes
+
+    return collect_random_episodes("GanAtari/Pong-v0", episodes=3, max_steps=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def v_and_m(tmp_path_factory, pong):
+    """A world-model run with V and M trained (tiny, 4 batches each); copy it to change it."""
+    from wm_tiny import tiny
+
+    from gan_envs.trainers.world_model import train_world_model
+
+    run = tmp_path_factory.mktemp("wm_vm")
+    train_world_model(tiny(), pong, run, stage="vae")
+    train_world_model(tiny(), pong, run, stage="mdrnn")
+    return run

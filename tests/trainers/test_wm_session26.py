@@ -24,7 +24,6 @@ from gan_envs.cli import main
 from gan_envs.collect import CollectConfig, collect
 from gan_envs.datasets import RolloutReader
 from gan_envs.trainers import world_model as wm
-from gan_envs.trainers.sequences import collect_random_episodes
 from gan_envs.trainers.world_model import (
     MAX_WORKERS,
     WorldModelConfig,
@@ -36,21 +35,6 @@ from gan_envs.trainers.world_model import (
     stage_config,
     train_world_model,
 )
-
-
-@pytest.fixture(scope="module")
-def pong():
-    torch.set_num_threads(1)
-    return collect_random_episodes("GanAtari/Pong-v0", episodes=3, max_steps=24, seed=0)
-
-
-@pytest.fixture(scope="module")
-def v_and_m(tmp_path_factory, pong) -> Path:
-    """A run with V and M trained (tiny, 4 batches each)."""
-    run = tmp_path_factory.mktemp("wm26_vm")
-    train_world_model(tiny(), pong, run, stage="vae")
-    train_world_model(tiny(), pong, run, stage="mdrnn")
-    return run
 
 
 def _copy(src: Path, dst: Path) -> Path:

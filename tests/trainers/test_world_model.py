@@ -20,7 +20,6 @@ from gan_envs.trainers import world_model as wm
 from gan_envs.trainers.sequences import (
     ArrayEpisodeSource,
     EpisodeSource,
-    collect_random_episodes,
     split_episodes,
     window_index,
 )
@@ -45,12 +44,6 @@ from gan_envs.trainers.world_model import (
     metrics_table,
     train_world_model,
 )
-
-
-@pytest.fixture(scope="session")
-def pong() -> ArrayEpisodeSource:
-    """Three short episodes of random Pong play, 64x64 uint8 (the last one is held out)."""
-    return collect_random_episodes("GanAtari/Pong-v0", episodes=3, max_steps=24, seed=0)
 
 
 def dot_episodes(n: int = 3, steps: int = 24, seed: int = 0) -> ArrayEpisodeSource:
