@@ -2,7 +2,8 @@
 
 * :class:`DatasetError` - base class (a :class:`ValueError`), so callers can catch one type
 * :class:`DatasetVersionError` - the file's major ``format_version`` is unknown to this gan-envs
-* :class:`CorruptDatasetError` - truncated file, failed checksum, inconsistent episode table
+* :class:`CorruptDatasetError` - truncated file, failed checksum, inconsistent episode table (its
+  ``hint`` attribute holds the advice that ends the message, ``""`` where there is none)
 * :class:`DatasetInUseError` - another process holds the file (a live writer or open readers)
 * :class:`DatasetWriteError` - writing failed (disk full, file size limit); committed episodes stay
 * :class:`DatasetValueError` - a value given to the writer does not fit the file (its ``array``
@@ -30,7 +31,22 @@ class DatasetVersionError(DatasetError):
 
 
 class CorruptDatasetError(DatasetError):
-    """The file is truncated or damaged (a checksum failed, the episode table disagrees)."""
+    """The file is truncated or damaged (a checksum failed, the episode table disagrees).
+
+    ``hint`` is the advice the message ends with (which tool recovers or locates what), kept
+    apart so that a caller doing what it advises can report the damage without it.
+
+    Example:
+        >>> err = CorruptDatasetError("a.h5: cannot read episode 3", hint="run verify()")
+        >>> str(err), err.hint
+        ('a.h5: cannot read episode 3; the file is damaged, run verify()', 'run verify()')
+        >>> str(CorruptDatasetError("a.h5: bad table"))
+        'a.h5: bad table'
+    """
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        self.hint = hint
+        super().__init__(f"{message}; the file is damaged, {hint}" if hint else message)
 
 
 class DatasetInUseError(DatasetError):

@@ -38,6 +38,7 @@ __all__ = ["RolloutReader"]
 _ARRAYS = frozenset((*OBSERVATION_ARRAYS, *STEP_ARRAYS, "episodes"))
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
+LOCATE_HINT = "gan_envs.datasets.verify() locates the bad episodes"  # a damaged read's advice
 RngLike = np.random.Generator | int | None
 
 
@@ -429,9 +430,9 @@ class RolloutReader:
         except (OSError, RuntimeError, KeyError) as err:
             hint = ("RolloutWriter(path, resume=True) recovers the committed episodes of a "
                     "killed writer's file" if self._file.swmr_mode else
-                    "gan_envs.datasets.verify() locates the bad episodes")
-            raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_h5.reason(err)}); the "
-                                      f"file is damaged, {hint}") from None
+                    LOCATE_HINT)
+            raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_h5.reason(err)})",
+                                      hint=hint) from None
 
     def _check_open(self) -> None:
         if self._file is None:

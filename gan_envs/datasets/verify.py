@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from gan_envs._text import counted
-from gan_envs.datasets.errors import DatasetError
+from gan_envs.datasets.errors import CorruptDatasetError, DatasetError
 from gan_envs.datasets.format import check_values
-from gan_envs.datasets.reader import RolloutReader
+from gan_envs.datasets.reader import LOCATE_HINT, RolloutReader
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -97,9 +97,10 @@ def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:
     try:
         ep = reader.episode(i)
     except (DatasetError, IndexError, ValueError, TypeError) as err:
-        # the reader's own advice ("... verify() locates the bad episodes") is what this does
-        reason = str(err).split(": ", 1)[-1].replace(
-            ", gan_envs.datasets.verify() locates the bad episodes", "")
+        reason = str(err).split(": ", 1)[-1]
+        if isinstance(err, CorruptDatasetError) and err.hint == LOCATE_HINT:
+            # the reader's advice is to run this very check: report the damage without it
+            reason = reason.removesuffix(f", {err.hint}")
         report.add(f"episode {i}: {reason}", i)
         return
     row = reader.episode_table[i]

@@ -212,6 +212,8 @@ def test_flipped_bytes_inside_a_chunk_are_caught_and_located(written):
         with pytest.raises(CorruptDatasetError, match="observations of episode 1") as err:
             reader.episode(1)
         _one_line(err, written)
+        assert err.value.hint == "gan_envs.datasets.verify() locates the bad episodes"
+        assert str(err.value).endswith("; the file is damaged, " + err.value.hint)
         with pytest.raises(CorruptDatasetError, match="episode 1"):
             reader.frames(np.arange(reader.num_frames))
     report = verify(written)

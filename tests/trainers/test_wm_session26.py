@@ -1,10 +1,12 @@
-"""Session 26's four gaps of the World-Models trainer, each refused in one line that names the
+"""Session 26's five gaps of the World-Models trainer, each refused in one line that names the
 thing and the fix, before any work, leaving the run folder byte-identical:
 
 1. ``workers`` had no upper bound (``--workers 100000`` tried to spawn that many processes);
 2. ``train world-model`` ignored options of a stage ``--stage`` does not run;
 3. M trained on the latents of another V (V retrained after M) went on into C and the dream;
-4. a later stage or a resumption on another dataset was not noticed.
+4. a later stage or a resumption on another dataset was not noticed;
+5. a C trained with another V or M (either retrained after C) went on into the dream, the
+   evaluation and a resumed controller stage.
 
 Tiny sizes throughout (``wm_tiny``); the command-line runs use ``--quick`` on a 60-step file.
 """
