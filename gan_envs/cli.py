@@ -450,9 +450,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # WorldModelConfig fields that `train world-model` sets from an option of the same name.
-_WM_OPTIONS = ("vae_epochs", "mdrnn_epochs", "population", "generations", "rollouts",
-               "rollout_steps", "max_episodes", "vae_lr", "moving_weight", "select_rollouts",
-               "eval_rollouts", "temperature", "workers", "seed", "env_id", "controller_env")
+_WM_OPTIONS = ("vae_epochs", "vae_max_steps", "mdrnn_epochs", "mdrnn_max_steps", "population",
+               "generations", "rollouts", "rollout_steps", "max_episodes", "vae_lr",
+               "moving_weight", "select_rollouts", "eval_rollouts", "temperature", "workers",
+               "seed", "env_id", "controller_env")
 
 
 def _wm_option_names(message: str) -> str:
@@ -474,9 +475,9 @@ def _wm_option_names(message: str) -> str:
 #: run that stage, they were ignored, exit 0). --seed, --quick and --max-episodes are read by
 #: every stage; --workers, like --threads, says how to run, not what to train: taken with any.
 _WM_STAGE_OPTIONS = {
-    "vae": {"--vae-epochs": "vae_epochs", "--vae-lr": "vae_lr",
-            "--moving-weight": "moving_weight"},
-    "mdrnn": {"--mdrnn-epochs": "mdrnn_epochs"},
+    "vae": {"--vae-epochs": "vae_epochs", "--vae-max-steps": "vae_max_steps",
+            "--vae-lr": "vae_lr", "--moving-weight": "moving_weight"},
+    "mdrnn": {"--mdrnn-epochs": "mdrnn_epochs", "--mdrnn-max-steps": "mdrnn_max_steps"},
     "controller": {"--controller-env": "controller_env", "--env-id": "env_id",
                    "--temperature": "temperature", "--population": "population",
                    "--generations": "generations", "--rollouts": "rollouts",
@@ -520,7 +521,8 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
                            "plays: add --controller-env dream or leave --temperature out")
 
     # options left out take WorldModelConfig's defaults (controller_env 'real', workers 2, ...)
-    overrides = {k: getattr(args, k) for k in ("vae_epochs", "mdrnn_epochs", "population",
+    overrides = {k: getattr(args, k) for k in ("vae_epochs", "vae_max_steps", "mdrnn_epochs",
+                                               "mdrnn_max_steps", "population",
                                                "generations", "rollouts", "rollout_steps",
                                                "max_episodes", "vae_lr", "moving_weight",
                                                "select_rollouts", "eval_rollouts",
@@ -799,7 +801,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--moving-weight", type=_finite_float,
                    help="V's reconstruction weight of the pixels that differ from the dataset's "
                         "background (default 10; 1: the plain loss)")
+    p.add_argument("--vae-max-steps", type=_non_negative_int, metavar="N",
+                   help="stop V after N batches (0: no cap; default: none, --quick: 15)")
     p.add_argument("--mdrnn-epochs", type=_positive_int)
+    p.add_argument("--mdrnn-max-steps", type=_non_negative_int, metavar="N",
+                   help="stop M after N batches (0: no cap; default: none, --quick: 15)")
     p.add_argument("--population", type=_positive_int)
     p.add_argument("--generations", type=_non_negative_int)
     p.add_argument("--rollouts", type=_positive_int, help="episodes per candidate")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import cv2
+import pytest
 
 from gan_envs.cli import main
 from gan_envs.collect import CollectConfig, collect
@@ -75,3 +76,28 @@ def test_world_model_errors_are_one_line(tmp_path: Path, capsys):
     assert main(["train", "world-model", str(pong), "--out", str(tmp_path / "c"), "--quick",
                  "--env-id", "GanAtari/Breakout-v0"]) == 2
     assert capsys.readouterr().err.startswith("gan-envs: ")
+
+
+def test_batch_caps_of_v_and_m_are_options(tmp_path: Path, capsys):
+    """--quick caps V and M at 15 batches; --vae-max-steps / --mdrnn-max-steps set the caps
+    (0: none), recorded with the stage and taken from vae.pt by the later stages."""
+    from gan_envs.trainers.world_model import load_stage, stage_config
+
+    data = tmp_path / "pong.h5"  # one 60-step episode: 2 V batches of 32 frames per epoch
+    collect(CollectConfig(["GanAtari/Pong-v0"], data, steps=60, num_envs=1))
+    run = tmp_path / "wm"
+    base = ["train", "world-model", str(data), "--out", str(run), "--quick"]
+    assert main([*base, "--stage", "vae", "--vae-epochs", "9", "--vae-max-steps", "0"]) == 0
+    assert int(load_stage(run, "vae")["step"]) == 18  # past --quick's 15
+    assert stage_config(run, "vae").vae_max_steps == 0
+    assert main([*base, "--stage", "mdrnn", "--mdrnn-max-steps", "1"]) == 0
+    assert int(load_stage(run, "mdrnn")["step"]) == 1  # the plan is 2
+    capped = tmp_path / "capped"
+    assert main([*base[:3], "--out", str(capped), "--quick", "--stage", "vae",
+                 "--vae-epochs", "9", "--vae-max-steps", "4"]) == 0
+    assert int(load_stage(capped, "vae")["step"]) == 4
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:  # argparse's usage error
+        main([*base, "--stage", "vae", "--vae-max-steps", "-1"])
+    assert exit_.value.code == 2
+    assert "argument --vae-max-steps: must be >= 0, got -1" in capsys.readouterr().err

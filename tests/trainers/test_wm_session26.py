@@ -98,6 +98,10 @@ def test_the_command_names_workers_and_its_range(tmp_path, capsys):
      "--fixed-seeds is read by the controller stage; drop it or pass --stage controller|all"),
     ("controller", ["--mdrnn-epochs", "3"],
      "--mdrnn-epochs is read by the mdrnn stage; drop it or pass --stage mdrnn|all"),
+    ("controller", ["--mdrnn-max-steps", "3"],
+     "--mdrnn-max-steps is read by the mdrnn stage; drop it or pass --stage mdrnn|all"),
+    ("mdrnn", ["--vae-max-steps", "0"],
+     "--vae-max-steps is read by the vae stage; drop it or pass --stage vae|all"),
     ("mdrnn", ["--moving-weight", "5"],
      "--moving-weight is read by the vae stage; drop it or pass --stage vae|all"),
     ("vae", ["--controller-env", "real"],  # its default typed: typed all the same
