@@ -334,7 +334,7 @@ class RolloutWriter:
                 "format": FORMAT_NAME,
                 "format_version": FORMAT_VERSION,
                 "chunk_frames": chunk_frames,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
                 "command": shlex.join(sys.argv) if command is None else command,
                 "policy": policy,
                 "seed": seed,

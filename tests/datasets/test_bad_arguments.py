@@ -262,3 +262,19 @@ def test_ragged_observations_and_a_single_action_are_named(tmp_path):
         with pytest.raises(DatasetError, match="one action per step, got the single value 1"):
             writer.add_episode(np.zeros((2, 2), np.uint8), 1, [0.0])
         assert writer.num_episodes == 0
+
+
+def test_files_written_one_after_another_have_different_created_stamps(tmp_path):
+    """`created` (with the seed) tells two rollout files apart, e.g. for a world-model run that
+    refuses another dataset: to the second, two files of one second were the same."""
+    from datetime import datetime
+
+    stamps = []
+    for name in ("a.h5", "b.h5"):
+        with RolloutWriter(tmp_path / name, FRAME_SPACE, ACTION_SPACE, seed=0) as writer:
+            ep = make_episode(0)
+            writer.add_episode(ep["observations"], ep["actions"], ep["rewards"])
+        with RolloutReader(tmp_path / name) as reader:
+            stamps.append(reader.metadata["created"])
+    first, second = (datetime.fromisoformat(s) for s in stamps)
+    assert first < second and first.tzinfo is not None and first.utcoffset().total_seconds() == 0
