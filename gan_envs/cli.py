@@ -785,7 +785,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA.h5")
     p.add_argument("--out", required=True, help="the run directory")
     p.add_argument("--stage", choices=["vae", "mdrnn", "controller", "all"], default="all")
-    p.add_argument("--quick", action="store_true", help="tiny sizes for every stage (smoke test)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes for every stage (smoke test; V and M stop after 15 batches "
+                        "unless --vae-max-steps / --mdrnn-max-steps say otherwise)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--env-id", help="the env C plays (default: the dataset's only env id)")
