@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 
 from gan_envs._numbers import is_real, whole_number
+from gan_envs._text import counted
 from gan_envs.images import check_video_path, make_grid, write_video
 from gan_envs.outputs import truncate_lines, write_bytes_atomically
 
@@ -1596,8 +1597,8 @@ def _evaluation_split(cfg: WorldModelConfig, source: Any, how: str
         fix = (f"{how} holdout_fraction=0: train it with holdout_fraction > 0 (e.g. 0.1) to "
                "evaluate" if cfg.holdout_fraction == 0 else
                "record at least 2 (and leave --max-episodes at 0 or >= 2)")
-        raise WorldModelError(f"the evaluation needs held-out episodes; the run uses {n_used} "
-                              f"episode(s): {fix}")
+        raise WorldModelError("the evaluation needs held-out episodes; the run uses "
+                              f"{counted(n_used, 'episode')}: {fix}")
     return train, held
 
 

@@ -173,8 +173,8 @@ def test_train_command_refusals_come_before_training(tmp_path, dataset, capsys):
     assert main(["train", "world-model", str(dataset), "--out", str(run), "--quick",
                  "--workers", "0", "--max-episodes", "1", "--evaluate"]) == 2
     err = capsys.readouterr().err
-    assert "the evaluation needs held-out episodes" in err and err.count("\n") == 1
-    assert not run.exists()
+    assert "the evaluation needs held-out episodes; the run uses 1 episode: record" in err
+    assert err.count("\n") == 1 and not run.exists()
     # --temperature acts only in the dream: with the real env it was recorded and ignored
     assert main(["train", "world-model", str(dataset), "--out", str(run), "--quick",
                  "--temperature", "2"]) == 2
