@@ -390,6 +390,24 @@ def _dataset_identity(source: Any, env_ids: list[str]) -> dict[str, Any]:
             "frames": int(frames) if frames is not None else None, "env_ids": list(env_ids)}
 
 
+def _latent_source_key(source: Any, n_used: int) -> str:
+    """What must match for ``latents.npz`` to be reused: a rollout file's ``created`` stamp and
+    seed (the same for a file grown by ``collect --resume``; the episode lengths are compared
+    as well), else (a source in memory) the SHA-256 of its used episodes' actions and rewards.
+    Another dataset of the run's games with the same episode lengths (episodes cut at one
+    ``max_steps``) had its latents taken from the training file's cache."""
+    meta = getattr(source, "metadata", None)
+    meta = meta if isinstance(meta, dict) else {}
+    if meta.get("created"):
+        return json.dumps({"created": str(meta["created"]), "seed": meta.get("seed")})
+    digest = hashlib.sha256()
+    for i in range(n_used):
+        episode = source.episode(i)
+        for name in ("actions", "rewards"):
+            digest.update(np.ascontiguousarray(episode[name]).tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
 def _describe_dataset(dataset: dict[str, Any]) -> str:
     return (f"{dataset.get('path') or 'an in-memory source'} (created {dataset.get('created')}, "
             f"seed {dataset.get('seed')}, {dataset.get('episodes')} episodes)")
@@ -856,10 +874,12 @@ def _encode_latents(run_dir: Path, source: Any, max_episodes: int, batch_size: i
     n_used = min(source.num_episodes, max_episodes) if max_episodes else source.num_episodes
     lengths = _episode_lengths(source, n_used)
     cache = run_dir / LATENTS_NAME
+    source_key = _latent_source_key(source, n_used)
     if cache.exists():
         with np.load(cache) as f:
             arrays = {k: f[k] for k in f.files}
         if (str(arrays.get("vae_sha256")) == vae_hash
+                and str(arrays.get("source_key")) == source_key
                 and np.array_equal(arrays.get("lengths"), lengths)):
             return arrays, True
     mus, logvars, actions, rewards, terms = [], [], [], [], []
@@ -884,7 +904,7 @@ def _encode_latents(run_dir: Path, source: Any, max_episodes: int, batch_size: i
         "terminations": np.concatenate(terms), "lengths": lengths,
         "frame_offsets": np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]).astype(np.int64),
         "step_offsets": np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
-        "vae_sha256": np.array(vae_hash),
+        "vae_sha256": np.array(vae_hash), "source_key": np.array(source_key),
     }
     buffer = io.BytesIO()  # written whole or not at all: a full disk is one line naming the
     np.savez(buffer, **arrays)  # file (np.savez said only "[Errno 27] File too large" and
@@ -1563,6 +1583,13 @@ def evaluate_world_model(
     # one trained with another vae.pt or mdrnn.pt than the run's)
     c_ckpt = load_stage(run_dir, "controller") if (run_dir / _FILES["controller"]).exists() \
         and "left_out" not in results else None
+    if c_ckpt is not None and (gone := [stage for stage in _C_TRAINED_WITH
+                                        if not (run_dir / _FILES[stage]).is_file()]):
+        names = " and ".join(_FILES[stage] for stage in gone)
+        results["left_out"] = {"stages": ["controller"], "reason": (
+            f"{run_dir / _FILES['controller']} plays with {names}, which {run_dir} no longer "
+            f"holds: train {names} again (from --stage {gone[0]} on), then C")}
+        c_ckpt = None
     if c_ckpt is not None and (misfits := _c_misfits(run_dir, c_ckpt, hashes)):
         results["left_out"] = {"stages": ["controller"], "reason": _misfit_c(run_dir, misfits)}
         c_ckpt = None

@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 import torch
 from wm_tiny import tiny
@@ -448,3 +449,35 @@ def test_each_file_is_hashed_once_a_call(tmp_path, pong, v_m_and_c, monkeypatch)
         read.clear()
         call()
         assert sorted(read) == ["mdrnn.pt", "vae.pt"]
+
+
+# ---------------------------------------------------------------- session 27's review
+def test_the_evaluation_leaves_c_out_when_mdrnn_pt_is_gone(tmp_path, pong, v_m_and_c):
+    """With mdrnn.pt moved away (the fix the M refusal names) the evaluation hashed the missing
+    file: a raw FileNotFoundError, after training when the CLI ran it with --evaluate."""
+    run = _copy(v_m_and_c, tmp_path / "run")
+    (run / "mdrnn.pt").unlink()
+    results = evaluate_world_model(run, pong, save=False)
+    assert "vae" in results and "mdrnn" not in results and "controller" not in results
+    assert results["left_out"] == {"stages": ["controller"], "reason": (
+        f"{run / 'controller.pt'} plays with mdrnn.pt, which {run} no longer holds: train "
+        "mdrnn.pt again (from --stage mdrnn on), then C")}
+
+
+def test_latents_of_another_source_with_the_same_lengths_are_not_reused(tmp_path, pong,
+                                                                        v_and_m):
+    """latents.npz was reused whenever vae.pt and the episode lengths matched: the evaluation on
+    another dataset of the run's games (episodes cut at one max_steps) scored M on the
+    training data's latents and actions."""
+    from gan_envs.trainers.sequences import collect_random_episodes
+
+    run = _copy(v_and_m, tmp_path / "run")
+    other = collect_random_episodes("GanAtari/Pong-v0", episodes=3, max_steps=24, seed=1)
+    assert np.array_equal(wm._episode_lengths(other, 3), wm._episode_lengths(pong, 3))
+    own, reused = wm.encode_latents(run, pong)
+    assert reused  # the cache M's stage wrote
+    theirs, reused = wm.encode_latents(run, other)
+    assert not reused and not np.array_equal(theirs["actions"], own["actions"])
+    assert not np.array_equal(theirs["mu"], own["mu"])
+    again, reused = wm.encode_latents(run, other)
+    assert reused and np.array_equal(again["mu"], theirs["mu"])
