@@ -1467,7 +1467,12 @@ def _check_c_follows_vm(cfg: WorldModelConfig, source: Any, run_dir: Path,
             cfg, _episode_lengths(source, _used_episodes(cfg, source)))[3]))
         if moves(stage, total)]
     if moving:
-        raise WorldModelError(_misfit_c(run_dir, moving, "would change in this call"))
+        c_path, names = run_dir / _FILES["controller"], " and ".join(_FILES[s] for s in moving)
+        first = " then ".join(f"--stage {stage} --resume" for stage in moving)
+        raise WorldModelError(
+            f"{c_path} was trained with {run_dir}'s {names}, which this call would train on: "
+            f"train them first ({first}), then move {c_path.name} away and run --stage "
+            f"controller; or keep them as they are (--stage controller --resume)")
     if misfits := _c_misfits(run_dir, c_ckpt, hashes):
         raise WorldModelError(_misfit_c(run_dir, misfits))
 

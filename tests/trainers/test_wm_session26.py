@@ -414,8 +414,11 @@ def test_stage_all_refuses_a_resumed_c_when_m_trains_on(tmp_path, pong, v_m_and_
     """`all --resume` with M batches left trained M and resumed C on it."""
     run = _copy(v_m_and_c, tmp_path / "run")
     before = _snapshot(run)
-    with pytest.raises(WorldModelError, match=_stale_c(run, "mdrnn.pt",
-                                                       "would change in this call")):
+    with pytest.raises(WorldModelError, match="^" + re.escape(
+            f"{run / 'controller.pt'} was trained with {run}'s mdrnn.pt, which this call "
+            "would train on: train them first (--stage mdrnn --resume), then move "
+            "controller.pt away and run --stage controller; or keep them as they are "
+            "(--stage controller --resume)") + "$"):
         train_world_model(tiny(mdrnn_max_steps=6, generations=2, **DREAM_C), pong, run,
                           resume=True)
     assert _snapshot(run) == before
