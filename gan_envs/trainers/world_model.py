@@ -253,8 +253,10 @@ class WorldModelConfig:
                      "hidden_size", "n_gaussians", "seq_len", "mdrnn_batch_size", "mdrnn_epochs",
                      "population", "rollouts", "rollout_steps", "eval_rollouts",
                      "checkpoint_every", "log_every"):
-            setattr(cfg, name, whole_number(getattr(cfg, name), name,
-                                            low=2 if name == "population" else 1,
+            label = ("population (CMA-ES candidates per generation; cma fails on 2 in its "
+                     "second generation)" if name == "population" else name)
+            setattr(cfg, name, whole_number(getattr(cfg, name), label,
+                                            low=3 if name == "population" else 1,
                                             error=WorldModelError))
         for name in ("max_episodes", "vae_max_steps", "mdrnn_max_steps", "generations",
                      "workers", "select_rollouts"):

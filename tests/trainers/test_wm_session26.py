@@ -484,3 +484,15 @@ def test_latents_of_another_source_with_the_same_lengths_are_not_reused(tmp_path
     assert not np.array_equal(theirs["mu"], own["mu"])
     again, reused = wm.encode_latents(run, other)
     assert reused and np.array_equal(again["mu"], theirs["mu"])
+
+
+def test_a_population_of_two_is_refused_before_anything(tmp_path, pong):
+    """population=2 passed the checks, trained V and M, then cma raised 'Found unused injected
+    direction/solutions' in the controller's second generation (at --quick sizes)."""
+    run = tmp_path / "run"
+    with pytest.raises(WorldModelError, match=r"^population \(CMA-ES candidates per "
+                       r"generation; cma fails on 2 in its second generation\) must be >= 3, "
+                       r"got 2$"):
+        train_world_model(tiny(population=2), pong, run)
+    assert not run.exists()
+    assert tiny(population=3).resolved().population == 3
