@@ -524,8 +524,13 @@ def _check_fixed(cfg: WorldModelConfig, saved: dict[str, Any], stage: str, path:
     saved = {**_LEGACY, **saved}
     clash = [f"{k}={saved.get(k)!r}" for k in _FIXED[stage] if asked[k] != saved.get(k)]
     if clash:
+        quick = bool(saved.get("quick"))
+        hint = (f"; it was trained {'with' if quick else 'without'} quick=True (--quick): "
+                f"{'pass it again' if quick else 'leave it out'}"
+                if quick != bool(asked["quick"]) else "")
         raise WorldModelError(f"{path} was trained with {', '.join(clash)}; pass the same "
-                              "settings (only the lengths, workers and intervals may change)")
+                              "settings (only the lengths, workers and intervals may change)"
+                              + hint)
 
 
 def _vae_from(ckpt: dict[str, Any]) -> ConvVAE:

@@ -496,3 +496,16 @@ def test_a_population_of_two_is_refused_before_anything(tmp_path, pong):
         train_world_model(tiny(population=2), pong, run)
     assert not run.exists()
     assert tiny(population=3).resolved().population == 3
+
+
+def test_a_later_stage_without_quick_names_quick(tmp_path, capsys):
+    """`--quick --stage vae` then `--stage mdrnn` was refused naming vae_batch_size=32, which
+    the command has no option for, and not --quick."""
+    data, run = _collect(tmp_path / "pong.h5"), tmp_path / "run"
+    assert main(["train", "world-model", str(data), "--out", str(run), "--quick",
+                 "--stage", "vae"]) == 0
+    err = _one_line_error(["train", "world-model", str(data), "--out", str(run),
+                           "--stage", "mdrnn"], capsys)
+    assert err.endswith("; it was trained with quick=True (--quick): pass it again")
+    assert main(["train", "world-model", str(data), "--out", str(run), "--quick",
+                 "--stage", "mdrnn"]) == 0
