@@ -625,7 +625,8 @@ def _misfit_m(run_dir: Path, why: str = "V was trained after M", tail: str = "")
     m_path, v_path = run_dir / _FILES["mdrnn"], run_dir / _FILES["vae"]
     return (f"{m_path} was trained on the latents of another vae.pt than {v_path} ({why}){tail}: "
             "retrain M on this V: --stage mdrnn --resume with more mdrnn_epochs "
-            f"(--mdrnn-epochs), or move {m_path.name} away and run --stage mdrnn")
+            "(--mdrnn-epochs) or, where it caps M, a larger mdrnn_max_steps "
+            f"(--mdrnn-max-steps), or move {m_path.name} away and run --stage mdrnn")
 
 
 def stage_config(run_dir: str | os.PathLike[str], stage: str) -> WorldModelConfig:

@@ -173,7 +173,8 @@ def _retrain_v(run: Path, pong) -> None:
 
 STALE = (r"mdrnn\.pt was trained on the latents of another vae\.pt than .*/vae\.pt \({why}\)"
          r"{tail}: retrain M on this V: --stage mdrnn --resume with more mdrnn_epochs "
-         r"\(--mdrnn-epochs\), or move mdrnn\.pt away and run --stage mdrnn$")
+         r"\(--mdrnn-epochs\) or, where it caps M, a larger mdrnn_max_steps "
+         r"\(--mdrnn-max-steps\), or move mdrnn\.pt away and run --stage mdrnn$")
 
 
 def test_the_controller_and_the_dream_refuse_an_m_of_another_v(tmp_path, pong, v_and_m):
