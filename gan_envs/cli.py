@@ -521,13 +521,9 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
                            "plays: add --controller-env dream or leave --temperature out")
 
     # options left out take WorldModelConfig's defaults (controller_env 'real', workers 2, ...)
-    overrides = {k: getattr(args, k) for k in ("vae_epochs", "vae_max_steps", "mdrnn_epochs",
-                                               "mdrnn_max_steps", "population",
-                                               "generations", "rollouts", "rollout_steps",
-                                               "max_episodes", "vae_lr", "moving_weight",
-                                               "select_rollouts", "eval_rollouts",
-                                               "temperature", "controller_env", "workers")
-                 if getattr(args, k) is not None}
+    # (--seed and --env-id are passed below: the parser gives them values of their own)
+    overrides = {k: getattr(args, k) for k in _WM_OPTIONS
+                 if k not in ("seed", "env_id") and getattr(args, k) is not None}
     _check_new_run_dir(args.out)
     if args.stage in ("mdrnn", "controller") and (Path(args.out) / "vae.pt").is_file():
         # V's options are refused here (V does not run), and V's settings must match vae.pt's:

@@ -398,10 +398,9 @@ def _latent_source_key(source: Any, n_used: int) -> str:
     as well), else (a source in memory) the SHA-256 of its used episodes' actions and rewards.
     Another dataset of the run's games with the same episode lengths (episodes cut at one
     ``max_steps``) had its latents taken from the training file's cache."""
-    meta = getattr(source, "metadata", None)
-    meta = meta if isinstance(meta, dict) else {}
-    if meta.get("created"):
-        return json.dumps({"created": str(meta["created"]), "seed": meta.get("seed")})
+    identity = _dataset_identity(source, [])
+    if identity["created"]:
+        return json.dumps({"created": identity["created"], "seed": identity["seed"]})
     digest = hashlib.sha256()
     for i in range(n_used):
         episode = source.episode(i)
@@ -612,12 +611,12 @@ def _c_misfits(run_dir: Path, c_ckpt: dict[str, Any], hashes: _Hashes | None = N
             if c_ckpt.get(key) is not None and hashes(stage) != str(c_ckpt[key])]
 
 
-def _misfit_c(run_dir: Path, stages: Sequence[str], why: str = "changed after C") -> str:
+def _misfit_c(run_dir: Path, stages: Sequence[str]) -> str:
     """The one-line refusal of a C trained with another V and/or M than the run's files."""
     c_path = run_dir / _FILES["controller"]
     names = " and ".join(_FILES[s] for s in stages)
-    return (f"{c_path} was trained with another {names} than {run_dir}'s ({names} {why}): "
-            f"retrain C on them: move {c_path.name} away and run --stage controller")
+    return (f"{c_path} was trained with another {names} than {run_dir}'s ({names} changed after "
+            f"C): retrain C on them: move {c_path.name} away and run --stage controller")
 
 
 def _misfit_m(run_dir: Path, why: str = "V was trained after M", tail: str = "") -> str:

@@ -358,10 +358,11 @@ def _retrain_m(run: Path, pong, **sizes) -> None:
     assert (run / "mdrnn.pt").read_bytes() != before
 
 
-def _stale_c(run: Path, names: str, why: str = "changed after C") -> str:
+def _stale_c(run: Path, names: str) -> str:
     return "^" + re.escape(
         f"{run / 'controller.pt'} was trained with another {names} than {run}'s ({names} "
-        f"{why}): retrain C on them: move controller.pt away and run --stage controller") + "$"
+        "changed after C): retrain C on them: move controller.pt away and run --stage "
+        "controller") + "$"
 
 
 def test_controller_pt_records_the_v_and_m_it_was_trained_with(v_m_and_c):
