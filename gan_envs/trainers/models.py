@@ -496,7 +496,7 @@ def template_frames(frames: torch.Tensor, templates: int, steps: int = 10,
     squares = flat.square().sum(dim=1, keepdim=True)
 
     def squared_distances(centres: torch.Tensor) -> torch.Tensor:  # (N, K)
-        return (squares - 2 * flat @ centres.T + centres.square().sum(dim=1)).clamp_min(0)
+        return (squares - 2 * (flat @ centres.T) + centres.square().sum(dim=1)).clamp_min(0)
 
     if templates > 1:
         rng = torch.Generator().manual_seed(seed)
