@@ -147,16 +147,6 @@ def test_substitutions_match_once() -> None:
         _shrunk(key)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread, as in tests/trainers: on shared cores a second thread mostly waits
-    for the first (two busy programs beside it made the module ~3x slower in CPU time)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The working directory of every block: a folder holding ``atari3.h5`` and its 32x32

@@ -19,15 +19,6 @@ def tiny() -> dict:
     return dict(TINY)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Keep the shared CPU cores free and the arithmetic reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def atari32() -> ArrayFrameSource:
     """600 frames of random play, labelled by game: Breakout (0) and Pong (1)."""
