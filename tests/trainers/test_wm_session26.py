@@ -324,6 +324,35 @@ def test_the_same_dataset_grown_by_a_resumed_collection_is_accepted(tmp_path):
     assert load_stage(run, "mdrnn")["dataset"]["episodes"] == 2
 
 
+@pytest.mark.parametrize("max_episodes", [0, 2])
+def test_a_grown_dataset_gives_v_more_batches_unless_max_episodes_caps_it(tmp_path, max_episodes):
+    """All episodes used (0): V and M plan more batches on the grown file, so `all --resume` on
+    a finished run would train them on under the C of the old pair: refused before anything
+    (with M capped, as under --quick, it is M's "no batch left" refusal instead). With the
+    episodes capped at the two trained on, nothing moves and the call is a no-op."""
+    data, run = _collect(tmp_path / "pong.h5", num_envs=2), tmp_path / "run"
+    cfg = tiny(max_episodes=max_episodes, vae_epochs=1, vae_max_steps=0, mdrnn_epochs=1,
+               mdrnn_max_steps=0, controller_env="dream")
+    with RolloutReader(data) as reader:
+        done = [s.steps for s in train_world_model(cfg, reader, run).stages.values()]
+    _collect(data, steps=240, num_envs=2, resume=True)
+    before = _snapshot(run)
+    with RolloutReader(data) as reader:
+        assert reader.num_episodes > 2
+        if max_episodes:
+            summary = train_world_model(cfg, reader, run, resume=True)
+            assert [s.steps for s in summary.stages.values()] == done
+            assert _snapshot(run).keys() == before.keys()
+            assert _snapshot(run)["vae.pt"] == before["vae.pt"]
+        else:
+            with pytest.raises(WorldModelError, match=re.escape(
+                    f"{run / 'controller.pt'} was trained with {run}'s vae.pt and mdrnn.pt, "
+                    "which this call would train on: train them first (--stage vae --resume "
+                    "then --stage mdrnn --resume)")):
+                train_world_model(cfg, reader, run, resume=True)
+            assert _snapshot(run) == before
+
+
 def test_a_run_from_before_the_dataset_was_recorded_takes_any_file_of_its_games(tmp_path):
     data, run = _collect(tmp_path / "pong.h5"), tmp_path / "run"
     with RolloutReader(data) as reader:
