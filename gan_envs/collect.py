@@ -506,6 +506,21 @@ def _unstorable_episode(env_id: str, policy: str, error: DatasetValueError) -> s
     return f"{env_id} gave an episode that cannot be stored ({first_line(error)}); {fix}"
 
 
+def _recover_if_killed(path: Path) -> None:
+    """Before ``--resume`` reads ``path``: a killed writer's file that readers refuse (the
+    kill tore HDF5's metadata) is recovered first, as the writer's ``resume=True`` would do
+    anyway, so that its episodes can be counted and its settings compared."""
+    from gan_envs.datasets import CorruptDatasetError, RolloutReader, RolloutWriter
+    from gan_envs.datasets.reader import RECOVER_HINT
+
+    try:
+        RolloutReader(path).close()
+    except CorruptDatasetError as error:
+        if error.hint != RECOVER_HINT:
+            raise
+        RolloutWriter(path, resume=True).close()
+
+
 def collect(config: CollectConfig,
             progress: Callable[[CollectProgress], None] | None = None) -> CollectSummary:
     """Collect rollouts into ``config.out``; see the module docstring for the targets.
@@ -525,6 +540,7 @@ def collect(config: CollectConfig,
     _check_output(config)
     done_steps = done_episodes = 0
     if config.resume and config.out.exists():
+        _recover_if_killed(config.out)
         with RolloutReader(config.out) as reader:
             done_steps, done_episodes = reader.num_steps, reader.num_episodes
             if list(reader.env_ids) != list(config.env_ids):

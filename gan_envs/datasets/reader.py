@@ -39,6 +39,9 @@ _ARRAYS = frozenset((*OBSERVATION_ARRAYS, *STEP_ARRAYS, "episodes"))
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 LOCATE_HINT = "gan_envs.datasets.verify() locates the bad episodes"  # a damaged read's advice
+# a killed writer's file that cannot be read: its advice (collect() acts on it)
+RECOVER_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
+                "--resume, recovers the committed episodes of a killed writer's file")
 RngLike = np.random.Generator | int | None
 
 
@@ -428,9 +431,7 @@ class RolloutReader:
         try:
             yield
         except (OSError, RuntimeError, KeyError) as err:
-            hint = ("RolloutWriter(path, resume=True) recovers the committed episodes of a "
-                    "killed writer's file" if self._file.swmr_mode else
-                    LOCATE_HINT)
+            hint = RECOVER_HINT if self._file.swmr_mode else LOCATE_HINT
             raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_h5.reason(err)})",
                                       hint=hint) from None
 

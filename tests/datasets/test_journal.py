@@ -6,6 +6,9 @@ import io
 import shutil
 import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 
 import h5py
@@ -21,7 +24,14 @@ from dataset_helpers import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gan_envs.datasets import CorruptDatasetError, DatasetError, RolloutReader, RolloutWriter
+from gan_envs.collect import CollectConfig, collect
+from gan_envs.datasets import (
+    CorruptDatasetError,
+    DatasetError,
+    RolloutReader,
+    RolloutWriter,
+    verify,
+)
 from gan_envs.datasets.format import EPISODE_DTYPE, FORMAT_VERSION
 from gan_envs.datasets.journal import (
     CHUNK_DTYPE,
@@ -37,6 +47,7 @@ from gan_envs.datasets.journal import (
     read_records,
     write_head,
 )
+from gan_envs.datasets.reader import RECOVER_HINT
 
 #: Signatures of the HDF5 metadata blocks a writer rewrites in place (object headers and their
 #: continuation chunks; the extensible-array chunk index's header, index, super and data blocks).
@@ -144,6 +155,47 @@ def test_resume_recovers_every_committed_episode_whichever_metadata_block_is_tor
         assert _read_all(path) >= 25, (at, sig)
         path.unlink()
     assert unreadable >= len(blocks) // 2  # most blocks hold committed data's metadata
+
+
+def test_collect_resume_recovers_a_file_readers_refuse(tmp_path):
+    """docs/collect.md: a kill that tore HDF5's metadata leaves a file readers refuse "until
+    --resume"; but `collect --resume` opened a reader first and stopped with its error."""
+    killed = tmp_path / "killed.h5"
+    child = subprocess.Popen([sys.executable, "-m", "gan_envs.cli", "collect", "CartPole-v1",
+                              "--out", str(killed), "--steps", "1000000", "--num-envs", "2"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        try:
+            with RolloutReader(killed) as reader:
+                if reader.num_episodes >= 4:
+                    break
+        except (DatasetError, FileNotFoundError, OSError):
+            pass  # not created yet
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with RolloutReader(killed) as reader:
+        kept = reader.num_steps
+    for at, _ in _metadata_blocks(killed):  # tear blocks until one makes readers refuse it
+        torn = tmp_path / "torn.h5"
+        shutil.copy(killed, torn)
+        with open(torn, "r+b") as f:
+            f.seek(at + 6)
+            byte = f.read(1)
+            f.seek(at + 6)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        try:
+            RolloutReader(torn).close()
+        except CorruptDatasetError as err:
+            assert err.hint == RECOVER_HINT and "--resume" in str(err)
+            break
+    else:
+        pytest.fail("no torn block made the reader refuse the file")
+    summary = collect(CollectConfig(["CartPole-v1"], torn, steps=kept + 100, num_envs=2,
+                                    resume=True))
+    assert summary.steps == kept + 100 and summary.resumed_from_steps <= kept
+    assert verify(torn).ok
 
 
 @pytest.mark.parametrize("compression", ["none", "lzf"])
