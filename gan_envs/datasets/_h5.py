@@ -51,6 +51,9 @@ def check_exists(path: Path) -> None:
     if path.exists():
         if path.is_dir():
             raise DatasetError(f"{path} is a directory; pass the path of a rollout .h5 file")
+        if not path.is_file():  # HDF5 would wait forever on a named pipe with no writer
+            raise DatasetError(f"{path} is not a regular file (a pipe, socket or device); pass "
+                               "the path of a rollout .h5 file (copy a stream to a file first)")
         return
     folder = path.parent if str(path.parent) else Path(".")
     names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
@@ -59,7 +62,7 @@ def check_exists(path: Path) -> None:
     raise FileNotFoundError(f"{path} does not exist{hint}")
 
 
-def open_error(path: Path, err: Exception) -> DatasetError:
+def open_error(path: Path, err: Exception) -> DatasetError | PermissionError:
     """Translate an HDF5 open failure into a one-line error that names the file and the fix."""
     text = str(err)
     if "signature not found" in text:
@@ -74,8 +77,10 @@ def open_error(path: Path, err: Exception) -> DatasetError:
     if "unable to lock file" in text:
         return DatasetInUseError(f"{path}: another process holds a lock on it (a writer, or "
                                  "readers while this is a writer); close that process first")
-    reason = text.split("(")[-1].rstrip(")") if "(" in text else text
-    return CorruptDatasetError(f"{path}: cannot open it ({reason}); the file is damaged, "
+    if "errno = 13" in text or "Permission denied" in text:
+        return PermissionError(f"{path}: permission denied; make the file readable (and "
+                               "writable to append to it) or pass another file")
+    return CorruptDatasetError(f"{path}: cannot open it ({reason(err)}); the file is damaged, "
                                "run gan_envs.datasets.verify on it")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -184,6 +185,39 @@ def test_missing_and_foreign_files(tmp_path, written):
         f.attrs["format_version"] = "1.7"  # a newer minor version still reads
     with RolloutReader(written) as reader:
         assert reader.num_episodes == 3
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    """HDF5 opened a FIFO and waited forever for a writer (`gan-envs info` hung)."""
+    fifo = tmp_path / "data.h5"
+    os.mkfifo(fifo)
+    code = ("import sys; from gan_envs.cli import main; "
+            f"sys.exit(main(['info', {str(fifo)!r}]) + 10 * main(['verify', {str(fifo)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 + 10 * 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"gan-envs: {fifo} is not a regular file (a pipe, socket or device); pass the path of a "
+        "rollout .h5 file (copy a stream to a file first)"] * 2
+
+
+def test_an_unreadable_file_is_a_permission_error_not_a_damaged_one(tmp_path, written):
+    """Permission denied read "cannot open it (...); the file is damaged, run verify"."""
+    secret = tmp_path / "secret.h5"
+    secret.write_bytes(written.read_bytes())
+    secret.chmod(0)
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # root reads any file: drop the capabilities that let it
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv to drop file-mode overrides")
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+    code = ("from gan_envs.datasets import RolloutReader\n"
+            f"try:\n    RolloutReader({str(secret)!r})\n"
+            "except PermissionError as err:\n    print(err)")
+    proc = subprocess.run([*prefix, sys.executable, "-c", code], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.strip() == (f"{secret}: permission denied; make the file readable (and "
+                                   "writable to append to it) or pass another file"), proc.stderr
 
 
 def test_truncated_file(written):
