@@ -2,7 +2,8 @@
 
 Every chunk is decoded, so HDF5 checks every fletcher32 checksum; the episode table is checked
 against the arrays (offsets, lengths, returns, termination flags) and every value against the
-declared spaces.
+declared spaces; the commit journal (formats 1.1+) must read to the end, one record per
+committed episode.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from gan_envs._text import counted
 from gan_envs.datasets.errors import CorruptDatasetError, DatasetError
 from gan_envs.datasets.format import check_values
+from gan_envs.datasets.journal import read_heads, read_records
 from gan_envs.datasets.reader import LOCATE_HINT, RolloutReader
 
 __all__ = ["VerifyReport", "verify"]
@@ -90,7 +92,34 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         for i in range(reader.num_episodes):
             if i not in table_bad:  # a row that does not fit the arrays cannot be read
                 _check_episode(reader, i, report)
+        journaled, closed = "commit_log" in reader._file, not reader._file.swmr_mode
+    if journaled:
+        _check_journal(Path(path), report, closed)
     return report
+
+
+def _check_journal(path: Path, report: VerifyReport, closed: bool) -> None:
+    """The commit journal (formats 1.1+) must read to the end and, in a file its writer
+    ``closed`` (not one being written, or a killed writer's, where a commit may be half done),
+    hold one record per committed episode: a recovery after a kill goes through it, and stops
+    at a damaged record."""
+    fix = "RolloutWriter(path, resume=True) (or `gan-envs collect ... --resume`) rewrites it"
+    try:
+        heads = read_heads(path)
+        records = read_records(path) if heads else []  # no head: nothing journaled yet
+    except CorruptDatasetError as err:
+        report.add(f"the commit journal is damaged ({str(err).split(': ', 1)[-1]}; reads are "
+                   f"unaffected, a recovery after a kill is not); {fix}")
+        return
+    newest = heads[0].episodes if heads else 0
+    if len(records) != newest:
+        report.add(f"the commit journal's newest record is damaged (its chain reads "
+                   f"{counted(len(records), 'record')} of {newest}; reads are unaffected, a "
+                   f"recovery after a kill is not); {fix}")
+    elif closed and newest != report.num_episodes:
+        report.add(f"the commit journal holds {counted(newest, 'record')} for "
+                   f"{counted(report.num_episodes, 'committed episode')} (a commit cut short); "
+                   f"{fix}")
 
 
 def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:

@@ -157,6 +157,47 @@ def test_resume_recovers_every_committed_episode_whichever_metadata_block_is_tor
     assert unreadable >= len(blocks) // 2  # most blocks hold committed data's metadata
 
 
+@pytest.mark.parametrize("record", ["newest", "oldest"])
+def test_verify_reports_a_damaged_journal_and_resume_rewrites_it(tmp_path, record):
+    """verify said "every checksum verified" with a journal record flipped; a resume kept the
+    damaged chain, so a later kill could not be recovered past it."""
+    path = tmp_path / "data.h5"
+    _write(path, 5)
+    records, head = read_records(path), read_head(path)
+    at = (head.offset, head.size) if record == "newest" else records[1].previous
+    with open(path, "r+b") as f:
+        f.seek(at[0] + at[1] // 2)
+        byte = f.read(1)
+        f.seek(at[0] + at[1] // 2)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    report = verify(path)
+    assert not report.ok and len(report.problems) == 1
+    assert report.problems[0].startswith("the commit journal")
+    assert "damaged" in report.problems[0] and report.problems[0].endswith(
+        "RolloutWriter(path, resume=True) (or `gan-envs collect ... --resume`) rewrites it")
+    assert _read_all(path) == 5  # the reads never needed the journal
+    with RolloutWriter(path, resume=True) as writer:
+        assert writer.num_episodes == 5
+    assert [r.episode for r in read_records(path)] == list(range(5))
+    assert verify(path).ok
+    with RolloutWriter(path, resume=True) as writer:  # and the chain goes on from there
+        ep = make_episode(5)
+        writer.add_episode(ep["observations"], ep["actions"], ep["rewards"], ep["terminations"],
+                           seed=5)
+    assert [r.episode for r in read_records(path)] == list(range(6)) and verify(path).ok
+
+
+def test_verify_reports_a_journal_behind_a_closed_file(tmp_path):
+    path = tmp_path / "lagging.h5"
+    _write(path, 3)
+    with open(path, "r+b") as f:
+        f.write(bytes(USERBLOCK_SIZE))  # the head never moved
+    report = verify(path)
+    assert report.problems == ["the commit journal holds 0 records for 3 committed episodes (a "
+                               "commit cut short); RolloutWriter(path, resume=True) (or "
+                               "`gan-envs collect ... --resume`) rewrites it"]
+
+
 def test_collect_resume_recovers_a_file_readers_refuse(tmp_path):
     """docs/collect.md: a kill that tore HDF5's metadata leaves a file readers refuse "until
     --resume"; but `collect --resume` opened a reader first and stopped with its error."""
