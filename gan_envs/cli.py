@@ -221,6 +221,9 @@ def _frame_source(args: argparse.Namespace):
         if args.env:
             raise CommandError("--env picks games of a dataset; with --source env the "
                                "environment ids themselves are the games: drop --env")
+        if args.size is not None and not 1 <= args.size <= 1024:
+            raise CommandError(f"--size must be in [1, 1024] (the frame side of live "
+                               f"environments), got {args.size:,}")
         return EnvFrameSource([resolve_env_id(e) for e in args.inputs],
                               size=64 if args.size is None else args.size, seed=args.seed)
     if args.size is not None:
@@ -321,12 +324,16 @@ def _parse_set(items: Sequence[str]) -> dict[int, float]:
     for item in items:
         dim, sep, value = item.partition("=")
         try:
-            values[int(dim)] = _finite_float(value)
+            number, given = int(dim), _finite_float(value)
         except (ValueError, argparse.ArgumentTypeError):
             raise CommandError(f"--set takes DIM=VALUE with a finite VALUE (e.g. 3=1.5), got "
                                f"{item!r}") from None
         if not sep:
             raise CommandError(f"--set takes DIM=VALUE (e.g. 3=1.5), got {item!r}")
+        if number in values:  # the last one silently won
+            raise CommandError(f"--set gives dimension {number} twice ({number}={values[number]:g} "
+                               f"and {item}); give each DIM once")
+        values[number] = given
     return values
 
 
@@ -424,6 +431,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         evaluate_draws,
         report_table,
     )
+    from gan_envs.trainers.sampling import load_generator
 
     _check_run_dir(args.run_dir)
     if args.json:  # before the evaluation, and never over the dataset
@@ -435,6 +443,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CommandError(f"--draws must be at most {MAX_DRAWS} (a draw takes ~12 s at --n "
                            f"1000), got {args.draws:,}")
     source = DatasetFrameSource(args.data)
+    run_ids = list(load_generator(args.run_dir).env_ids or [])
+    if run_ids and set(run_ids) < set(source.env_ids):  # a run trained with --env: its games
+        source.close()
+        source = DatasetFrameSource(args.data, env_ids=run_ids)
+        print(f"  scoring on the run's games of {args.data}: {', '.join(run_ids)}",
+              file=sys.stderr)
     options = dict(n=args.n, ema=args.ema, classifier_steps=args.classifier_steps,
                    progress=lambda stage: print(f"  {stage}", file=sys.stderr))
     try:
@@ -605,9 +619,19 @@ def _cmd_dream(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse without abbreviations: ``--wid 512`` is an error, not ``--width 512`` (a
+    resumed run compares the options typed with the ones it was trained with, by full name).
+    Sub-command parsers are built with this class too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``gan-envs`` (one sub-command per job)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gan-envs",
         description="Turn Gymnasium environments into training data for GANs and world models.",
     )
@@ -706,7 +730,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=_positive_int, default=512, help="widest layer (default 512)")
     p.add_argument("--d-width", type=_positive_int,
                    help="the discriminator's widest layer (default: --width)")
-    p.add_argument("--env", nargs="+", help="DATA.h5: train on frames of these env ids only")
+    p.add_argument("--env", nargs="+", action="extend",
+                   help="DATA.h5: train on frames of these env ids only (repeatable)")
     p.add_argument("--size", type=_positive_int,
                    help="frame size for --source env (default 64)")
     p.add_argument("--in-memory", action="store_true", help="DATA.h5: load it into RAM")
@@ -740,7 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-decay", type=_finite_float, metavar="F",
                    help="let both learning rates fall linearly to 0 over the last fraction F of "
                         "the iterations (0: constant; default: the recipe's)")
-    p.add_argument("--env-shares", type=_share, nargs="+", metavar="S",
+    p.add_argument("--env-shares", type=_share, nargs="+", action="extend", metavar="S",
                    help="each env's share of the training batches, in the dataset's env order "
                         "(e.g. 1 2 1; normalised); samples keep the data's mix (default: the "
                         "data's proportions)")
@@ -854,8 +879,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_seed, help="grid or --sweep: latents' seed (default 0)")
     p.add_argument("--latent", choices=["normal", "zeros", "ones"],
                    help="grid: the latents (default normal)")
-    p.add_argument("--set", nargs="+", metavar="DIM=VALUE",
-                   help="grid: fix latent dimensions")
+    p.add_argument("--set", nargs="+", action="extend", metavar="DIM=VALUE",
+                   help="grid: fix latent dimensions (repeatable; each DIM once)")
     p.add_argument("--sweep", type=_int, metavar="DIM",
                    help="a strip sweeping latent dimension DIM")
     p.add_argument("--from", dest="sweep_from", type=_finite_float,

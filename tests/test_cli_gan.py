@@ -8,10 +8,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_cli_outputs import one_line_error
 
 from gan_envs.cli import main
 from gan_envs.collect import CollectConfig, collect
 from gan_envs.trainers.data import DatasetFrameSource, EnvFrameSource
+from gan_envs.trainers.sampling import load_generator
 
 TINY = ["--width", "16", "--batch-size", "8", "--sample-every", "2", "--checkpoint-every", "2"]
 
@@ -269,3 +271,62 @@ def test_relativistic_loss_and_r2_options_train(dataset: Path, tmp_path: Path, c
     with pytest.raises(SystemExit):
         main(["train", "gan", str(dataset), "--out", str(run), "--loss", "wgan"])
     assert "invalid choice: 'wgan'" in capsys.readouterr().err
+
+
+def test_repeated_and_abbreviated_options(dataset: Path, tmp_path: Path, capsys):
+    """`--env A --env B` trained on B alone, `--set 1=5 --set 2=5` set dimension 2 alone, and
+    `--resume --wid 512` (argparse's prefix of --width) trained on past the check that refuses
+    a changed width; `--env A A` made a second, empty game."""
+    run = tmp_path / "run"
+    breakout, pong = "GanAtari/Breakout-v0", "GanAtari/Pong-v0"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "2",
+                 "--env", breakout, "--env", pong, *TINY]) == 0
+    assert load_generator(run).env_ids == [breakout, pong]
+    with pytest.raises(SystemExit):  # argparse: unrecognized arguments
+        main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "4", "--resume",
+              "--wid", "512", *TINY[2:]])
+    assert "unrecognized arguments: --wid 512" in capsys.readouterr().err
+    assert one_line_error(["train", "gan", str(dataset), "--out", str(tmp_path / "twice"),
+                           "--env", pong, pong, "--iterations", "1", *TINY], capsys) == (
+        f"gan-envs: {dataset}: env_ids (--env) names {pong} twice; name each environment once")
+    assert not (tmp_path / "twice").exists()
+    both, each = tmp_path / "both.png", tmp_path / "each.png"
+    assert main(["sample", str(run), "--n", "4", "--latent", "zeros", "--set", "1=5", "2=5",
+                 "--out", str(both)]) == 0
+    assert main(["sample", str(run), "--n", "4", "--latent", "zeros", "--set", "1=5",
+                 "--set", "2=5", "--out", str(each)]) == 0
+    assert np.array_equal(cv2.imread(str(both)), cv2.imread(str(each)))
+    assert one_line_error(["sample", str(run), "--set", "1=5", "1=6"], capsys) == (
+        "gan-envs: --set gives dimension 1 twice (1=5 and 1=6); give each DIM once")
+
+
+def test_huge_latent_values_and_sizes_are_one_line(dataset: Path, tmp_path: Path, capsys):
+    """1e39 overflowed float32 in torch with a traceback; --size 2000 named EnvFrameSource."""
+    run = tmp_path / "run"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "1",
+                 *TINY]) == 0
+    assert one_line_error(["sample", str(run), "--set", "1=1e39"], capsys).endswith(
+        "and a finite value within ±1e+06")
+    assert one_line_error(["sample", str(run), "--sweep", "1", "--from", "1e39"], capsys) == (
+        "gan-envs: the sweep's start must be a finite number within ±1e+06, got 1e+39")
+    assert one_line_error(["sample", str(run), "--sweep", "100"], capsys) == (
+        "gan-envs: the sweep's latent dimension must be 0 to 99 (this run's latent vectors "
+        "have 100), got 100")
+    assert one_line_error(["train", "gan", "GanAtari/Pong-v0", "--source", "env", "--size", "2000",
+                 "--out", str(tmp_path / "r"), "--iterations", "1"], capsys) == (
+        "gan-envs: --size must be in [1, 1024] (the frame side of live environments), got 2,000")
+
+
+def test_evaluate_scores_a_run_of_some_games_on_their_frames(dataset: Path, tmp_path: Path,
+                                                             capsys):
+    """A run trained with --env on part of a file was refused by `evaluate` on that file, which
+    has no --env: it is scored on the run's games of the file."""
+    run, pong = tmp_path / "run", "GanAtari/Pong-v0"
+    assert main(["train", "gan", str(dataset), "--out", str(run), "--iterations", "1", "--env",
+                 pong, *TINY]) == 0
+    capsys.readouterr()
+    report = tmp_path / "r.json"
+    assert main(["evaluate", str(run), str(dataset), "--n", "10", "--classifier-steps", "5",
+                 "--json", str(report)]) == 0
+    assert f"scoring on the run's games of {dataset}: {pong}" in capsys.readouterr().err
+    assert json.loads(report.read_text())["generated"]["fd"] > 0

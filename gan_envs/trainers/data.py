@@ -62,6 +62,24 @@ class LabelledFrameSource(FrameSource, Protocol):
     ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+def check_unique_env_ids(env_ids: Sequence[str], what: str) -> None:
+    """Refuse an id named twice: it became a second label that no frame (or every frame of a
+    second env of the same game) carried, and conditional runs trained on it.
+
+    Example:
+        >>> check_unique_env_ids(["Pong-v0", "Breakout-v0", "Pong-v0"], "data.h5")
+        Traceback (most recent call last):
+        ...
+        ValueError: data.h5: env_ids (--env) names Pong-v0 twice; name each environment once
+    """
+    seen: set[str] = set()
+    for env_id in env_ids:
+        if env_id in seen:
+            raise ValueError(f"{what}: env_ids (--env) names {env_id} twice; name each "
+                             "environment once")
+        seen.add(env_id)
+
+
 def is_image_shape(shape: Sequence[int]) -> bool:
     """True for ``(C, H, W)`` frame shapes with 1 or 3 channels.
 
@@ -121,6 +139,8 @@ class ArrayFrameSource:
                              "for floats in [0, 1] pass (frames * 255).round().astype(np.uint8)")
         if isinstance(env_ids, str):  # one id, not its letters
             env_ids = [env_ids]
+        if env_ids is not None:
+            check_unique_env_ids(env_ids, "ArrayFrameSource")
         if env_index is not None:
             env_index = np.asarray(env_index, dtype=np.int64)
             if env_index.shape != (len(frames),):
@@ -198,6 +218,8 @@ class DatasetFrameSource:
 
         if isinstance(env_ids, str):  # one id, not its letters
             env_ids = [env_ids]
+        if env_ids is not None:
+            check_unique_env_ids(env_ids, str(path))
         self.reader = RolloutReader(path, in_memory=in_memory)
         try:
             unknown = sorted(set(env_ids or []) - set(self.reader.env_ids))
@@ -313,6 +335,7 @@ class EnvFrameSource:
         if not env_ids or not all(isinstance(e, str) for e in env_ids):
             raise ValueError(f"EnvFrameSource needs env ids such as 'GanAtari/Pong-v0', got "
                              f"{short_repr(env_ids, 80)}")
+        check_unique_env_ids(env_ids, "EnvFrameSource")
         if any(e.startswith("ALE/") for e in env_ids):
             import ale_py
 

@@ -112,6 +112,8 @@ RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "fast": {"dcgan": _FAST, "mlp": _FAST},
 }
 LOSSES = ("bce", "hinge", "rpgan")  # GanConfig.loss
+# the most latents standing statistics take (they are drawn at once: 10^8 asked for 40 GB)
+MAX_STANDING_STATS = 65_536
 R1_EVERY = 16  # lazy R1 (StyleGAN2): the penalty, scaled by this, on every R1_EVERY-th D step
 # Fields that may change between a run and its resumption; every other one must match.
 _RESUMABLE_CHANGES = {"iterations", "sample_every", "checkpoint_every", "log_every", "video_fps"}
@@ -417,9 +419,11 @@ class GanConfig:
                              "split evenly, or mbstd_group=0 (--mbstd-group 0)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"{_named('ema_decay')} must lie in [0, 1), got {self.ema_decay}")
-        if self.standing_stats < 0 or self.standing_stats == 1:
-            raise ValueError(f"standing_stats must be 0 (off) or >= 2 latents, got "
-                             f"{self.standing_stats}: pass e.g. 1024 (--standing-stats 1024)")
+        if self.standing_stats < 0 or self.standing_stats == 1 \
+                or self.standing_stats > MAX_STANDING_STATS:
+            raise ValueError(f"standing_stats must be 0 (off) or 2 to {MAX_STANDING_STATS:,} "
+                             f"latents, got {self.standing_stats:,}: pass e.g. 1024 "
+                             "(--standing-stats 1024)")
         obstacle = _standing_stats_obstacle(self.ema_decay, self.arch, self.batch_size)
         if self.standing_stats and obstacle:
             raise ValueError(f"standing_stats={self.standing_stats} measures the EMA "
@@ -469,9 +473,9 @@ def _check_env_shares(shares: Sequence[float], conditional: bool, num_envs: int 
     """``shares`` normalised to sum to 1, or a one-line error naming the fix."""
     values = tuple(float(v) for v in shares)
     if not conditional:
-        raise ValueError("env_shares needs a conditional run on frames labelled with at least "
-                         "two envs: pass conditional=True and a multi-game source, or leave "
-                         "env_shares unset")
+        raise ValueError("env_shares (--env-shares) needs a conditional run on frames "
+                         "labelled with at least two envs: pass conditional=True "
+                         "(--conditional) and a multi-game source, or leave env_shares unset")
     if num_envs is not None and len(values) != num_envs:
         raise ValueError(f"env_shares gives {len(values)} shares for a source with {num_envs} "
                          f"envs: pass one share per env, in the order of the source's env_ids "

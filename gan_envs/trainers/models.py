@@ -391,10 +391,10 @@ def check_template_mask_init(template_mask_init: float, template_mask: bool) -> 
         ...
         ValueError: template_mask_init=-2.0 starts the template mask's logit: pass ...
     """
-    if not math.isfinite(template_mask_init):
-        raise ValueError(f"template_mask_init must be a finite logit, got "
-                         f"{template_mask_init}: pass e.g. -2.0 "
-                         "(--template-mask-init -2)")
+    if not (math.isfinite(template_mask_init) and abs(template_mask_init) <= 100):
+        raise ValueError(f"template_mask_init must be a logit within ±100 (sigmoid(-100) is "
+                         f"shut to float precision; 1e39 overflowed in torch), got "
+                         f"{template_mask_init}: pass e.g. -2.0 (--template-mask-init -2)")
     if template_mask_init and not template_mask:
         raise ValueError(f"template_mask_init={template_mask_init} starts the template mask's "
                          "logit: pass template_mask=True (--template-mask) too, or "

@@ -83,8 +83,10 @@ class RunGenerator:
             raise ValueError("this run is unconditional: it cannot draw one env (train with "
                              "conditional=True (--conditional), the fast recipe's default on "
                              "multi-game data)")
-        if isinstance(env, bool) or not isinstance(env, (int, np.integer, str)):
-            raise ValueError(f"env must be an env id, a part of one, or an index, got {env!r}")
+        if isinstance(env, bool) or not isinstance(env, (int, np.integer, str)) \
+                or (isinstance(env, str) and not env.strip()):
+            raise ValueError(f"env must be an env id, a part of one, or an index, got {env!r} "
+                             f"(this run knows {', '.join(self.env_ids)})")
         if isinstance(env, (int, np.integer)) or env.isdigit():
             index = int(env)
             if not 0 <= index < len(self.env_ids):
@@ -194,6 +196,16 @@ frames take 50 MB, and their float copies several times that): draw more in seve
 each with its own ``seed``."""
 
 
+#: The largest latent value :func:`make_latents` and :func:`sweep` take:
+#: latents are standard normal, and a value near float32's limit (3.4e38) overflowed in torch
+#: with a traceback.
+LATENT_LIMIT = 1e6
+
+
+def _within_limit(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= LATENT_LIMIT
+
+
 def make_latents(
     n: int,
     latent_dim: int,
@@ -222,9 +234,9 @@ def make_latents(
                 else float(latent)
         except (TypeError, ValueError):
             value = math.nan
-        if isinstance(latent, bool) or not math.isfinite(value):
+        if isinstance(latent, bool) or not _within_limit(value):
             raise ValueError(f"unknown latent {latent!r}; use normal, zeros, ones or a finite "
-                             "number")
+                             f"number within ±{LATENT_LIMIT:g}")
         z = torch.full((n, latent_dim), value)
     for dim, value in (set_dims or {}).items():
         try:
@@ -233,10 +245,11 @@ def make_latents(
         except (TypeError, ValueError):
             index, number = -1, math.nan
         if not 0 <= index < latent_dim or str(index) != str(dim).strip() \
-                or not math.isfinite(number):
+                or not _within_limit(number):
             raise ValueError(f"cannot set latent dimension {dim!r} to {value!r}: give a "
                              f"dimension 0 to {latent_dim - 1} (this run's latent vectors "
-                             f"have {latent_dim}) and a finite value")
+                             f"have {latent_dim}) and a finite value within "
+                             f"±{LATENT_LIMIT:g}")
         z[:, index] = number
     return z
 
@@ -287,11 +300,15 @@ def sweep(
     fixed to one normal latent from ``seed``: ``steps`` frames, left to right (conditional
     runs: all of env ``env``, default the env drawn for ``seed``)."""
     whole_number(steps, "the sweep's steps", low=1, high=MAX_STRIP, error=ValueError)
-    whole_number(dim, "the sweep's latent dimension", error=ValueError)
+    whole_number(dim, "the sweep's latent dimension", low=-(2**63), error=ValueError)
     for name, value in (("start", start), ("stop", stop)):
-        if not (is_real(value) and math.isfinite(value)):
-            raise ValueError(f"the sweep's {name} must be a finite number, got {value!r}")
+        if not (is_real(value) and _within_limit(value)):
+            raise ValueError(f"the sweep's {name} must be a finite number within "
+                             f"±{LATENT_LIMIT:g}, got {value!r}")
     gen = load_generator(run_dir, ema)
+    if not 0 <= int(dim) < gen.latent_dim:
+        raise ValueError(f"the sweep's latent dimension must be 0 to {gen.latent_dim - 1} (this "
+                         f"run's latent vectors have {gen.latent_dim}), got {dim}")
     z = make_latents(1, gen.latent_dim, seed, set_dims={dim: 0.0}).repeat(steps, 1)
     z[:, int(dim)] = torch.linspace(start, stop, steps)
     return gen.generate(z, labels=_one_label(gen, steps, seed, env))

@@ -108,11 +108,11 @@ def test_bad_shares_are_one_line_errors(shares, message, tmp_path, atari32, tiny
 
 
 def test_shares_need_a_conditional_run(tmp_path, atari32, tiny, capsys):
-    with pytest.raises(ValueError, match=r"^env_shares needs a conditional run"):
+    with pytest.raises(ValueError, match=r"^env_shares \(--env-shares\) needs a conditional run"):
         train_gan(GanConfig(iterations=1, env_shares=(1, 1), conditional=False, **tiny),
                   atari32, tmp_path)
     assert_cli_refuses(["--env-shares", "1", "2"],
-                       "env_shares needs a conditional run", tmp_path, capsys)
+                       "env_shares (--env-shares) needs a conditional run", tmp_path, capsys)
 
 
 def test_resume_with_other_shares_is_refused(tmp_path, atari32, tiny):

@@ -73,8 +73,12 @@ def test_bad_latents_are_one_line(tiny_run, kwargs, words):
 
 
 def test_sweep_ends_must_be_finite(tiny_run):
-    with pytest.raises(ValueError, match=r"^the sweep's stop must be a finite number, got nan$"):
+    with pytest.raises(ValueError, match=r"^the sweep's stop must be a finite number within "
+                                         r"±1e\+06, got nan$"):
         sweep(tiny_run, dim=0, start=-1.0, stop=float("nan"))
+    with pytest.raises(ValueError, match=r"^the sweep's start must be a finite number within "
+                                         r"±1e\+06, got 1e\+39$"):
+        sweep(tiny_run, dim=0, start=1e39)
 
 
 def test_strips_have_a_length_limit(tiny_run):

@@ -151,8 +151,10 @@ def test_the_recipe_measures_only_where_there_is_an_ema_of_batchnorm_layers():
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    (dict(standing_stats=-1), r"^standing_stats must be 0 \(off\) or >= 2 latents"),
-    (dict(standing_stats=1), r"^standing_stats must be 0 \(off\) or >= 2 latents"),
+    (dict(standing_stats=-1), r"^standing_stats must be 0 \(off\) or 2 to 65,536 latents"),
+    (dict(standing_stats=1), r"^standing_stats must be 0 \(off\) or 2 to 65,536 latents"),
+    (dict(standing_stats=10**8), r"^standing_stats must be 0 \(off\) or 2 to 65,536 latents, "
+                                 r"got 100,000,000"),
     (dict(standing_stats=64, ema_decay=0.0),
      r"^standing_stats=64 measures the EMA generator.*--ema 0\.999.*--standing-stats 0\)$"),
     (dict(standing_stats=64, arch="mlp"), r"^standing_stats=64 .* the mlp generator has none"),

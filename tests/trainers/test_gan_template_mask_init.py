@@ -86,8 +86,10 @@ def test_old_runs_resume_with_the_default_init(tmp_path, atari32, tiny):
 
 
 @pytest.mark.parametrize(("config", "message"), [
-    (dict(template_mask_init=math.nan), r"^template_mask_init must be a finite logit"),
-    (dict(template_mask_init=math.inf), r"^template_mask_init must be a finite logit"),
+    (dict(template_mask_init=math.nan), r"^template_mask_init must be a logit within ±100"),
+    (dict(template_mask_init=math.inf), r"^template_mask_init must be a logit within ±100"),
+    (dict(template_mask_init=1e39), r"^template_mask_init must be a logit within ±100"),
+    (dict(template_mask_init=-100.5), r"^template_mask_init must be a logit within ±100"),
     (dict(template_mask_init=-2.0, template_mask=False),
      r"^template_mask_init=-2.0 starts the template mask's logit"),
     (dict(template_mask_init=-2.0, template=0, modes=0),
