@@ -149,6 +149,15 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         print(f"gan-envs: {reason}; free space, then continue with: "
               f"{_resume_command(args.argv)}", file=sys.stderr)
         return 1
+    if config.resume and summary.steps == summary.resumed_from_steps:  # the target was met
+        for bar in bars:
+            bar.close()
+        goal = (f"--steps {config.steps:,}" if config.steps is not None
+                else f"--episodes {config.episodes:,}")
+        print(f"{summary.path} already holds {counted(summary.episodes, 'episode')} and "
+              f"{counted(summary.steps, 'step')} ({goal} is met): nothing to collect; raise "
+              f"{goal.split()[0]} to add more")
+        return 0
     for bar in bars:  # the file's final size: the last report came before the writer closed
         bar.update(max(0, target - bar.n))
         bar.set_postfix(episodes=summary.episodes,

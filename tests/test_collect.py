@@ -522,3 +522,18 @@ def test_a_recorded_size_that_is_not_a_pair_does_not_crash_the_resume_check(tmp_
     Recorded.metadata["wrappers"]["size"] = [32, 48]
     with pytest.raises(CollectError, match=r"size=\(32, 48\) .*--size makes square frames"):
         _check_resumed_settings(config, Recorded())
+
+
+def test_resume_with_its_target_met_says_there_is_nothing_to_collect(tmp_path: Path, capsys):
+    """It printed "wrote data.h5: ..." for a file it had not touched, target not mentioned."""
+    out = tmp_path / "data.h5"
+    assert main(["collect", "CartPole-v1", "--out", str(out), "--steps", "60"]) == 0
+    before = out.stat().st_mtime_ns
+    with RolloutReader(out) as reader:
+        episodes, steps = reader.num_episodes, reader.num_steps
+    capsys.readouterr()
+    assert main(["collect", "CartPole-v1", "--out", str(out), "--steps", "50", "--resume"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{out} already holds {episodes} episode{'s' * (episodes != 1)} and {steps} steps "
+        "(--steps 50 is met): nothing to collect; raise --steps to add more")
+    assert out.stat().st_mtime_ns == before
