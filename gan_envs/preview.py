@@ -175,8 +175,13 @@ def dataset_preview(path: str | os.PathLike[str], *, per_env: int = 16, seed: in
                              "`gan-envs info` describes vector datasets")
         rng = np.random.default_rng(seed)
         rows = []
-        for env_id in reader.env_ids:
-            index = reader.frame_indices(env_ids=[env_id], exclude_blank=reader.has_blank_frame)
+        frame_env = reader.frame_env_index()
+        shown = np.ones(len(frame_env), bool)
+        if reader.has_blank_frame:
+            shown &= ~reader.blank_flags()
+        # one row per env id, then one for episodes written without an id (as `info` lists them)
+        for label, env_id in [*enumerate(reader.env_ids), (-1, "(no env id)")]:
+            index = np.flatnonzero(shown & (frame_env == label))
             if len(index) == 0:
                 continue
             picks = np.sort(rng.choice(index, size=min(per_env, len(index)), replace=False))

@@ -21,6 +21,13 @@ def test_one_env_id_as_a_string_is_one_row():
     np.testing.assert_array_equal(as_string, as_list)
 
 
+def test_a_dataset_without_env_ids_gets_one_row(tmp_path: Path):
+    """It said "holds no frames to preview" while `info` listed them as "(no env id)"."""
+    one = dataset_preview(_small_dataset(tmp_path / "a.h5", ("A-v0",)), per_env=3, upscale=1)
+    anonymous = dataset_preview(_small_dataset(tmp_path / "n.h5", ()), per_env=3, upscale=1)
+    assert anonymous.shape == one.shape and anonymous.max() > 0
+
+
 @pytest.mark.parametrize(("keyword", "value", "message"), [
     ("snapshots", 0, "env_preview's snapshots must be in [1, 64], got 0"),
     ("snapshots", 2.5, "env_preview's snapshots must be a whole number, got 2.5"),
@@ -73,11 +80,12 @@ def test_float_frames_map_minus_one_to_black_and_one_to_white(frame):
     np.testing.assert_array_equal(image[:, :, 0], want[0])
 
 
-def _small_dataset(path: Path) -> Path:
+def _small_dataset(path: Path, env_ids: tuple[str, ...] = ("A-v0", "B-v0")) -> Path:
+    """One 5-step episode per env id (one without an id where ``env_ids`` is empty)."""
     space = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
     rng = np.random.default_rng(0)
-    with RolloutWriter(path, space, gym.spaces.Discrete(2), env_ids=["A-v0", "B-v0"]) as writer:
-        for env_id in ("A-v0", "B-v0"):
+    with RolloutWriter(path, space, gym.spaces.Discrete(2), env_ids=list(env_ids)) as writer:
+        for env_id in env_ids or (None,):
             writer.add_episode(rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8),
                                np.zeros(5, np.int64), np.zeros(5, np.float32),
                                np.arange(5) == 4, env_id=env_id)
