@@ -29,6 +29,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "TRUNCATED_TEXT",
     "NeedsRecovery",
     "ProcessLock",
     "FOLDER_LOCK_TIMEOUT",
@@ -44,6 +45,10 @@ __all__ = [
 #: A SWMR reader retries a metadata read whose checksum fails, sleeping 2**attempt ns between
 #: tries; HDF5's default of 100 tries makes a damaged file hang "forever". 24 tries ~ 17 ms.
 SWMR_READ_ATTEMPTS = 24
+
+
+#: How the error for a file shorter than HDF5 expects begins (after the path).
+TRUNCATED_TEXT = "the file is truncated"
 
 
 def check_exists(path: Path) -> None:
@@ -72,7 +77,7 @@ def open_error(path: Path, err: Exception) -> DatasetError | PermissionError:
         have, want = (int(g) for g in match.groups())
         with contextlib.suppress(OSError):  # HDF5's eof can be short of the real size
             have = os.stat(path).st_size
-        return CorruptDatasetError(f"{path}: the file is truncated ({have:,} of {want:,} bytes); "
+        return CorruptDatasetError(f"{path}: {TRUNCATED_TEXT} ({have:,} of {want:,} bytes); "
                                    "copy it again from its source")
     if "unable to lock file" in text:
         return DatasetInUseError(f"{path}: another process holds a lock on it (a writer, or "

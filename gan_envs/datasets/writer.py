@@ -49,6 +49,7 @@ from gan_envs.datasets.errors import (
     DatasetError,
     DatasetInUseError,
     DatasetValueError,
+    DatasetVersionError,
     DatasetWriteError,
 )
 from gan_envs.datasets.format import (
@@ -424,8 +425,29 @@ class RolloutWriter:
                                   "overwrite=True to replace it or resume=True to append to "
                                   "it") from None
 
+    def _check_resumable(self) -> None:
+        """Refuse, before anything is written, a file that resuming would change or misread:
+        not a rollout file (HDF5 wrote a superblock into an empty file; another program's HDF5
+        was called damaged), a newer format, or a copy cut short where it held committed
+        episodes (recovery kept those before the cut and dropped the rest without a word). A
+        killed writer's file, or one a full disk cut short, is left to recovery."""
+        from gan_envs.datasets.reader import RolloutReader  # (the reader imports this module)
+
+        try:
+            RolloutReader(self.path, cache_bytes=0, check_table=False).close()
+        except (CorruptDatasetError, DatasetInUseError) as err:
+            if _h5.TRUNCATED_TEXT in str(err):  # the committed data the cut lost is gone
+                raise CorruptDatasetError(f"{err}; resume=True would keep only the episodes "
+                                          "before the cut") from None
+        except DatasetVersionError:
+            raise
+        except DatasetError as err:  # not HDF5, not a rollout file
+            raise DatasetError(f"{err}; resume=True appends only to such a file (overwrite=True "
+                               "replaces it)") from None
+
     def _open_for_resume(self, observation_space: gym.Space | None,
                          action_space: gym.Space | None, env_ids: list[str]) -> h5py.File:
+        self._check_resumable()
         # checked free, opened and locked in one step among writers: a second resumer that
         # came between HDF5's open and our lock would take the file for a killed writer's
         with _h5.folder_lock(self.path):

@@ -276,6 +276,39 @@ def test_reader_arguments(written):
         reader.episode(0)
 
 
+@pytest.mark.parametrize("fraction", [0.5, 0.8, 0.95])
+def test_resume_refuses_a_copy_cut_where_it_held_committed_episodes(written, fraction):
+    """resume=True replaced a cut copy by its episodes before the cut and appended after them,
+    silently: the reader refuses the same file as truncated."""
+    data = written.read_bytes()
+    written.write_bytes(data[: int(len(data) * fraction)])
+    cut = written.read_bytes()
+    with pytest.raises(CorruptDatasetError, match="truncated"):  # what the reader says
+        RolloutReader(written)
+    with pytest.raises(CorruptDatasetError, match=r"the file is truncated \(.*\); copy it "
+                       r"again from its source; resume=True would keep only the episodes "
+                       r"before the cut$"):
+        RolloutWriter(written, resume=True)
+    assert written.read_bytes() == cut  # nothing written
+
+
+@pytest.mark.parametrize("content", [b"", "plain"])
+def test_resume_of_a_file_that_is_not_a_rollout_file_changes_nothing(tmp_path, content):
+    """An empty file got an HDF5 superblock (0 -> 195 bytes) before it was refused; another
+    program's HDF5 file was called damaged."""
+    path = tmp_path / "other.h5"
+    if content == "plain":
+        with h5py.File(path, "w") as f:
+            f["x"] = np.arange(3)
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    with pytest.raises(DatasetError, match=r"(not an HDF5 file|not a gan-envs rollout file).*; "
+                       r"resume=True appends only to such a file \(overwrite=True replaces it\)$"):
+        RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, resume=True)
+    assert path.read_bytes() == before
+
+
 @pytest.mark.parametrize("fraction", [0.2, 0.4, 0.6, 0.8, 0.95, 0.99])
 def test_a_file_cut_anywhere_is_refused_not_silently_shortened(written, fraction):
     """Table rows past the end of a cut file would read as zeros: never show fewer episodes."""
