@@ -92,6 +92,17 @@ def _frame_space(space: gym.Space, owner: str, *, ranks: tuple[int, ...] = (2, 3
     return space
 
 
+def _check_env_kind(env: Any, owner: str, other: str, *, vector: bool, note: str = "") -> None:
+    """A one-line error naming ``owner`` when ``env`` is a vector env and ``owner`` wraps single
+    envs (``vector=False``), or the other way round; ``other`` is the wrapper to use instead."""
+    if vector and not isinstance(env, VectorEnv):
+        raise TypeError(f"{owner} wraps a gymnasium.vector.VectorEnv, got {type(env).__name__}: "
+                        f"use {other} for a single env{note}")
+    if not vector and isinstance(env, VectorEnv):
+        raise TypeError(f"{owner} wraps a single gymnasium.Env, got the vector env "
+                        f"{type(env).__name__}: use {other} for a vector env{note}")
+
+
 def _check_not_empty(space: Box, owner: str) -> None:
     if 0 in space.shape:
         raise ValueError(f"{owner} requires frames of at least one pixel, got shape {space.shape} "
@@ -145,11 +156,13 @@ class ResizeFrame(_FactoryStackMember, TransformObservation, gym.utils.RecordCon
             gives it back).
 
     Raises:
-        TypeError: the space is not a uint8 Box, or ``size`` is not an int or a pair.
+        TypeError: ``env`` is a vector env (use :class:`VectorResizeFrame`), the space is not a
+            uint8 Box, or ``size`` is not an int or a pair.
         ValueError: the frames are not rank 2 or 3, or ``size`` is not positive.
     """
 
     def __init__(self, env: gym.Env, size: int | Sequence[int] = 64) -> None:
+        _check_env_kind(env, "ResizeFrame", "VectorResizeFrame", vector=False)
         height, width = normalize_size(size, "ResizeFrame")
         space = _frame_space(env.observation_space, "ResizeFrame")
         recorded = size if isinstance(size, int) else [height, width]
@@ -178,11 +191,13 @@ class ChannelFirst(_FactoryStackMember, TransformObservation, gym.utils.RecordCo
         >>> env.close()
 
     Raises:
-        TypeError: the observation space is not a Box.
+        TypeError: ``env`` is a vector env (use :class:`VectorChannelFirst`), or the
+            observation space is not a Box.
         ValueError: the frames are not rank 2 or 3.
     """
 
     def __init__(self, env: gym.Env) -> None:
+        _check_env_kind(env, "ChannelFirst", "VectorChannelFirst", vector=False)
         space = _frame_space(env.observation_space, "ChannelFirst", uint8=False)
         gym.utils.RecordConstructorArgs.__init__(self)
         if len(space.shape) == 2:
@@ -234,9 +249,13 @@ class ByteScaler:
             self._use_table = True
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """The scaled frames as a new C-contiguous float32 array, whatever the input's layout
+        (a transposed view is laid out in the same single pass)."""
         if self._use_table:
-            return self.table.take(frames)
-        out = np.multiply(frames, self.step, dtype=np.float32)  # float32(v) * step, one pass
+            return self.table.take(frames)  # take's result is C-ordered
+        # float32(v) * step in one pass; order="C": the default "K" would keep a transposed
+        # input's channels-last memory order (the make_vec fast path hands one over)
+        out = np.multiply(frames, self.step, dtype=np.float32, order="C")
         out += self.low
         return out
 
@@ -272,11 +291,13 @@ class ScaleFloat(_FactoryStackMember, TransformObservation, gym.utils.RecordCons
         >>> env.close()
 
     Raises:
-        TypeError: the space is not a uint8 Box, or the bounds are not numbers.
+        TypeError: ``env`` is a vector env (use :class:`VectorScaleFloat`), the space is not a
+            uint8 Box, or the bounds are not numbers.
         ValueError: the bounds are not finite with ``low < high``.
     """
 
     def __init__(self, env: gym.Env, low: float = -1.0, high: float = 1.0) -> None:
+        _check_env_kind(env, "ScaleFloat", "VectorScaleFloat", vector=False)
         low, high = check_scale_bounds(low, high, "ScaleFloat")
         space = _frame_space(env.observation_space, "ScaleFloat", ranks=(1, 2, 3, 4))
         gym.utils.RecordConstructorArgs.__init__(self, low=low, high=high)
@@ -368,12 +389,16 @@ class FlickerFilter(_FactoryStackMember, gym.Wrapper, gym.utils.RecordConstructo
         >>> env.close()
 
     Raises:
-        TypeError: the space is not a Box of uint8 or float frames.
+        TypeError: ``env`` is a vector env (use :class:`VectorFlickerFilter`), or the space is
+            not a Box of uint8 or float frames.
         ValueError: an unknown ``mode``, a threshold off the 0-255 scale, ``max_skip < 1``.
     """
 
     def __init__(self, env: gym.Env, threshold: float = 0.01, mode: str = "hold",
                  max_skip: int = 32) -> None:
+        _check_env_kind(env, "FlickerFilter", "VectorFlickerFilter", vector=False,
+                        note=" (modes 'hold' and 'flag'; for 'skip', put FlickerFilter inside "
+                        "each env)")
         if mode not in FLICKER_MODES:
             raise ValueError(f"FlickerFilter mode must be one of {FLICKER_MODES}, got {mode!r}")
         if isinstance(max_skip, bool) or not isinstance(max_skip, (int, np.integer)):
@@ -465,6 +490,7 @@ class VectorResizeFrame(AsyncObservations, VectorizeTransformObservation):
     """
 
     def __init__(self, env: VectorEnv, size: int | Sequence[int] = 64) -> None:
+        _check_env_kind(env, "VectorResizeFrame", "ResizeFrame", vector=True)
         super().__init__(env, ResizeFrame, size=size)
 
 
@@ -477,6 +503,7 @@ class VectorChannelFirst(AsyncObservations, VectorObservationWrapper):
     """
 
     def __init__(self, env: VectorEnv, copy: bool = True) -> None:
+        _check_env_kind(env, "VectorChannelFirst", "ChannelFirst", vector=True)
         super().__init__(env)
         self.copy = copy
         space = _frame_space(env.single_observation_space, "VectorChannelFirst", uint8=False)
@@ -497,9 +524,14 @@ class VectorChannelFirst(AsyncObservations, VectorObservationWrapper):
 
 
 class VectorScaleFloat(AsyncObservations, VectorObservationWrapper):
-    """Vector version of :class:`ScaleFloat`, one table lookup for the whole batch."""
+    """Vector version of :class:`ScaleFloat`, one pass over the whole batch.
+
+    The result is a new C-contiguous array even when the input is a transposed view (the
+    ``gym.make_vec`` fast path's ``VectorChannelFirst(copy=False)``): that pass lays it out.
+    """
 
     def __init__(self, env: VectorEnv, low: float = -1.0, high: float = 1.0) -> None:
+        _check_env_kind(env, "VectorScaleFloat", "ScaleFloat", vector=True)
         low, high = check_scale_bounds(low, high, "VectorScaleFloat")
         super().__init__(env)
         space = _frame_space(env.single_observation_space, "VectorScaleFloat", ranks=(1, 2, 3, 4))
@@ -519,8 +551,16 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
     """Vector version of :class:`FlickerFilter` for modes ``"hold"`` and ``"flag"``.
 
     ``infos["blank_frame"]`` is a bool array with one entry per sub-environment. Holding
-    restarts for a sub-environment after it ends an episode (next-step autoreset). Mode
-    ``"skip"`` cannot step one sub-environment alone and is refused.
+    restarts for a sub-environment after it ends an episode (next-step and same-step
+    autoreset). Under same-step autoreset the last frame of an episode that ended,
+    ``infos["final_obs"][i]``, is flagged (``infos["final_info"]["blank_frame"]``), counted and
+    held as :class:`FlickerFilter` inside the sub-environment would do it. Mode ``"skip"``
+    cannot step one sub-environment alone and is refused.
+
+    Raises:
+        TypeError: ``env`` is not a ``VectorEnv``, or its space is not a Box of uint8 or
+            float frames.
+        ValueError: a mode other than ``"hold"`` or ``"flag"``, a threshold off the 0-255 scale.
     """
 
     def __init__(self, env: VectorEnv, threshold: float = 0.01, mode: str = "hold") -> None:
@@ -529,9 +569,7 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
                 f"VectorFlickerFilter mode must be 'hold' or 'flag', got {mode!r} "
                 "('skip' needs single environments: use FlickerFilter inside each one)"
             )
-        if not isinstance(env, VectorEnv):
-            raise TypeError(f"VectorFlickerFilter wraps a gymnasium.vector.VectorEnv, got "
-                            f"{type(env).__name__}: use FlickerFilter for a single env")
+        _check_env_kind(env, "VectorFlickerFilter", "FlickerFilter", vector=True)
         self.is_blank = _BlankTest(env.single_observation_space, threshold,
                                    "VectorFlickerFilter")
         super().__init__(env)
@@ -569,7 +607,7 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
         self._has_held |= fresh
         replace = blank & self._has_held
         if replace.any():
-            obs = obs.copy()
+            obs = obs.copy(order="K")  # the input's memory layout, whether a blank came or not
             obs[replace] = self._held[replace]
         return obs
 
@@ -591,8 +629,38 @@ class VectorFlickerFilter(AsyncObservations, VectorWrapper):
     def _after_step(self, obs, rewards, terminations, truncations, infos):
         ended = np.logical_or(terminations, truncations)
         if self._same_step_reset:  # the observation of an ending step is already a reset one
+            self._filter_final(infos, ended)
             self._has_held &= ~ended
         else:  # next-step autoreset: this step's observation is a reset one
             self._has_held &= ~self._episode_over
             self._episode_over = ended
         return self._filter(obs, infos), rewards, terminations, truncations, infos
+
+    def _filter_final(self, infos: dict[str, Any], ended: np.ndarray) -> None:
+        """Same-step autoreset: flag, count and (``"hold"``) replace the last frame of each
+        episode that ended, ``infos["final_obs"][i]``, as :class:`FlickerFilter` inside the
+        sub-environment would have, and set ``infos["final_info"]["blank_frame"]``."""
+        final = infos.get("final_obs")
+        if final is None:
+            return
+        mask = np.asarray(infos.get("_final_obs", ended), dtype=bool).reshape(self.num_envs)
+        done = [i for i in np.flatnonzero(mask) if final[i] is not None]
+        if not done:
+            return
+        final = final.copy()  # a new object array: the env's own is left as it gave it
+        blank = np.zeros(self.num_envs, dtype=bool)
+        held = self._held if self.mode == "hold" else None
+        for i in done:
+            blank[i] = self.is_blank(final[i])
+            if held is not None and blank[i] and self._has_held[i]:
+                final[i] = held[i].copy()  # the caller may change it in place
+        self.frames_seen += len(done)
+        self.blank_frames += int(blank.sum())
+        infos["final_obs"] = final
+        final_info = infos.get("final_info")
+        if not isinstance(final_info, dict):
+            final_info = infos["final_info"] = {}
+            infos["_final_info"] = mask.copy()
+        has_flag = np.zeros(self.num_envs, dtype=bool)
+        has_flag[done] = True
+        final_info["blank_frame"], final_info["_blank_frame"] = blank, has_flag
