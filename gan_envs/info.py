@@ -71,7 +71,8 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
             "observation_space": str(reader.observation_space),
             "action_space": str(reader.action_space),
             "size_bytes": path.stat().st_size,
-            "bytes_per_frame": path.stat().st_size / max(1, reader.num_frames),
+            "bytes_per_frame": (path.stat().st_size / reader.num_frames if reader.num_frames
+                                else None),  # no frames: the file's size is all overhead
             "codec": codec or "none",
             "envs": envs,
             "policy": meta.get("policy"),
@@ -88,7 +89,8 @@ def format_info(info: dict[str, Any]) -> str:
     size_mb = info["size_bytes"] / 2**20
     lines = [
         f"{info['path']}  ({info['format']}, {size_mb:.1f} MiB, {info['codec']}, "
-        f"{info['bytes_per_frame']:.0f} B/frame)",
+        + ("no frames)" if info["bytes_per_frame"] is None
+           else f"{info['bytes_per_frame']:.0f} B/frame)"),
         f"  episodes {info['episodes']}, steps {info['steps']}, frames {info['frames']}"
         + ("" if info["blank_frames"] is None else f", blank frames {info['blank_frames']}"),
         f"  observations {info['observation_space']}, actions {info['action_space']}",

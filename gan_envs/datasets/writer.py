@@ -200,7 +200,8 @@ def check_writer_options(
                                   high=MAX_CHUNK_FRAMES),
         compression_level=whole_number(compression_level, f"{path}: compression_level",
                                        high=9),
-        seed=seed, policy=policy, command=command,
+        seed=seed, policy=str(policy),  # numpy's str_ too: h5py cannot store its '<U' dtype
+        command=None if command is None else str(command),
         metadata=json_friendly(dict(metadata or {}), f"{path}: metadata"))
 
 
@@ -293,9 +294,11 @@ class RolloutWriter:
             metadata=metadata)
         chunk_frames, compression_level = checked["chunk_frames"], checked["compression_level"]
         seed, metadata = checked["seed"], checked["metadata"]
+        policy, command = checked["policy"], checked["command"]
         env_ids = [env_ids] if isinstance(env_ids, str) else list(env_ids)
         if not all(isinstance(e, str) and e for e in env_ids):
             raise DatasetError(f"{self.path}: env_ids must be env id strings, got {env_ids!r}")
+        env_ids = [str(e) for e in env_ids]  # numpy's str_ too
         if len(set(env_ids)) != len(env_ids):
             raise DatasetError(f"{self.path}: env_ids has duplicates: {env_ids}")
         env_specs = json_friendly(env_specs, f"{self.path}: env_specs")

@@ -278,3 +278,36 @@ def test_files_written_one_after_another_have_different_created_stamps(tmp_path)
             stamps.append(reader.metadata["created"])
     first, second = (datetime.fromisoformat(s) for s in stamps)
     assert first < second and first.tzinfo is not None and first.utcoffset().total_seconds() == 0
+
+
+def test_info_of_a_file_without_frames_gives_no_bytes_per_frame(tmp_path):
+    """It printed the whole file's size as bytes per frame (9226 B/frame for 0 frames)."""
+    from gan_envs.info import dataset_info, format_info
+
+    path = tmp_path / "empty.h5"
+    RolloutWriter(path, FRAME_SPACE, ACTION_SPACE).close()
+    info = dataset_info(path)
+    assert info["frames"] == 0 and info["bytes_per_frame"] is None
+    assert format_info(info).splitlines()[0].endswith(", no frames)")
+
+
+def test_numpy_strings_and_numpy_keys_are_stored_as_plain_ones(tmp_path):
+    """np.str_ policy/command/env ids (a str subclass) passed the checks and failed inside h5py
+    ("No conversion path for dtype: dtype('<U6')"); numpy integer metadata keys were refused
+    while Python int keys become strings."""
+    path = tmp_path / "d.h5"
+    with RolloutWriter(path, FRAME_SPACE, ACTION_SPACE, env_ids=[np.str_("Noise-v0")],
+                       policy=np.str_("random"), command=np.str_("gan-envs x"),
+                       metadata={"counts": {np.int64(0): 3, 1: np.int32(2)}}) as writer:
+        ep = make_episode(0)
+        writer.add_episode(ep["observations"], ep["actions"], ep["rewards"],
+                           env_id="Noise-v0")
+    with RolloutReader(path) as reader:
+        assert reader.metadata["policy"] == "random" and reader.metadata["command"] == "gan-envs x"
+        assert reader.metadata["user_metadata"] == {"counts": {"0": 3, "1": 2}}
+        assert reader.env_ids == ["Noise-v0"]
+    env = RecordRollouts(gym.make("CartPole-v1"), tmp_path / "r.h5", policy=np.str_("random"))
+    env.reset(seed=0)
+    env.close()
+    with RolloutReader(tmp_path / "r.h5") as reader:
+        assert reader.metadata["policy"] == "random"
