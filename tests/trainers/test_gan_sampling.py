@@ -88,5 +88,7 @@ def test_strips_have_a_length_limit(tiny_run):
         sweep(tiny_run, dim=0, steps=100_000)
     with pytest.raises(ValueError, match=r"^steps \(both ends count\) must be in \[2, 256\]"):
         interpolate(tiny_run, 1, 2, steps=5000)
-    with pytest.raises(ValueError, match=r"^the sweep's latent dimension must be >= 0, got -1"):
-        sweep(tiny_run, dim=-1)
+    for dim in (-1, 16):  # the run's latents have 16 dimensions
+        with pytest.raises(ValueError, match=r"^the sweep's latent dimension must be 0 to 15 "
+                           rf"\(this run's latent vectors have 16\), got {dim}$"):
+            sweep(tiny_run, dim=dim)
