@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ from gan_envs.datasets.integrity import (
     metadata_fields,
     table_problems,
 )
-from gan_envs.datasets.sampling import ChunkIndex, WindowIndex
+from gan_envs.datasets.sampling import ChunkIndex, WindowIndex, generator
 
 __all__ = ["RolloutReader"]
 
@@ -45,28 +46,44 @@ RECOVER_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` com
 RngLike = np.random.Generator | int | None
 
 
+class NotAnIndexError(IndexError, TypeError):
+    """A frame number, episode number or window start that is not a whole number.
+
+    An IndexError (what numpy raises for ``array[1.5]``, and what the reader documents for an
+    index it refuses) that is also a TypeError (what Python's lists raise, and what the reader
+    raised for them before), so code catching either keeps working.
+    """
+
+
 class _ChunkCache:
-    """Least-recently-used decoded chunks, bounded in bytes."""
+    """Least-recently-used decoded chunks, bounded in bytes; safe to share between threads
+    (two threads that decode the same chunk store it once)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._items: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: tuple[str, int]) -> np.ndarray | None:
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-        return item
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
 
     def put(self, key: tuple[str, int], value: np.ndarray) -> None:
         if value.nbytes > self.max_bytes:
             return
-        self._items[key] = value
-        self.bytes += value.nbytes
-        while self.bytes > self.max_bytes:
-            _, old = self._items.popitem(last=False)
-            self.bytes -= old.nbytes
+        with self._lock:
+            old = self._items.pop(key, None)  # decoded meanwhile by another thread
+            if old is not None:
+                self.bytes -= old.nbytes
+            self._items[key] = value
+            self.bytes += value.nbytes
+            while self.bytes > self.max_bytes:
+                _, evicted = self._items.popitem(last=False)
+                self.bytes -= evicted.nbytes
 
 
 class RolloutReader:
@@ -118,6 +135,8 @@ class RolloutReader:
         self.check_table = check_table
         self._file: h5py.File | None = None
         cache_bytes = whole_number(cache_bytes, f"{self.path}: cache_bytes")
+        self._options = {"in_memory": in_memory, "cache_bytes": cache_bytes,
+                         "check_table": check_table}
         self._file, truncated = _h5.open_for_read(self.path)
         try:
             with self._reading("the metadata"):
@@ -159,16 +178,19 @@ class RolloutReader:
     @property
     def num_episodes(self) -> int:
         """Committed episodes."""
+        self._check_open()
         return len(self._table)
 
     @property
     def num_steps(self) -> int:
         """Steps (transitions) in all committed episodes."""
+        self._check_open()
         return int(self._step_cum[-1])
 
     @property
     def num_frames(self) -> int:
         """Observations in all committed episodes (steps + one per episode)."""
+        self._check_open()
         return int(self._frame_cum[-1])
 
     @property
@@ -180,6 +202,7 @@ class RolloutReader:
     @property
     def episode_table(self) -> np.ndarray:
         """A copy of the committed rows of the ``episodes`` table (a structured array)."""
+        self._check_open()
         return self._table.copy()
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
@@ -212,24 +235,32 @@ class RolloutReader:
     # -----------------------------------------------------------------------------------------
     def frames(self, indices: int | Sequence[int] | np.ndarray) -> np.ndarray:
         """Observations at the given frame numbers (any order, repeats allowed), stacked; as
-        with numpy, one frame number gives one frame and a boolean mask over all frames (such
-        as ``~reader.blank_flags()``) gives the frames where it is True."""
+        with numpy, one frame number gives one frame, a negative one counts from the end
+        (``-1`` is the last frame) and a boolean mask over all frames (such as
+        ``~reader.blank_flags()``) gives the frames where it is True."""
         self._check_open()
+        n = self.num_frames
         arr = np.asarray(indices)
         if arr.dtype == bool:
-            if arr.shape != (self.num_frames,):
+            if arr.shape != (n,):
                 raise IndexError(f"{self.path}: a boolean mask needs one entry per frame "
-                                 f"({self.num_frames}), got shape {arr.shape}")
+                                 f"({n}), got shape {arr.shape}")
             arr = np.flatnonzero(arr)
         elif arr.size == 0:
             arr = arr.astype(np.int64)
         if arr.dtype.kind not in "iu" or arr.ndim > 1:
-            raise IndexError(f"{self.path}: frames() takes whole frame numbers (an int, a 1-D "
-                             f"sequence or a boolean mask), got {arr.ndim}-D {arr.dtype} values")
-        logical = arr.astype(np.int64).reshape(-1)
-        if len(logical) and (logical.min() < 0 or logical.max() >= self.num_frames):
-            bad = logical[(logical < 0) | (logical >= self.num_frames)][0]
-            raise IndexError(f"{self.path}: frame {bad} out of range (0..{self.num_frames - 1})")
+            error = IndexError if arr.ndim > 1 else NotAnIndexError
+            raise error(f"{self.path}: frames() takes whole frame numbers (an int, a 1-D "
+                        f"sequence or a boolean mask), got {arr.ndim}-D {arr.dtype} values")
+        logical = arr.reshape(-1)
+        if arr.dtype.kind == "u" and len(logical) and logical.max() >= n:
+            bad = logical[logical >= n][0]  # before a cast that could wrap it into range
+            raise IndexError(f"{self.path}: frame {bad} out of range {_span(n)}")
+        logical = logical.astype(np.int64)
+        if len(logical) and (logical.min() < -n or logical.max() >= n):
+            bad = logical[(logical < -n) | (logical >= n)][0]
+            raise IndexError(f"{self.path}: frame {bad} out of range {_span(n)}")
+        logical = np.where(logical < 0, logical + n, logical)
         out = self._gather("observations", self._physical(logical))
         return out[0] if arr.ndim == 0 else out
 
@@ -272,16 +303,36 @@ class RolloutReader:
         A batch draws from ``chunks_per_batch`` chunks (default ``ceil(n / 16)``): fewer is
         faster, more is closer to independent draws. See docs/dataset-format.md.
         """
+        self._check_open()
         n = whole_number(n, f"{self.path}: sample_frames(n)")
+        if chunks_per_batch is not None:
+            chunks_per_batch = whole_number(chunks_per_batch, f"{self.path}: chunks_per_batch",
+                                            low=1)
+        rng = generator(rng, f"{self.path}: rng")
         index = self.chunk_index(env_ids=env_ids, exclude_blank=exclude_blank)
-        positions = index.sample(n, np.random.default_rng(rng), chunks_per_batch)
+        if n and len(index) == 0:
+            raise DatasetError(self._no_frames(env_ids, exclude_blank))
+        positions = index.sample(n, rng, chunks_per_batch)
         return self._gather("observations", index.physical[positions])
+
+    def _no_frames(self, env_ids: Sequence[str] | None, exclude_blank: bool) -> str:
+        """Why sample_frames() has nothing to draw from (the message of the error to raise)."""
+        if self.num_frames == 0:
+            return (f"{self.path}: no frames to sample (the file holds no committed episodes "
+                    "yet); write episodes first (refresh() sees a live writer's new ones)")
+        if isinstance(env_ids, str):
+            env_ids = [env_ids]
+        filters = [f"env_ids={list(env_ids)}"] if env_ids is not None else []
+        filters += ["exclude_blank=True"] if exclude_blank else []
+        return (f"{self.path}: no frames to sample ({' and '.join(filters)} exclude every "
+                "frame); pass other filters")
 
     # -----------------------------------------------------------------------------------------
     # Windows
     # -----------------------------------------------------------------------------------------
     def window_index(self, length: int, *, env_ids: Sequence[str] | None = None) -> WindowIndex:
         """Every window of ``length`` steps inside one (filtered) episode."""
+        self._check_open()
         length = whole_number(length, f"{self.path}: the window length", low=1)
         return WindowIndex.build(self._table["length"], self._episode_mask(env_ids), length)
 
@@ -289,7 +340,7 @@ class RolloutReader:
         """Steps ``start .. start+length-1`` of an episode: length + 1 observations, length of
         each step array."""
         row = self._row(episode)
-        start = whole_number(start, f"{self.path}: start", low=-2**62, error=TypeError)
+        start = whole_number(start, f"{self.path}: start", low=-2**62, error=NotAnIndexError)
         length = whole_number(length, f"{self.path}: the window length", low=1)
         if not (0 <= start and start + length <= row["length"]):
             raise IndexError(f"{self.path}: window [{start}, {start + length}) does not fit "
@@ -306,20 +357,22 @@ class RolloutReader:
         a window never crosses an episode boundary. Arrays are stacked along a new axis 0."""
         self._check_open()
         n = whole_number(n, f"{self.path}: sample_windows(n)")
+        rng = generator(rng, f"{self.path}: rng")
         index = self.window_index(length, env_ids=env_ids)
-        if len(index) == 0:
-            raise DatasetError(self.no_windows(length, env_ids))
-        if n == 0:
+        if n == 0:  # also from a file or filter without windows, as sample_frames(0) does
             return {name: np.empty((0, length + (name in OBSERVATION_ARRAYS), *ds.shape[1:]),
                                    bool if name in _FLAGS else ds.dtype)
                     for name, ds in self._ds.items()
                     if name in ("observations", *STEP_ARRAYS)}
-        picks = np.random.default_rng(rng).integers(len(index), size=n)
+        if len(index) == 0:
+            raise DatasetError(self.no_windows(length, env_ids))
+        picks = rng.integers(len(index), size=n)
         windows = [self.read_window(*index.locate(int(i)), length) for i in picks]
         return {key: np.stack([w[key] for w in windows]) for key in windows[0]}
 
     def no_windows(self, length: int, env_ids: Sequence[str] | None = None) -> str:
         """Why no window of ``length`` steps fits (the message of the error to raise)."""
+        self._check_open()
         lengths = self._table["length"][self._episode_mask(env_ids)]
         which = "" if env_ids is None else f" of {list(env_ids)}"
         if len(lengths) == 0:
@@ -348,10 +401,17 @@ class RolloutReader:
             self._file = None
 
     def __enter__(self) -> RolloutReader:
+        self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __reduce__(self) -> tuple[Any, tuple[str, dict[str, Any]]]:
+        """Pickled (for another process, ``copy.copy``), a reader is its path and options: the
+        copy opens the file again, read-only, and sees the episodes committed by then."""
+        self._check_open()
+        return _reopen, (str(self.path), dict(self._options))
 
     def __repr__(self) -> str:
         if self._file is None:
@@ -418,6 +478,7 @@ class RolloutReader:
     def table_problems(self) -> list[tuple[int, str]]:
         """Every committed episode whose table row does not fit the arrays (empty for a sound
         file); ``verify`` reports them all, opening refuses the file on the first."""
+        self._check_open()
         return self._problems_of(self._table)
 
     def _problems_of(self, table: np.ndarray) -> list[tuple[int, str]]:
@@ -441,7 +502,8 @@ class RolloutReader:
 
     def _row(self, i: int) -> np.void:
         self._check_open()
-        i = whole_number(i, f"{self.path}: the episode number", low=-2**62, error=TypeError)
+        i = whole_number(i, f"{self.path}: the episode number", low=-2**62,
+                         error=NotAnIndexError)
         if not -self.num_episodes <= i < self.num_episodes:
             raise IndexError(f"{self.path}: episode {i} out of range ({self.num_episodes} "
                              "episodes)")
@@ -535,6 +597,16 @@ class RolloutReader:
 
 
 _FLAGS = ("terminations", "truncations", "blank_frame")
+
+
+def _reopen(path: str, options: dict[str, Any]) -> RolloutReader:
+    """Unpickle a :class:`RolloutReader`: open its file again with the same options."""
+    return RolloutReader(path, **options)
+
+
+def _span(n: int) -> str:
+    """The frame numbers a file of ``n`` frames takes, for an out-of-range message."""
+    return f"({-n}..{n - 1}, {n} frames)" if n else "(the file holds no frames)"
 
 
 def _typed(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from gan_envs._text import short_repr
+from gan_envs.datasets.arguments import whole_number
 from gan_envs.datasets.errors import DatasetError
 
-__all__ = ["ChunkIndex", "WindowIndex", "default_chunks_per_batch"]
+__all__ = ["ChunkIndex", "WindowIndex", "default_chunks_per_batch", "generator"]
 
 #: Samples per chunk a batch aims for: 256 frames come from 16 chunks by default.
 SAMPLES_PER_CHUNK = 16
@@ -23,6 +26,29 @@ SAMPLES_PER_CHUNK = 16
 def default_chunks_per_batch(n: int) -> int:
     """How many chunks a batch of ``n`` frames draws from by default."""
     return max(1, math.ceil(n / SAMPLES_PER_CHUNK))
+
+
+def generator(rng: Any, what: str = "rng") -> np.random.Generator:
+    """``np.random.default_rng(rng)``, or a one-line DatasetError naming ``what``.
+
+    Takes what numpy takes (None, a whole number >= 0 or a sequence of them, a SeedSequence,
+    BitGenerator or Generator) except a bool, which numpy would read as the seed 0 or 1.
+
+    Example:
+        >>> int(generator(0).integers(10)) == int(np.random.default_rng(0).integers(10))
+        True
+        >>> generator(-1)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gan_envs.datasets.errors.DatasetError: rng must be None, a seed (...) or ..., got -1
+    """
+    if not isinstance(rng, (bool, np.bool_)):
+        try:
+            return np.random.default_rng(rng)
+        except (TypeError, ValueError):
+            pass
+    raise DatasetError(f"{what} must be None, a seed (a whole number >= 0) or a numpy "
+                       f"Generator, got {short_repr(rng, 60)}")
 
 
 @dataclass(frozen=True)
@@ -59,16 +85,17 @@ class ChunkIndex:
         Draws ``chunks_per_batch`` chunk slots with probability proportional to their number of
         frames, gives each sample a slot uniformly, and picks frames inside a chunk uniformly
         without replacement (with replacement only past the chunk's size). Each sample is
-        uniform over all frames; the batch comes back shuffled.
+        uniform over all frames; the batch comes back shuffled. ``n = 0`` gives no positions,
+        also from an empty index.
         """
+        n = whole_number(n, "the number of frames to sample")
+        k = (default_chunks_per_batch(n) if chunks_per_batch is None
+             else whole_number(chunks_per_batch, "chunks_per_batch", low=1))
         if len(self) == 0:
+            if n == 0:
+                return np.empty(0, np.int64)
             raise DatasetError("no frames to sample (the file is empty or the filters exclude "
                                "every frame)")
-        if n < 0:
-            raise DatasetError(f"cannot sample {n} frames")
-        k = default_chunks_per_batch(n) if chunks_per_batch is None else int(chunks_per_batch)
-        if k < 1:
-            raise DatasetError(f"chunks_per_batch must be >= 1, got {chunks_per_batch}")
         slots = np.searchsorted(self.starts, rng.integers(len(self), size=k), side="right") - 1
         groups, counts = np.unique(slots[rng.integers(k, size=n)], return_counts=True)
         out = np.empty(n, np.int64)
