@@ -44,7 +44,7 @@ import numpy as np
 from gan_envs._numbers import whole_number
 from gan_envs._text import first_line, short_repr
 from gan_envs.background import BackgroundCalls
-from gan_envs.policies import load_policy, policy_actions, policy_name
+from gan_envs.policies import load_policy, policy_actions, policy_name, policy_target
 from gan_envs.registration import NAMESPACE, resolve_env_id
 from gan_envs.wrappers import normalize_size, supports_send_recv
 
@@ -538,6 +538,8 @@ def collect(config: CollectConfig,
     from gan_envs.datasets import DatasetValueError, RolloutReader, RolloutWriter
 
     _check_output(config)
+    if isinstance(config.policy, str) and config.policy != "random":
+        policy_target(config.policy)  # a bad spec is refused before any environment is made
     done_steps = done_episodes = 0
     if config.resume and config.out.exists():
         _recover_if_killed(config.out)

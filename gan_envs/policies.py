@@ -31,7 +31,7 @@ import numpy as np
 
 from gan_envs._text import first_line, short_repr
 
-__all__ = ["Policy", "RandomPolicy", "load_policy", "policy_name", "PolicyError"]
+__all__ = ["Policy", "RandomPolicy", "load_policy", "policy_name", "policy_target", "PolicyError"]
 
 Policy = Callable[[np.ndarray, dict[str, Any]], np.ndarray]
 
@@ -124,17 +124,45 @@ def load_policy(spec: str | Callable[..., Any], envs: gym.vector.VectorEnv,
                           f"{short_repr(spec, 80)}")
     if spec == "random":
         return RandomPolicy(envs, seed)
+    return _built(policy_target(spec), spec, envs, seed)
+
+
+def policy_target(spec: str) -> Callable[..., Any]:
+    """The callable a ``"module:callable"`` spec names, imported; a one-line PolicyError for a
+    spec that is not one (a file path), a module that cannot be imported or fails while it is
+    imported, or a name it does not hold. ``collect`` calls it before it makes environments.
+
+    Example:
+        >>> policy_target("numpy:zeros_like").__name__
+        'zeros_like'
+        >>> policy_target("./agent.py:act")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        gan_envs.policies.PolicyError: policy './agent.py:act': give a module name, ...
+    """
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise PolicyError(f"policy {spec!r} must be 'random' or 'module:callable'")
+    if "/" in module_name or "\\" in module_name or module_name.startswith(".") \
+            or module_name.endswith(".py"):
+        stem = module_name.replace("\\", "/").rsplit("/", 1)[-1].removesuffix(".py")
+        raise PolicyError(f"policy {spec!r}: give a module name, not a file: put the file's "
+                          f"folder on PYTHONPATH and pass {stem}:{attribute} (e.g. "
+                          f"PYTHONPATH=. --policy {stem}:{attribute} for a file in this folder)")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise PolicyError(f"policy {spec!r}: cannot import {module_name!r} ({error})") from None
+    except ModuleNotFoundError as error:
+        hint = ("; is its folder on PYTHONPATH? (e.g. PYTHONPATH=. for this folder)"
+                if error.name == module_name.split(".")[0] else "")
+        raise PolicyError(f"policy {spec!r}: cannot import {module_name!r} ({error}){hint}"
+                          ) from None
+    except Exception as error:  # the user's module failed while importing: name what it raised
+        raise PolicyError(f"policy {spec!r}: importing {module_name!r} raised "
+                          f"{type(error).__name__}: {first_line(error)}; fix the module") from None
     target = getattr(module, attribute, None)
     if target is None or not callable(target):
         raise PolicyError(f"policy {spec!r}: {module_name} has no callable {attribute!r}")
-    return _built(target, spec, envs, seed)
+    return target
 
 
 def policy_name(policy: str | Callable[..., Any]) -> str:

@@ -121,6 +121,33 @@ def test_policies_plug_in(tmp_path: Path, monkeypatch):
         assert not out.exists()
 
 
+def test_a_policy_module_that_fails_to_import_or_a_file_path_is_one_line(tmp_path: Path,
+                                                                         monkeypatch, capsys):
+    """A module raising while imported (a missing weights file, a syntax error) or a spec
+    naming a file (`./agent.py:act`) ended in a traceback, exit 1, after the envs were made."""
+    (tmp_path / "needs_weights.py").write_text(
+        "raise RuntimeError('weights file agent.pt not found')\n")
+    (tmp_path / "typo.py").write_text("def act(obs, infos)\n    return obs\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr("gan_envs.collect.make_collection_envs",
+                        lambda *a: pytest.fail("the envs were made before the policy was checked"))
+    for spec, message in [
+            ("needs_weights:act", "policy 'needs_weights:act': importing 'needs_weights' raised "
+                                  "RuntimeError: weights file agent.pt not found; fix the module"),
+            ("typo:act", "policy 'typo:act': importing 'typo' raised SyntaxError: expected ':'"),
+            ("./agent.py:act", "policy './agent.py:act': give a module name, not a file: put the "
+                               "file's folder on PYTHONPATH and pass agent:act (e.g. PYTHONPATH=. "
+                               "--policy agent:act for a file in this folder)"),
+            ("agnet:act", "policy 'agnet:act': cannot import 'agnet' (No module named 'agnet'); "
+                          "is its folder on PYTHONPATH? (e.g. PYTHONPATH=. for this folder)")]:
+        capsys.readouterr()
+        assert main(["collect", "CartPole-v1", "--out", str(tmp_path / "x.h5"), "--steps", "5",
+                     "--policy", spec]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"gan-envs: {message}"), err
+    assert not (tmp_path / "x.h5").exists()
+
+
 def test_ctrl_c_before_the_first_episode_leaves_no_file(tmp_path: Path, monkeypatch, capsys):
     """Ctrl-C as the first actions are chosen: a new file is removed again and the message says
     nothing was written; a file being resumed is kept as it was."""
