@@ -37,7 +37,8 @@ def _as_numpy(images: Any) -> np.ndarray:
 
 
 def to_uint8(images: Any) -> np.ndarray:
-    """Convert images to uint8: floats are read as ``[-1, 1]`` (clipped), uint8 passes unchanged.
+    """Convert images to uint8: floats are read as ``[-1, 1]`` (clipped; ±inf to the ends, NaN
+    refused), uint8 passes unchanged.
 
     Example:
         >>> import numpy as np
@@ -49,6 +50,10 @@ def to_uint8(images: Any) -> np.ndarray:
         return array
     if not np.issubdtype(array.dtype, np.floating):
         raise TypeError(f"images must be uint8 or float in [-1, 1], got dtype {array.dtype}")
+    if np.isnan(array).any():  # they became black pixels: a diverged GAN's grid looked black
+        raise ValueError(f"images hold NaN ({int(np.isnan(array).sum()):,} of {array.size:,} "
+                         "values): the network that made them diverged; lower its learning "
+                         "rates, or go back to an earlier checkpoint")
     scaled = (np.clip(array.astype(np.float32), -1.0, 1.0) + 1.0) * 127.5
     return np.rint(scaled).astype(np.uint8)
 
@@ -96,8 +101,10 @@ def make_grid(
     for name, value in (("nrow", nrow), ("padding", padding), ("upscale", upscale)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"make_grid {name} must be a whole number, got {value!r}")
-    if not 0 <= pad_value <= 255:
-        raise ValueError(f"make_grid pad_value is a grey level 0-255, got {pad_value!r}")
+    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, np.integer)) \
+            or not 0 <= pad_value <= 255:
+        raise ValueError(f"make_grid pad_value is a grey level, a whole number 0-255, got "
+                         f"{pad_value!r}")
     if nrow < 1 or padding < 0 or upscale < 1:
         raise ValueError(f"make_grid needs nrow >= 1, padding >= 0, upscale >= 1, got "
                          f"nrow={nrow}, padding={padding}, upscale={upscale}")
@@ -188,16 +195,18 @@ def save_png(path: str | os.PathLike[str], image_rgb: np.ndarray) -> Path:
     return write_bytes_atomically(path, png.tobytes())
 
 
-def _read_rgb(frame: np.ndarray | str | os.PathLike[str]) -> np.ndarray:
-    if isinstance(frame, np.ndarray):
+def _read_rgb(frame: Any) -> np.ndarray:
+    """An RGB uint8 frame: an array or tensor as it is (checked), or an image file read."""
+    if not isinstance(frame, (str, os.PathLike)):
+        frame = _as_numpy(frame)  # a torch tensor too (it was taken for a file name)
         if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or (
                 frame.ndim == 3 and frame.shape[2] != 3) or 0 in frame.shape:
             raise ValueError(f"write_video needs uint8 H x W x 3 (or H x W) frames, got "
                              f"{frame.dtype} {frame.shape} (channels-first frames: "
                              "frame.transpose(1, 2, 0); floats: gan_envs.images.to_uint8)")
         return frame if frame.ndim == 3 else np.repeat(frame[..., None], 3, axis=2)
-    image = cv2.imread(str(frame), cv2.IMREAD_COLOR)
-    if image is None:
+    image = cv2.imread(str(frame), cv2.IMREAD_COLOR) if os.path.isfile(frame) else None
+    if image is None:  # (checked first: OpenCV prints a warning for a missing file)
         raise FileNotFoundError(f"{frame}: cannot read this image (missing or not a PNG/JPEG)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 

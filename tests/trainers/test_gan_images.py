@@ -67,3 +67,27 @@ def test_a_grid_too_large_to_hold_is_one_line():
     with pytest.raises(ValueError, match=r"^make_grid would make a 128006 x 128006 image, over "
                        r"134,217,728 pixels; pass fewer images or a smaller upscale$"):
         make_grid(np.zeros((4, 3, 64, 64), np.uint8), nrow=2, upscale=1000)
+
+
+def test_nan_images_are_refused_not_drawn_black():
+    """A diverged generator's NaN frames became black pixels with only numpy's warning."""
+    with pytest.raises(ValueError, match=r"^images hold NaN \(2 of 4 values\): the network that "
+                                         r"made them diverged"):
+        to_uint8(np.array([np.nan, 0.0, np.nan, 1.0], np.float32))
+    assert to_uint8(np.array([np.inf, -np.inf], np.float32)).tolist() == [255, 0]
+    with pytest.raises(ValueError, match="images hold NaN"):
+        make_grid(torch.full((2, 3, 4, 4), float("nan")))
+    for bad in ("a", 1.5, True):
+        with pytest.raises(ValueError, match=r"pad_value is a grey level, a whole number 0-255"):
+            make_grid(np.zeros((1, 3, 4, 4), np.uint8), pad_value=bad)
+
+
+def test_video_takes_tensor_frames_and_names_a_missing_file_quietly(tmp_path, capfd):
+    """A tensor frame was taken for a file name (a 71-line message; OpenCV's warning on
+    stderr), though the module takes tensors wherever arrays go."""
+    frames = [torch.full((8, 8, 3), 40 * k, dtype=torch.uint8) for k in range(3)]
+    assert write_video(frames, tmp_path / "t.mp4").stat().st_size > 0
+    capfd.readouterr()
+    with pytest.raises(FileNotFoundError, match=r"nope\.png: cannot read this image"):
+        write_video([str(tmp_path / "nope.png")], tmp_path / "n.mp4")
+    assert capfd.readouterr().err == ""  # nothing printed
