@@ -678,6 +678,15 @@ def _nearest_modes(x: torch.Tensor, labels: torch.Tensor | None, centres: torch.
     return distances.argmin(1)
 
 
+def _diverged(metrics: dict[str, float], iteration: int, ckpt_path: Path, saved_at: int) -> str:
+    """The one line for a run whose losses stopped being finite (grids of NaN drew black)."""
+    bad = ", ".join(f"{k}={v}" for k, v in metrics.items() if not math.isfinite(v))
+    kept = (f"{ckpt_path} keeps iteration {saved_at}, and resuming repeats the same steps"
+            if saved_at >= 0 else "no checkpoint was written yet")
+    return (f"training diverged at iteration {iteration} ({bad}); {kept}: train a new run "
+            "with lower learning rates (--lr-d, --lr-g) or another seed")
+
+
 def _r1_penalty(grad: torch.Tensor, pack: int = 1) -> torch.Tensor:
     """``|grad_x D(x)|^2`` per D input (a pack of ``pack`` frames), averaged over the inputs.
 
@@ -1405,6 +1414,8 @@ def train_gan(
                     metrics["diversity"] = penalty.item()
                 # on penalty steps (loss_d is the adversarial part)
                 metrics.update({k: p.item() for k, p in penalties.items()})
+                if not all(math.isfinite(v) for v in metrics.values()):  # nothing NaN is saved
+                    raise ValueError(_diverged(metrics, iteration, ckpt_path, saved_at))
                 for k in names:
                     if k in metrics:
                         window[k].append(metrics[k])

@@ -151,3 +151,14 @@ def test_more_modes_or_templates_than_frames_are_refused_before_the_run_folder(
     # the recipe's own counts train on any data
     assert train_gan(GanConfig(iterations=1, recipe="tutorial", **tiny),
                      ArrayFrameSource(two_games().frames[:1]), run).iterations == 1
+
+
+def test_a_diverged_gan_stops_in_one_line_and_saves_nothing_nan(tmp_path, atari32, tiny):
+    """Losses of NaN trained on (its grids were drawn black) and would have been checkpointed."""
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"^training diverged at iteration 1 \(.*=nan.*\); no "
+                                         r"checkpoint was written yet: train a new run with "
+                                         r"lower learning rates \(--lr-d, --lr-g\)"):
+        train_gan(GanConfig(iterations=5, lr_d=1e20, lr_g=1e20, recipe="tutorial",
+                            checkpoint_every=1, sample_every=1, **tiny), atari32, run)
+    assert not (run / "checkpoint.pt").exists() and not list(run.glob("samples/*.png"))
