@@ -311,12 +311,14 @@ class RolloutReader:
         rng = generator(rng, f"{self.path}: rng")
         index = self.chunk_index(env_ids=env_ids, exclude_blank=exclude_blank)
         if n and len(index) == 0:
-            raise DatasetError(self._no_frames(env_ids, exclude_blank))
+            raise DatasetError(self.no_frames(env_ids, exclude_blank))
         positions = index.sample(n, rng, chunks_per_batch)
         return self._gather("observations", index.physical[positions])
 
-    def _no_frames(self, env_ids: Sequence[str] | None, exclude_blank: bool) -> str:
-        """Why sample_frames() has nothing to draw from (the message of the error to raise)."""
+    def no_frames(self, env_ids: Sequence[str] | None = None, exclude_blank: bool = False) -> str:
+        """Why no frame passes the filters, for sample_frames() or a frame dataset (the
+        message of the error to raise)."""
+        self._check_open()
         if self.num_frames == 0:
             return (f"{self.path}: no frames to sample (the file holds no committed episodes "
                     "yet); write episodes first (refresh() sees a live writer's new ones)")
