@@ -194,7 +194,7 @@ def test_damaged_runs_and_mismatched_inputs_are_one_line(dataset: Path, tmp_path
     breakout = tmp_path / "breakout.h5"
     collect(CollectConfig(["GanAtari/Breakout-v0"], breakout, steps=40, num_envs=1, size=32))
     capsys.readouterr()
-    refused(["evaluate", str(run), str(breakout), "--n", "16"], "the run's own games")
+    refused(["evaluate", str(run), str(breakout), "--n", "16"], "data that holds the run's games")
     # an empty checkpoint (a copy cut short)
     (run / "checkpoint.pt").write_bytes(b"")
     refused([*sample, str(tmp_path / "g.png")], "empty or cut short")

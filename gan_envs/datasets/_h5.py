@@ -30,6 +30,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "TRUNCATED_TEXT",
+    "check_regular_file",
     "NeedsRecovery",
     "ProcessLock",
     "FOLDER_LOCK_TIMEOUT",
@@ -51,14 +52,20 @@ SWMR_READ_ATTEMPTS = 24
 TRUNCATED_TEXT = "the file is truncated"
 
 
+def check_regular_file(path: Path) -> None:
+    """Raise DatasetError for an existing ``path`` that is a folder, a pipe, a socket or a device
+    (HDF5 would wait forever on a named pipe with no writer)."""
+    if path.is_dir():
+        raise DatasetError(f"{path} is a folder; pass the path of a rollout .h5 file")
+    if path.exists() and not path.is_file():
+        raise DatasetError(f"{path} is not a regular file (a pipe, socket or device); pass the "
+                           "path of a rollout .h5 file (copy a stream to a file first)")
+
+
 def check_exists(path: Path) -> None:
     """Raise FileNotFoundError (with a close match from the same folder) unless ``path`` exists."""
     if path.exists():
-        if path.is_dir():
-            raise DatasetError(f"{path} is a directory; pass the path of a rollout .h5 file")
-        if not path.is_file():  # HDF5 would wait forever on a named pipe with no writer
-            raise DatasetError(f"{path} is not a regular file (a pipe, socket or device); pass "
-                               "the path of a rollout .h5 file (copy a stream to a file first)")
+        check_regular_file(path)
         return
     folder = path.parent if str(path.parent) else Path(".")
     names = [p.name for p in folder.iterdir()] if folder.is_dir() else []

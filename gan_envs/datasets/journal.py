@@ -250,14 +250,17 @@ def _decode(stored: bytes, where: str) -> Record:
                   inline)
 
 
-def read_records(path: str | os.PathLike[str]) -> list[Record]:
+def read_records(path: str | os.PathLike[str], heads: list[Head] | None = None) -> list[Record]:
     """Every journaled episode of a file, oldest first, read without HDF5 (plain file reads).
+
+    ``heads``: the file's head slots as :func:`read_heads` gave them (read now when None), so
+    that a caller comparing the chain with them reads both at one moment.
 
     Raises:
         CorruptDatasetError: the file has no journal (format 1.0) or a record is damaged.
     """
     path = Path(path)
-    heads = read_heads(path)
+    heads = read_heads(path) if heads is None else heads
     if not heads:
         raise CorruptDatasetError(f"{path}: no commit journal to recover from (a format 1.0 "
                                   "file, or no episode was committed)")

@@ -313,9 +313,7 @@ class RolloutWriter:
         if self.path.is_symlink():
             raise DatasetError(f"{self.path} is a symbolic link; pass the file it points to "
                                f"({self.path.resolve()}) or another name")
-        if self.path.exists() and not self.path.is_file():
-            raise DatasetError(f"{self.path} is not a regular file (a directory or a device); "
-                               "pass the path of a rollout .h5 file")
+        _h5.check_regular_file(self.path)
         if self.path.exists() and not (overwrite or resume):
             raise FileExistsError(f"{self.path} exists; pass overwrite=True to replace it or "
                                   "resume=True to append to it")

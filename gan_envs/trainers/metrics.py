@@ -499,8 +499,8 @@ def evaluation_sets(
     data_ids = list(getattr(source, "env_ids", None) or []) if images else []
     if data_ids and gen.env_ids and sorted(data_ids) != sorted(gen.env_ids):
         raise ValueError(f"{run_dir} was trained on {', '.join(gen.env_ids)}, but the data holds "
-                         f"{', '.join(data_ids)}: evaluate against data of the run's own games "
-                         "(DatasetFrameSource(path, env_ids=[...]) takes some of a file's)")
+                         f"{', '.join(data_ids)}: evaluate against data that holds the run's "
+                         "games (a file with more games is scored on the run's)")
     rng = np.random.default_rng([seed, 2])
 
     say("drawing real frames")

@@ -187,15 +187,17 @@ def test_verify_reports_a_damaged_journal_and_resume_rewrites_it(tmp_path, recor
     assert [r.episode for r in read_records(path)] == list(range(6)) and verify(path).ok
 
 
-def test_verify_reports_a_journal_behind_a_closed_file(tmp_path):
+def test_verify_takes_a_journal_behind_or_ahead_of_a_closed_file(tmp_path):
+    """A head left behind (a Ctrl-C between the row and the head) or zeroed is harmless: every
+    resume brings the journal up to date first. (A first version of the check failed it.)"""
     path = tmp_path / "lagging.h5"
     _write(path, 3)
     with open(path, "r+b") as f:
         f.write(bytes(USERBLOCK_SIZE))  # the head never moved
-    report = verify(path)
-    assert report.problems == ["the commit journal holds 0 records for 3 committed episodes (a "
-                               "commit cut short); RolloutWriter(path, resume=True) (or "
-                               "`gan-envs collect ... --resume`) rewrites it"]
+    assert verify(path).ok
+    with RolloutWriter(path, resume=True) as writer:
+        assert writer.num_episodes == 3
+    assert len(read_records(path)) == 3 and verify(path).ok
 
 
 def test_collect_resume_recovers_a_file_readers_refuse(tmp_path):

@@ -138,7 +138,8 @@ def test_metrics_check_their_feature_sets():
 
 def test_image_helpers_check_their_arguments(tmp_path):
     frames = np.zeros((2, 3, 8, 8), np.uint8)
-    with pytest.raises(ValueError, match="pad_value is a grey level 0-255, got 300"):
+    with pytest.raises(ValueError, match="pad_value is a grey level, a whole number 0-255, "
+                                         "got 300$"):
         make_grid(frames, pad_value=300)
     with pytest.raises(ValueError, match="nrow must be a whole number, got 2.5"):
         make_grid(frames, nrow=2.5)
