@@ -16,7 +16,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml setup.py gan_envs/_ext/area_resize.c | $(BIN)/python
 	$(PIP) $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PIP) -e .
+	$(PIP) -e ".[train]"
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml setup.py gan_envs/_ext/area_resize.c | $(BIN)/python

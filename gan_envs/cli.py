@@ -709,7 +709,8 @@ def build_parser() -> argparse.ArgumentParser:
         "gan", help="train a GAN (DCGAN or MLP) on the frames of a dataset",
         description="Train a GAN on the frames of a dataset (or, with --source env, of live "
                     "environments as the tutorial does). Writes checkpoints, sample grids, "
-                    "log.jsonl and training.mp4 into --out; --resume continues. See docs/gan.md.",
+                    "log.jsonl and (image runs) training.mp4 into --out; --resume continues. "
+                    "See docs/gan.md.",
     )
     p.add_argument("inputs", nargs="+", metavar="DATA.h5|ENV_ID")
     p.add_argument("--out", required=True, help="the run directory")
@@ -928,7 +929,7 @@ def _add_ema_choice(p: argparse.ArgumentParser) -> None:
 def _add_threads(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="torch CPU threads (default: torch's, one per core); use 1 when other "
-                        "jobs share the cores: two threads on a busy core can run ~15x slower")
+                        "jobs share the cores: two threads on a busy core can run ~17x slower")
 
 
 def _whole(text: str, what: str) -> int:

@@ -500,7 +500,8 @@ def evaluation_sets(
     if data_ids and gen.env_ids and sorted(data_ids) != sorted(gen.env_ids):
         raise ValueError(f"{run_dir} was trained on {', '.join(gen.env_ids)}, but the data holds "
                          f"{', '.join(data_ids)}: evaluate against data that holds the run's "
-                         "games (a file with more games is scored on the run's)")
+                         "games (`gan-envs evaluate` scores a file with more games on the run's; "
+                         "from Python: DatasetFrameSource(path, env_ids=[the run's]))")
     rng = np.random.default_rng([seed, 2])
 
     say("drawing real frames")

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -1389,6 +1390,10 @@ def train_world_model(
             from gan_envs.registration import resolve_env_id
 
             resolve_env_id(cfg.env_id)
+    if stage in ("controller", "all") and importlib.util.find_spec("cma") is None:
+        raise WorldModelError("the controller stage searches C with CMA-ES from the cma "
+                              "package, which is not installed: pip install 'gan-envs[train]' "
+                              "(or pip install cma), or train --stage vae / mdrnn alone")
     if stage in ("controller", "all") and cfg.controller_env == "real":
         # an env C cannot play is an error now, not after V and M have trained
         _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))

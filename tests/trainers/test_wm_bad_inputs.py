@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,16 @@ def test_dream_command_refuses_an_episode_without_data(tmp_path, v_and_m, capsys
     video = tmp_path / "ok.mp4"
     assert main(["dream", str(v_and_m), "--steps", "2", "--out", str(video)]) == 0
     assert video.stat().st_size > 0
+
+
+def test_the_controller_stage_without_cma_is_one_line_before_any_work(tmp_path, pong,
+                                                                     monkeypatch):
+    """cma is in the [train] extra only: `make demo`'s venv lacked it, and the controller
+    stage (after V and M had trained, under the default --stage all) ended in a traceback."""
+    monkeypatch.setitem(sys.modules, "cma", None)  # what importlib finds when it is missing
+    with pytest.raises(WorldModelError, match=r"^the controller stage searches C with CMA-ES "
+                                              r"from the cma package, which is not installed: "
+                                              r"pip install 'gan-envs\[train\]'"):
+        train_world_model(tiny(), pong, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    train_world_model(tiny(), pong, tmp_path / "v", stage="vae")  # V and M need no cma
