@@ -49,7 +49,7 @@ from gan_envs.registration import NAMESPACE, resolve_env_id
 from gan_envs.wrappers import normalize_size, supports_send_recv
 
 if TYPE_CHECKING:
-    from gan_envs.datasets import DatasetValueError
+    from gan_envs.datasets import DatasetValueError, RolloutReader
 
 __all__ = [
     "CollectConfig",
@@ -506,19 +506,20 @@ def _unstorable_episode(env_id: str, policy: str, error: DatasetValueError) -> s
     return f"{env_id} gave an episode that cannot be stored ({first_line(error)}); {fix}"
 
 
-def _recover_if_killed(path: Path) -> None:
-    """Before ``--resume`` reads ``path``: a killed writer's file that readers refuse (the
-    kill tore HDF5's metadata) is recovered first, as the writer's ``resume=True`` would do
-    anyway, so that its episodes can be counted and its settings compared."""
+def _open_resumed(path: Path) -> RolloutReader:
+    """A RolloutReader of the file ``--resume`` continues, to count its episodes and compare
+    its settings; a killed writer's file that readers refuse (the kill tore HDF5's metadata)
+    is recovered first, as the writer's ``resume=True`` would do anyway."""
     from gan_envs.datasets import CorruptDatasetError, RolloutReader, RolloutWriter
     from gan_envs.datasets.reader import RECOVER_HINT
 
     try:
-        RolloutReader(path).close()
+        return RolloutReader(path)
     except CorruptDatasetError as error:
         if error.hint != RECOVER_HINT:
             raise
-        RolloutWriter(path, resume=True).close()
+    RolloutWriter(path, resume=True).close()
+    return RolloutReader(path)
 
 
 def collect(config: CollectConfig,
@@ -535,15 +536,14 @@ def collect(config: CollectConfig,
         CollectError: bad targets, mismatched spaces, a resumed file for other env ids.
         PolicyError: a policy that cannot be loaded.
     """
-    from gan_envs.datasets import DatasetValueError, RolloutReader, RolloutWriter
+    from gan_envs.datasets import DatasetValueError, RolloutWriter
 
     _check_output(config)
     if isinstance(config.policy, str) and config.policy != "random":
         policy_target(config.policy)  # a bad spec is refused before any environment is made
     done_steps = done_episodes = 0
     if config.resume and config.out.exists():
-        _recover_if_killed(config.out)
-        with RolloutReader(config.out) as reader:
+        with _open_resumed(config.out) as reader:
             done_steps, done_episodes = reader.num_steps, reader.num_episodes
             if list(reader.env_ids) != list(config.env_ids):
                 raise CollectError(f"{config.out} holds {reader.env_ids}, not "

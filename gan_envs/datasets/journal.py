@@ -55,6 +55,7 @@ __all__ = [
     "Head",
     "Journal",
     "Record",
+    "chain_problem",
     "create_log",
     "chunk_locations",
     "episode_ranges",
@@ -250,17 +251,14 @@ def _decode(stored: bytes, where: str) -> Record:
                   inline)
 
 
-def read_records(path: str | os.PathLike[str], heads: list[Head] | None = None) -> list[Record]:
+def read_records(path: str | os.PathLike[str]) -> list[Record]:
     """Every journaled episode of a file, oldest first, read without HDF5 (plain file reads).
-
-    ``heads``: the file's head slots as :func:`read_heads` gave them (read now when None), so
-    that a caller comparing the chain with them reads both at one moment.
 
     Raises:
         CorruptDatasetError: the file has no journal (format 1.0) or a record is damaged.
     """
     path = Path(path)
-    heads = read_heads(path) if heads is None else heads
+    heads = read_heads(path)
     if not heads:
         raise CorruptDatasetError(f"{path}: no commit journal to recover from (a format 1.0 "
                                   "file, or no episode was committed)")
@@ -271,6 +269,22 @@ def read_records(path: str | os.PathLike[str], heads: list[Head] | None = None) 
         except CorruptDatasetError as err:
             errors.append(err)
     raise errors[0]
+
+
+def chain_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why the chain of records from the newest head does not read back to the first record
+    (a recovery after a kill would stop at the damaged one), or None: it reads, or nothing is
+    journaled yet. A head behind or ahead of the table is not a problem (a resume syncs it).
+    ``verify`` reports it; a resume journals every episode again."""
+    path = Path(path)
+    heads = read_heads(path)  # once: a live writer may move them meanwhile
+    if not heads:
+        return None
+    try:
+        _walk(path, heads[0])
+    except CorruptDatasetError as err:
+        return str(err).removeprefix(f"{path}: ")
+    return None
 
 
 def _walk(path: Path, head: Head) -> list[Record]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import math
 import multiprocessing.context
 import os
@@ -262,18 +263,13 @@ class ChunkBatchSampler(Sampler[list[int]]):
             yield self.index.sample(self.batch_size, rng, self.chunks_per_batch).tolist()
 
 
-#: frame_loader's keywords: ChunkBatchSampler's, DataLoader's, FrameDataset's.
-_SAMPLER_OPTIONS = ("num_batches", "seed", "chunks_per_batch")
-_LOADER_OPTIONS = ("num_workers", "pin_memory", "timeout", "worker_init_fn",
-                   "multiprocessing_context", "prefetch_factor", "persistent_workers")
-_DATASET_OPTIONS = ("value_range", "exclude_blank", "env_ids", "in_memory", "cache_bytes")
 #: DataLoader options frame_loader sets itself.
 _FIXED_OPTIONS = ("batch_sampler", "sampler", "shuffle", "drop_last", "collate_fn")
 
 
 def frame_loader(path: str | os.PathLike[str], batch_size: int, *, num_batches: int | None = None,
-                 num_workers: int = 0, seed: int | None = None,
-                 chunks_per_batch: int | None = None, pin_memory: bool = False,
+                 seed: int | None = None, chunks_per_batch: int | None = None,
+                 num_workers: int = 0, pin_memory: bool = False,
                  timeout: float = 0, worker_init_fn: Callable[[int], None] | None = None,
                  multiprocessing_context: str | multiprocessing.context.BaseContext | None = None,
                  prefetch_factor: int | None = None, persistent_workers: bool | None = None,
@@ -290,14 +286,18 @@ def frame_loader(path: str | os.PathLike[str], batch_size: int, *, num_batches: 
     Raises:
         TypeError: an option none of the three takes, or one frame_loader sets itself.
     """
-    unknown = [name for name in dataset_options if name not in _DATASET_OPTIONS]
+    dataset_keywords = [name for name in inspect.signature(FrameDataset).parameters
+                        if name != "path"]
+    unknown = [name for name in dataset_options if name not in dataset_keywords]
     if unknown:
         name = unknown[0]
         if name in _FIXED_OPTIONS:
             raise TypeError(f"frame_loader sets the DataLoader's {name} itself (ChunkBatchSampler "
                             "draws the batches); for your own, build a DataLoader over "
                             "FrameDataset(path)")
-        allowed = ("batch_size", *_SAMPLER_OPTIONS, *_LOADER_OPTIONS, *_DATASET_OPTIONS)
+        own = [p for p in inspect.signature(frame_loader).parameters
+               if p not in ("path", "dataset_options")]
+        allowed = (*own, *dataset_keywords)
         close = difflib.get_close_matches(name, allowed, n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise TypeError(f"frame_loader got an unknown option {name!r}; {hint}it takes "

@@ -2,8 +2,8 @@
 
 Every chunk is decoded, so HDF5 checks every fletcher32 checksum; the episode table is checked
 against the arrays (offsets, lengths, returns, termination flags) and every value against the
-declared spaces; the commit journal (formats 1.1+) must read to the end, one record per
-committed episode.
+declared spaces; the commit journal (formats 1.1+) must read from its newest head back to its
+first record.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gan_envs._text import counted
 from gan_envs.datasets._h5 import check_exists
 from gan_envs.datasets.errors import CorruptDatasetError, DatasetError
 from gan_envs.datasets.format import check_values
-from gan_envs.datasets.journal import read_heads, read_records
+from gan_envs.datasets.journal import chain_problem
 from gan_envs.datasets.reader import LOCATE_HINT, RolloutReader
 
 __all__ = ["VerifyReport", "verify"]
@@ -95,28 +95,13 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         for i in range(reader.num_episodes):
             if i not in table_bad:  # a row that does not fit the arrays cannot be read
                 _check_episode(reader, i, report)
-        if "commit_log" in reader._file:  # (the open reader keeps a resumer out meanwhile)
-            _check_journal(Path(path), report)
+        # (formats 1.1+; the open reader keeps a resumer out meanwhile)
+        journal_problem = chain_problem(path) if "commit_log" in reader._file else None
+    if journal_problem is not None:
+        report.add(f"the commit journal is damaged ({journal_problem}; reads are unaffected, "
+                   "a recovery after a kill is not); RolloutWriter(path, resume=True) (or "
+                   "`gan-envs collect ... --resume`) rewrites it")
     return report
-
-
-def _check_journal(path: Path, report: VerifyReport) -> None:
-    """The commit journal (formats 1.1+) must read from its newest head to its first record: a
-    recovery after a kill goes through it, and stops at a damaged record. A head behind or
-    ahead of the table (a commit cut short) is not a problem: every resume brings the journal
-    up to date first."""
-    fix = "RolloutWriter(path, resume=True) (or `gan-envs collect ... --resume`) rewrites it"
-    heads = read_heads(path)  # once: a live writer may move them while the chain is read
-    try:
-        records = read_records(path, heads) if heads else []  # no head: nothing journaled
-    except CorruptDatasetError as err:
-        report.add(f"the commit journal is damaged ({str(err).split(': ', 1)[-1]}; reads are "
-                   f"unaffected, a recovery after a kill is not); {fix}")
-        return
-    if heads and len(records) < heads[0].episodes:  # the newest head's chain did not read
-        report.add(f"the commit journal's newest record is damaged (its chain reads "
-                   f"{counted(len(records), 'record')} of {heads[0].episodes}; reads are "
-                   f"unaffected, a recovery after a kill is not); {fix}")
 
 
 def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:

@@ -73,6 +73,7 @@ from gan_envs.datasets.journal import (
     USERBLOCK_SIZE,
     Journal,
     Locations,
+    chain_problem,
     chunk_locations,
     create_log,
     episode_ranges,
@@ -622,7 +623,7 @@ class RolloutWriter:
     def _sync_journal(self, rows: np.ndarray) -> None:
         """Make the journal hold exactly the committed episodes (after a commit cut short)."""
         assert self._journal is not None
-        if self._journal.episodes and not self._journal_chain_reads():
+        if self._journal.episodes and chain_problem(self.path) is not None:
             self._journal.rewind(0)  # a damaged record: journal every episode again
         if self._journal.episodes > len(rows):  # its newest records' rows are not committed
             self._journal.rewind(len(rows))
@@ -632,15 +633,6 @@ class RolloutWriter:
                 self._journal_episode(k, rows[k], located)
                 self._file.flush()
                 self._journal.publish()
-
-    def _journal_chain_reads(self) -> bool:
-        """Whether every record of the head's chain reads (a damaged one, which a recovery
-        would stop at, falls back to the older head slot's shorter chain, or fails)."""
-        assert self._journal is not None
-        try:
-            return len(read_records(self.path)) == self._journal.episodes
-        except CorruptDatasetError:
-            return False
 
     # -----------------------------------------------------------------------------------------
     # Public API
