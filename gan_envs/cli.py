@@ -585,8 +585,9 @@ def _cmd_train_world_model(args: argparse.Namespace) -> int:
         for name, stage in summary.stages.items():
             print(f"{name}: step {stage.steps}/{stage.total} in {stage.seconds:.0f} s")
         print(f"trained {', '.join(summary.stages)} into {args.out}")
-        if args.evaluate:
-            results = evaluate_world_model(args.out, reader)
+        if args.evaluate:  # typed --eval-rollouts / --workers count even where C did not run
+            results = evaluate_world_model(args.out, reader, rollouts=args.eval_rollouts,
+                                           workers=args.workers)
             print(metrics_table(results))
             print(f"wrote {Path(args.out) / 'metrics.json'}")
     except KeyboardInterrupt:

@@ -52,6 +52,7 @@ import os
 import pickle
 import time
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -412,7 +413,7 @@ def _latent_source_key(source: Any, n_used: int) -> str:
 
 def _describe_dataset(dataset: dict[str, Any]) -> str:
     return (f"{dataset.get('path') or 'an in-memory source'} (created {dataset.get('created')}, "
-            f"seed {dataset.get('seed')}, {dataset.get('episodes')} episodes)")
+            f"seed {dataset.get('seed')}, {counted(dataset.get('episodes'), 'episode')})")
 
 
 def _check_dataset(saved: dict[str, Any], info: dict[str, Any], path: Path) -> None:
@@ -505,7 +506,8 @@ def load_stage(run_dir: str | os.PathLike[str], stage: str) -> dict[str, Any]:
 def _log_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a ``log.jsonl``; a line a kill cut short (not JSON) is dropped."""
     rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
+    text = path.read_bytes().decode("utf-8", "replace") if path.exists() else ""
+    for line in text.splitlines():  # (a non-UTF-8 file was a late error naming no file)
         try:
             rows.append(json.loads(line))
         except ValueError:
@@ -869,8 +871,20 @@ def encode_latents(
     ``terminations`` ``(steps,)``, ``lengths`` (steps per episode), and the offsets
     ``frame_offsets`` and ``step_offsets`` of each episode.
     """
+    max_episodes = whole_number(max_episodes, "max_episodes", error=WorldModelError)
+    batch_size = whole_number(batch_size, "batch_size", low=1, error=WorldModelError)
     return _encode_latents(Path(run_dir), source, max_episodes, batch_size, progress,
                            _Hashes(Path(run_dir)))
+
+
+def _read_latents(cache: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of ``latents.npz``, or None when it cannot be read (a copy cut short, another
+    file under its name): it is a cache, encoded again then (a traceback from zipfile before)."""
+    try:
+        with np.load(cache) as f:
+            return {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
 
 
 def _encode_latents(run_dir: Path, source: Any, max_episodes: int, batch_size: int,
@@ -883,9 +897,7 @@ def _encode_latents(run_dir: Path, source: Any, max_episodes: int, batch_size: i
     lengths = _episode_lengths(source, n_used)
     cache = run_dir / LATENTS_NAME
     source_key = _latent_source_key(source, n_used)
-    if cache.exists():
-        with np.load(cache) as f:
-            arrays = {k: f[k] for k in f.files}
+    if cache.is_file() and (arrays := _read_latents(cache)) is not None:
         if (str(arrays.get("vae_sha256")) == vae_hash
                 and str(arrays.get("source_key")) == source_key
                 and np.array_equal(arrays.get("lengths"), lengths)):
@@ -1050,6 +1062,14 @@ def _resolve_env(cfg: WorldModelConfig, info: dict[str, Any], make_kwargs: dict[
         raise WorldModelError(f"{env_id} has {actions}, the dataset Discrete("
                               f"{info['n_actions']}); pass the env of the dataset")
     return env_id
+
+
+def _plays_env(cfg: WorldModelConfig, info: dict[str, Any]) -> bool:
+    """Whether C's env is checked (:func:`_resolve_env`): always in the real env; in the dream
+    when the dataset names its envs, since the evaluation and :func:`dream` play C there (a
+    dream-trained C on a Breakout + Pong dataset took Breakout unasked and its 6 actions ended
+    the evaluation in an IndexError from ale_py, after training)."""
+    return cfg.controller_env == "real" or bool(info["env_ids"])
 
 
 def _make_kwargs(source: Any, env_id: str | None) -> dict[str, Any]:
@@ -1238,8 +1258,8 @@ def _train_controller(cfg: WorldModelConfig, source: Any, run_dir: Path, info: d
         raise WorldModelError(_misfit_c(run_dir, misfits))
     trained_with = {key: hashes(stage) for stage, key in _C_TRAINED_WITH.items()}
     make_kwargs = _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0])
-    env_id = _resolve_env(cfg, info, make_kwargs) if cfg.controller_env == "real" else (
-        cfg.env_id or (info["env_ids"] or [""])[0])
+    env_id = _resolve_env(cfg, info, make_kwargs) if _plays_env(cfg, info) else (
+        cfg.env_id or "")
     m = _mdrnn_from(m_ckpt)
     n_params = LinearController(m.z_size, m.hidden_size, m.n_actions).num_params
     select_seeds = [cfg.eval_seed + _SELECT_OFFSET + i for i in range(cfg.select_rollouts)]
@@ -1394,7 +1414,7 @@ def train_world_model(
         raise WorldModelError("the controller stage searches C with CMA-ES from the cma "
                               "package, which is not installed: pip install 'gan-envs[train]' "
                               "(or pip install cma), or train --stage vae / mdrnn alone")
-    if stage in ("controller", "all") and cfg.controller_env == "real":
+    if stage in ("controller", "all") and _plays_env(cfg, info):
         # an env C cannot play is an error now, not after V and M have trained
         _resolve_env(cfg, info, _make_kwargs(source, cfg.env_id or (info["env_ids"] or [None])[0]))
     run_dir = Path(run_dir)
@@ -1610,6 +1630,9 @@ def evaluate_world_model(
     if c_ckpt is not None and (misfits := _c_misfits(run_dir, c_ckpt, hashes)):
         results["left_out"] = {"stages": ["controller"], "reason": _misfit_c(run_dir, misfits)}
         c_ckpt = None
+    if c_ckpt is not None and c_ckpt.get("best_params") is not None and not c_ckpt["env_id"]:
+        results["left_out"] = {"stages": ["controller"], "reason": _no_env(run_dir)}
+        c_ckpt = None  # (gym.make("") failed after V and M were measured, losing both)
     if c_ckpt is not None and c_ckpt.get("best_params") is not None:
         ccfg = _saved_config(c_ckpt["config"])
         n = rollouts or ccfg.eval_rollouts
@@ -1630,6 +1653,12 @@ def evaluate_world_model(
     if save:
         (run_dir / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+def _no_env(run_dir: Path) -> str:
+    """Why a C trained in the dream of a source that names no env id cannot be played."""
+    return (f"{run_dir / _FILES['controller']} was trained in M's dream on a source that names "
+            "no env id: there is no env to play it in")
 
 
 def _evaluation_split(cfg: WorldModelConfig, source: Any, how: str
@@ -1767,6 +1796,9 @@ def dream(
         c_ckpt = load_stage(run_dir, "controller")
         if misfits := _c_misfits(run_dir, c_ckpt, hashes):  # C would act on another V/M
             raise WorldModelError(_misfit_c(run_dir, misfits))
+        if not c_ckpt["env_id"]:  # (gym.make("") said "Malformed environment ID: .")
+            raise WorldModelError(f"{_no_env(run_dir)}: dream from a dataset episode "
+                                  "(--data DATA.h5 --episode I)")
     vae, m = _vae_from(vae_ckpt), _mdrnn_from(m_ckpt)
     if source is not None:
         _check_dream_source(source, vae_ckpt)
