@@ -13,20 +13,24 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
+import sys
 import time
 
 import numpy as np
 
+from gan_envs._text import first_line
 from gan_envs.datasets import RolloutReader
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=256)
     args = parser.parse_args()
+    if min(args.rounds, args.batches, args.batch_size) < 1:
+        parser.error("--rounds, --batches and --batch-size must be at least 1")
     readers = {"locked": RolloutReader(args.data), "no lock": RolloutReader(args.data)}
     readers["no lock"]._cache._lock = contextlib.nullcontext()  # the same code, lock-free
     for reader in readers.values():  # warm the caches with every chunk
@@ -46,4 +50,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
+        sys.exit(f"bench_cache_lock.py: {first_line(error)}")

@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    if args.num_envs < 1 or args.steps < args.num_envs or args.rounds < 1:
+        parser.error("needs --rounds >= 1 and --steps >= --num-envs >= 1 (the raw envs step "
+                     "steps // num-envs batches)")
 
     print(f"Breakout, {args.num_envs} envs, {args.steps} steps x {args.rounds} rounds")
     rows: dict[str, list[float]] = {"raw AtariVectorEnv (baseline)": []}

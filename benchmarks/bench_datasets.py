@@ -11,6 +11,7 @@ Measures
    that venv as a subprocess, against the unrecorded env measured in the same subprocess).
 
 Usage: python benchmarks/bench_datasets.py [--frames 5000] [--repeats 5] [--out DIR]
+(the files stay in --out DIR when given; without it, in a temporary folder removed at the end)
 """
 
 from __future__ import annotations
@@ -273,8 +274,16 @@ def main() -> None:
     parser.add_argument("--record-repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench-datasets-"))
-    out.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        run(args, args.out)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-datasets-") as scratch:  # removed after
+        run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, out: Path) -> None:
+    """The benchmark, its files in ``out``."""
     print(f"start: {load()} on {os.cpu_count()} CPUs")
 
     def make() -> gym.Env:
@@ -290,6 +299,9 @@ def main() -> None:
         rec_rates.append(rec_rate)
     raw_rate, rec_rate = statistics.median(raw_rates), statistics.median(rec_rates)
     frames = sum(len(ep["observations"]) for ep in episodes)
+    if not episodes:
+        sys.exit(f"bench_datasets.py: no episode finished in --frames {args.frames} steps: "
+                 "pass more (Breakout's random-policy episodes take ~200)")
     print(f"Breakout 64x64, random policy: {len(episodes)} finished episodes, {frames} frames")
     print(f"(median of {args.record_repeats} interleaved runs of {args.frames} steps)")
     print(f"env unrecorded      {raw_rate:9,.0f} steps/s")
@@ -361,7 +373,7 @@ def main() -> None:
     run_minari(args.frames, args.record_repeats,
                {"raw": raw_rate, "rec": rec_rate, "episode": episode_rate,
                 "bytes": (out / "recorded.h5").stat().st_size / frames})
-    print(f"\nend: {load()}; files in {out}")
+    print(f"\nend: {load()}" + (f"; files in {out}" if args.out is not None else ""))
     sys.stdout.flush()
 
 

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import RECIPES, GanConfig, train_gan
 from gan_envs.trainers.models import build_models
@@ -223,8 +224,8 @@ def time_ours(source: TimedSource, iters: int, warmup: int, channels_last: bool,
     config = GanConfig(iterations=total, recipe="tutorial", width=WIDTH, batch_size=BATCH,
                        sample_every=10**6, checkpoint_every=10**6, log_every=100,
                        channels_last=channels_last, bf16=bf16)
-    run_dir = Path(tempfile.mkdtemp(dir=workdir))
-    train_gan(config, source, run_dir, progress=progress)
+    with tempfile.TemporaryDirectory(dir=workdir) as run_dir:  # ~70 MB of checkpoint a run
+        train_gan(config, source, run_dir, progress=progress)
     seconds = stamps[warmup + iters - 1] - stamps[warmup - 1]
     return iters / seconds, (marks["data1"] - marks["data0"]) / seconds
 
@@ -315,8 +316,14 @@ def main() -> None:
                         help="skip torch.compile (with a note) when it takes longer")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
+    if args.warmup < 1 or args.iters < 1 or args.rounds < 1:
+        parser.error("--warmup, --iters and --rounds must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="bench_gan_") as folder:
+        run(args, threads, Path(folder))
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench_gan_"))
+
+def run(args: argparse.Namespace, threads: list[int], workdir: Path) -> None:
+    """The benchmark; ``workdir`` holds the collected dataset and the runs (removed after)."""
     data = args.data
     if data is None:
         data = workdir / "atari3.h5"
@@ -407,4 +414,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
+        sys.exit(f"bench_gan.py: {first_line(error)}")

@@ -3,9 +3,10 @@
 Each variant is a set of ``GanConfig`` fields on top of the quality run's (the ``fast`` recipe at
 ``--width``, default 128). The variants run interleaved, round by round, ``--rounds`` times
 each, every measurement in a fresh process, timing iterations ``--warmup`` to
-``--warmup + --iters`` of a fresh run (the start's probe draw and k-means are not timed); the
-table gives the median iterations/s of each and its ratio to the
-first variant, the baseline, measured in the same rounds::
+``--warmup + --iters`` of a fresh run (the start's probe draw and k-means are not timed, nor
+the grid and checkpoint its last iteration writes, one iteration later); the table gives the
+median iterations/s of each and its ratio to the first variant, the baseline, measured in the
+same rounds::
 
     python benchmarks/bench_gan_step.py --data DATA.h5 \\
         --variant '{}' --variant '{"channels_last": true}' --variant '{"bf16": true}'
@@ -44,8 +45,9 @@ def time_variant(data: str, config: dict, warmup: int, iters: int, threads: int)
             marks[iteration] = time.perf_counter()
 
     with tempfile.TemporaryDirectory() as run_dir:
+        # one iteration more: the last one writes a grid and a checkpoint (not timed)
         settings = {"sample_every": 10**9, "checkpoint_every": 10**9, **config,
-                    "iterations": warmup + iters}
+                    "iterations": warmup + iters + 1}
         train_gan(GanConfig(**settings), source, run_dir, progress=progress)
     return iters / (marks[warmup + iters] - marks[warmup])
 
@@ -63,6 +65,10 @@ def main() -> None:
     parser.add_argument("--code", type=Path, help="another gan-envs checkout to time as well")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: time one variant, print it/s
     args = parser.parse_args()
+    if args.warmup < 1 or args.iters < 1 or args.rounds < 1:
+        parser.error("--warmup, --iters and --rounds must be at least 1")
+    if args.code is not None and not (args.code / "gan_envs" / "__init__.py").is_file():
+        parser.error(f"--code {args.code}: no gan_envs package there (a checkout of gan-envs)")
     if args.one is not None:
         print(time_variant(args.data, json.loads(args.one), args.warmup, args.iters,
                            args.threads))
@@ -83,8 +89,12 @@ def main() -> None:
                 [sys.executable, __file__, "--data", args.data, "--one", variant,
                  "--warmup", str(args.warmup), "--iters", str(args.iters),
                  "--threads", str(args.threads)],
-                capture_output=True, text=True, check=True,
+                capture_output=True, text=True,
                 env={**os.environ, "PYTHONPATH": str(root)})
+            if out.returncode != 0:  # its error, not only its exit status
+                lines = out.stderr.strip().splitlines() or [f"exit status {out.returncode}"]
+                sys.exit(f"bench_gan_step.py: {code} {variant}: "
+                         f"{lines[-1].removeprefix('bench_gan_step.py: ')}")
             speeds[(code, variant)].append(float(out.stdout.split()[-1]))
             print(f"round {round_ + 1}/{args.rounds} {code} {variant}: "
                   f"{speeds[(code, variant)][-1]:.2f} it/s", file=sys.stderr)
@@ -98,4 +108,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # a bad --data or --variant, in one line
+        sys.exit(f"bench_gan_step.py: {str(error).strip().splitlines()[0]}")

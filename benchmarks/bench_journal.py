@@ -115,6 +115,9 @@ def main() -> None:
         return
     env = Frames64(gym.make("ALE/Breakout-v5", frameskip=4, repeat_action_probability=0.0))
     _, episodes = play(env, args.frames)
+    if not episodes:
+        parser.error(f"no episode finished in --frames {args.frames} steps: pass more "
+                     "(Breakout's random-policy episodes take ~200)")
     frames = sum(len(ep["actions"]) + 1 for ep in episodes)
     print(f"{len(episodes)} Breakout episodes, {frames} frames "
           f"(median {int(np.median([len(e['actions']) for e in episodes]))} steps)")

@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--vector-steps", type=int, default=300, help="batch steps per round")
     args = parser.parse_args()
+    if min(args.steps, args.rounds, args.num_envs, args.vector_steps) < 1:
+        parser.error("--steps, --rounds, --num-envs and --vector-steps must be at least 1")
 
     print(f"gan-envs {gan_envs.__version__}, gymnasium {gym.__version__}, "
           f"python {platform.python_version()}, compiled kernel: {has_fast_kernel()}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource, FrameSource, env_labels
 from gan_envs.trainers.metrics import FAR_FACTOR, evaluation_sets, far_frames, frechet_distance
 from gan_envs.trainers.sampling import proportional_counts
@@ -135,4 +137,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
+        sys.exit(f"fd_sample_size.py: {first_line(error)}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import cv2
 import numpy as np
 import torch
 
-from gan_envs.trainers.data import DatasetFrameSource
+from gan_envs._text import first_line
+from gan_envs.trainers.data import DatasetFrameSource, env_labels, is_image_shape
 from gan_envs.trainers.metrics import (
     _embed,
     _load_or_train,
@@ -68,13 +70,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     source = DatasetFrameSource(args.data, in_memory=True)
-    env_ids = source.env_ids
-    # the defaults of gan_envs.trainers.metrics.evaluate: the same cached network
-    net, _ = _load_or_train(Path(args.run), source, env_ids, _resolve_tasks("auto", env_ids),
-                            600, 4000, 0)
+    env_ids = env_labels(source)  # as evaluate reads them (None for one env)
     counts = _set_counts(source, env_ids, args.n)
-    if counts is None:
-        raise SystemExit(f"{args.data}: needs frames labelled with at least two envs")
+    if counts is None or not is_image_shape(source.frame_shape):  # before any training
+        raise SystemExit(f"{args.data}: needs image frames labelled with at least two envs")
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)  # a folder for the network, when new
+    # the defaults of gan_envs.trainers.metrics.evaluate: the same cached network
+    net, _ = _load_or_train(run, source, env_ids, _resolve_tasks("auto", env_ids), 600, 4000, 0)
     scores: dict[str, list[float]] = {name: [] for name, _ in CHANGES}
     for seed in args.seeds:
         real, _ = _stratified_sets(source, env_ids, counts, np.random.default_rng([seed, 2]))
@@ -94,4 +97,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
+        sys.exit(f"fd_sensitivity.py: {first_line(error)}")

@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import torch
 
+from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import (
     GanConfig,
@@ -132,4 +134,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
+        sys.exit(f"gan_quality.py: {first_line(error)}")

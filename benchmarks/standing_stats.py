@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
+from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import CHECKPOINT_NAME, load_checkpoint, standing_inputs
 from gan_envs.trainers.metrics import evaluate
@@ -86,6 +88,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1000, help="frames per evaluation set")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
+    names = [run.name for run in args.runs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # OUT/<run name>: the second copy would replace the first
+        parser.error(f"two runs named {twice[0]}: their copies in --out would overwrite each "
+                     "other; pass runs with distinct folder names (copy or link them)")
     torch.set_num_threads(args.threads)
     source = DatasetFrameSource(args.data) if args.data else None
     ratios = []
@@ -114,4 +121,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
+        sys.exit(f"standing_stats.py: {first_line(error)}")
