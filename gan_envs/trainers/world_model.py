@@ -248,6 +248,10 @@ class WorldModelConfig:
 
     def resolved(self) -> WorldModelConfig:
         """Return a copy with every None filled from the full or quick sizes, checked."""
+        for name in ("quick", "fresh_seeds"):  # by truthiness, fresh_seeds="no" meant yes
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise WorldModelError(f"{name} must be True or False, "
+                                      f"got {getattr(self, name)!r}")
         preset = _QUICK if self.quick else _FULL
         cfg = dataclasses.replace(self, **{k: v for k, v in preset.items()
                                            if getattr(self, k) is None})

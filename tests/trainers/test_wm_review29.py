@@ -129,3 +129,12 @@ def test_a_dream_controller_of_a_source_without_env_ids_is_left_out(tmp_path, po
     with pytest.raises(WorldModelError, match="names no env id.*--data DATA.h5 --episode I"):
         dream(run, steps=2)
     assert dream(run, steps=2, source=nameless, start_episode=0).shape[0] == 3
+
+
+@pytest.mark.parametrize("field, value", [("quick", "yes"), ("fresh_seeds", "no"),
+                                          ("fresh_seeds", 0), ("quick", None)])
+def test_the_flags_must_be_booleans(field, value):
+    """WorldModelConfig took its flags by truthiness: fresh_seeds="no" meant fresh seeds."""
+    with pytest.raises(WorldModelError, match=f"^{field} must be True or False, got "):
+        wm.WorldModelConfig(**{field: value}).resolved()
+    assert wm.WorldModelConfig(quick=np.bool_(True), fresh_seeds=False).resolved().quick
