@@ -90,6 +90,13 @@ def is_image_shape(shape: Sequence[int]) -> bool:
     return len(shape) == 3 and shape[0] in (1, 3)
 
 
+def _check_rng(rng: Any) -> None:
+    """A one-line ValueError unless ``rng`` is a numpy ``Generator`` (the sources' draws)."""
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
+                         f"{type(rng).__name__}")
+
+
 def env_labels(source: Any) -> list[str] | None:
     """The env ids of a source that can label its frames with at least two envs, else None."""
     env_ids = getattr(source, "env_ids", None)
@@ -137,12 +144,23 @@ class ArrayFrameSource:
         if frames.ndim == 4 and frames.dtype != np.uint8:
             raise ValueError(f"ArrayFrameSource images must be uint8 0-255, got {frames.dtype}: "
                              "for floats in [0, 1] pass (frames * 255).round().astype(np.uint8)")
+        if frames.ndim == 2 and (frames.dtype.kind not in "biuf"
+                                 or not np.isfinite(frames).all()):
+            bad = " with NaN or inf" if frames.dtype.kind == "f" else ""
+            raise ValueError(f"ArrayFrameSource vectors must be finite numbers, got "
+                             f"{frames.dtype}{bad}: drop or fix those frames")
         if isinstance(env_ids, str):  # one id, not its letters
             env_ids = [env_ids]
         if env_ids is not None:
             check_unique_env_ids(env_ids, "ArrayFrameSource")
         if env_index is not None:
-            env_index = np.asarray(env_index, dtype=np.int64)
+            raw = np.asarray(env_index)
+            if raw.dtype.kind not in "iuf" or (raw.dtype.kind == "f"
+                                                and not np.array_equal(raw, np.round(raw))):
+                raise ValueError(f"ArrayFrameSource: env_index must hold whole env indices, got "
+                                 f"{raw.dtype} values such as {short_repr(raw.ravel()[:3], 40)}: "
+                                 "pass one integer index into env_ids per frame")
+            env_index = raw.astype(np.int64)
             if env_index.shape != (len(frames),):
                 raise ValueError(
                     f"ArrayFrameSource: env_index must have shape ({len(frames)},), "
@@ -164,8 +182,8 @@ class ArrayFrameSource:
         return len(self.frames)
 
     def _indices(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if n < 0:
-            raise ValueError(f"sample_frames needs n >= 0, got {n}")
+        n = whole_number(n, "sample_frames' n", error=ValueError)
+        _check_rng(rng)
         return rng.choice(len(self.frames), size=n, replace=n > len(self.frames))
 
     def sample_frames(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -218,6 +236,14 @@ class DatasetFrameSource:
 
         if isinstance(env_ids, str):  # one id, not its letters
             env_ids = [env_ids]
+        if env_ids is not None and (not hasattr(env_ids, "__iter__")
+                                    or not all(isinstance(e, str) for e in env_ids)):
+            raise ValueError(f"{path}: env_ids must be env id strings such as "
+                             f"'GanAtari/Pong-v0', got {short_repr(env_ids, 80)}")
+        for name, flag in (("exclude_blank", exclude_blank), ("in_memory", in_memory)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise ValueError(f"DatasetFrameSource's {name} must be True or False, got "
+                                 f"{flag!r}")
         if env_ids is not None:
             check_unique_env_ids(env_ids, str(path))
         self.reader = RolloutReader(path, in_memory=in_memory)
@@ -265,6 +291,7 @@ class DatasetFrameSource:
         trained on such batches collapsed (fd/floor 1,456 and precision 0 after 4,143
         iterations, docs/gan.md). Independent draws cost < 1 ms per batch of 16 here.
         """
+        n = whole_number(n, "sample_frames' n", error=ValueError)
         return self.reader.sample_frames(n, rng, chunks_per_batch=max(1, n), **self._filter)
 
     def sample_batch_with_env(
@@ -272,6 +299,8 @@ class DatasetFrameSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`sample_frames` and each frame's env index (the conditional GAN's batches):
         the same independent draws, so the same ``rng`` state gives the same frames."""
+        n = whole_number(n, "sample_batch_with_env's n", error=ValueError)
+        _check_rng(rng)
         index = self.reader.chunk_index(**self._filter)
         positions = index.sample(n, rng, max(1, n))
         logical = index.frames[positions]
@@ -287,6 +316,8 @@ class DatasetFrameSource:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``n`` distinct random frames (fewer if the dataset has fewer) and their env index,
         in random order (callers split one draw into disjoint sets)."""
+        n = whole_number(n, "sample_frames_with_env's n", error=ValueError)
+        _check_rng(rng)
         picks = rng.choice(len(self._indices), size=min(n, len(self._indices)), replace=False)
         return self.reader.frames(self._indices[picks]), self._env_of_frame[picks]
 

@@ -295,6 +295,11 @@ class GanConfig:
         ``resuming``: the settings come from a checkpoint, so checks added since it was
         written and that only advise (the minibatch-std grouping) are skipped.
         """
+        return _typed(self)._resolve(frame_shape, num_envs, resuming)
+
+    def _resolve(self, frame_shape: tuple[int, ...], num_envs: int | None, resuming: bool
+                 ) -> GanConfig:
+        """:meth:`resolved` of a config whose fields have the right types (:func:`_typed`)."""
         if self.recipe not in RECIPES:
             raise ValueError(f"unknown recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
         check_arch(self.arch, frame_shape)
@@ -339,7 +344,7 @@ class GanConfig:
         for name in ("iterations", "batch_size", "latent_dim", "width", "sample_every",
                      "checkpoint_every", "log_every", "n_samples"):
             minimum = {"iterations": 0, "width": 2}.get(name, 1)
-            maximum = {"batch_size": MAX_BATCH_SIZE}.get(name)
+            maximum = {"batch_size": MAX_BATCH_SIZE, "n_samples": MAX_BATCH_SIZE}.get(name)
             setattr(self, name, whole_number(getattr(self, name), _named(name), low=minimum,
                                              high=maximum, error=ValueError))
         self.seed = whole_number(self.seed, _named("seed"), high=2**63 - 1, error=ValueError)
@@ -441,6 +446,64 @@ class GanConfig:
         if policies and not is_image_shape(frame_shape):
             raise ValueError(f"diffaugment needs image frames, got shape {frame_shape}: "
                              "pass diffaugment=''")
+
+
+# the fields of each type (None: the recipe's, where the default is None)
+_INT_FIELDS = ("iterations", "batch_size", "latent_dim", "width", "d_width", "seed",
+               "sample_every", "checkpoint_every", "log_every", "n_samples", "mbstd_group",
+               "pack", "template", "modes", "standing_stats")
+_FLOAT_FIELDS = ("lr_d", "lr_g", "ema_decay", "diversity", "r1", "r2", "template_lr",
+                 "lr_decay", "d_relu_slope", "template_gate", "template_mask_init", "video_fps")
+_BOOL_FIELDS = ("spectral_norm", "conditional", "template_mask", "bf16", "channels_last")
+_STR_FIELDS = ("recipe", "arch", "loss", "diffaugment", "g_head", "g_norm")
+
+
+def _typed(config: Any) -> GanConfig:
+    """A copy of ``config`` with numpy numbers as Python ones, or a one-line ValueError for a
+    field of the wrong type (a string, a bool for a count, a number for a switch): these
+    failed deep inside torch (``pack=2.0``, ``bf16='no'``), or trained on wrongly
+    (``conditional='no'`` read as True, ``env_shares='12'`` as (1, 2)).
+
+    Example:
+        >>> _typed(GanConfig(pack=np.int64(2), spectral_norm=np.bool_(True))).pack
+        2
+        >>> _typed(GanConfig(bf16="no"))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: bf16 (--bf16) must be True or False, got 'no'
+    """
+    if not isinstance(config, GanConfig):
+        raise TypeError(f"config must be a GanConfig, got {type(config).__name__}: pass "
+                        "GanConfig(...) (e.g. GanConfig(**options) for a dict)")
+    values: dict[str, Any] = {}
+    for name in _INT_FIELDS:
+        value = getattr(config, name)
+        if value is not None:
+            values[name] = whole_number(value, _named(name), low=-(2**63), error=ValueError)
+    for name in _FLOAT_FIELDS:
+        value = getattr(config, name)
+        if value is not None:
+            if not is_real(value):
+                raise ValueError(f"{_named(name)} must be a number, got {value!r}")
+            values[name] = float(value)
+    for name in _BOOL_FIELDS:
+        value = getattr(config, name)
+        if value is not None:
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{_named(name)} must be True or False, got {value!r}")
+            values[name] = bool(value)
+    for name in _STR_FIELDS:
+        value = getattr(config, name)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{_named(name)} must be a string, got {value!r}")
+    shares = config.env_shares
+    if shares is not None:
+        if isinstance(shares, (str, bytes)) or not hasattr(shares, "__iter__") \
+                or not all(is_real(v) for v in shares):
+            raise ValueError(f"env_shares (--env-shares) must be a sequence of numbers, one "
+                             f"per env, e.g. (1, 2, 1), got {shares!r}")
+        values["env_shares"] = tuple(float(v) for v in shares)
+    return dataclasses.replace(config, **values)
 
 
 def _check_betas(betas: Any) -> tuple[float, float]:
@@ -751,12 +814,16 @@ def _log_iteration(line: str) -> float:
 
 MAX_BATCH_SIZE = 4096
 """Largest ``batch_size``: ``--batch-size 100000`` at width 512 took the machine's 24 GiB for
-one iteration; 4,096 frames of 64x64 need a few GiB."""
+one iteration; 4,096 frames of 64x64 need a few GiB. Also the largest ``n_samples`` (a grid is
+one generator pass: 100,000 ran out of memory after the first iteration's work)."""
 
 #: the ``gan-envs train gan`` option of each GanConfig field a user may type wrong
 _OPTIONS = {"ema_decay": "--ema", **{name: "--" + name.replace("_", "-") for name in (
     "iterations", "batch_size", "width", "sample_every", "checkpoint_every", "seed", "lr_d",
-    "lr_g", "diversity", "r1", "r2", "mbstd_group")}}
+    "lr_g", "diversity", "r1", "r2", "mbstd_group", "recipe", "arch", "loss", "diffaugment",
+    "g_head", "g_norm", "pack", "template", "modes", "standing_stats", "template_lr",
+    "lr_decay", "template_gate", "template_mask_init", "spectral_norm", "conditional",
+    "template_mask", "bf16", "channels_last", "d_width", "env_shares")}}
 
 
 def _named(field: str) -> str:
@@ -785,8 +852,15 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         ...
         FileNotFoundError: run directory no/such/run does not exist (train one with ...)
     """
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"run_dir must be a path (str or pathlib.Path), got "
+                        f"{type(run_dir).__name__}")
     run_dir = Path(run_dir)
     path = run_dir / CHECKPOINT_NAME
+    if run_dir.is_file():
+        hint = (f"pass its folder, {run_dir.parent}" if run_dir.name == CHECKPOINT_NAME
+                else "pass the folder a GAN run was trained into (--out)")
+        raise ValueError(f"{run_dir} is a file, and a run is a folder: {hint}")
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist "
                                 f"(train one with `gan-envs train gan DATA.h5 --out {run_dir}`)")
@@ -802,7 +876,11 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(unreadable_checkpoint(path, exc)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not a gan-envs GAN checkpoint")
-    if ckpt.get("version", 0) > _CHECKPOINT_VERSION:
+    version = ckpt.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"{path} is damaged: its version is {version!r}, not a whole number; "
+                         "copy it again, or train the run again")
+    if version > _CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint version {ckpt['version']} is newer than this "
                          f"gan-envs understands ({_CHECKPOINT_VERSION}); upgrade gan-envs")
     return ckpt
@@ -988,7 +1066,8 @@ def train_gan(
             and a recorded source the result equals an uninterrupted run's.
         progress: called as ``progress(iteration, metrics)`` after every iteration (the CLI's
             progress bar); metrics has loss_d, loss_g, d_real and d_fake (D's mean sigmoid
-            output on real and generated frames).
+            output on real and generated frames). An exception it raises stops the run after a
+            checkpoint of that iteration (resume continues it, as after Ctrl-C).
 
     Returns:
         a :class:`GanRunSummary`.
@@ -1006,8 +1085,21 @@ def train_gan(
         ...     summary.iterations, summary.checkpoint.name
         (2, 'checkpoint.pt')
     """
+    config = _typed(config)  # (before a resume compares it with the saved one)
+    if not hasattr(source, "frame_shape") or not callable(getattr(source, "sample_frames", None)):
+        raise TypeError(f"source must be a FrameSource (frame_shape and sample_frames(n, rng)), "
+                        f"got {type(source).__name__}: wrap frames in memory in "
+                        "ArrayFrameSource(frames), a dataset in DatasetFrameSource(path)")
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function progress(iteration, metrics) or None, "
+                        f"got {type(progress).__name__}")
+    if not isinstance(resume, (bool, np.bool_)):
+        raise TypeError(f"resume must be True or False, got {resume!r}")
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
+    if run_dir.exists() and not run_dir.is_dir():
+        raise FileExistsError(f"run_dir {run_dir} is a file, not a folder: pass the folder to "
+                              "write the run in (--out)")
     frame_shape = tuple(int(s) for s in source.frame_shape)
     saved: dict[str, Any] | None = None
     if resume:
@@ -1023,7 +1115,14 @@ def train_gan(
         raise FileExistsError(f"{run_dir} holds a world-model run (vae.pt); train the GAN into "
                               "another --out directory")
     env_ids = env_labels(source)
-    cfg = config.resolved(frame_shape, len(env_ids) if env_ids else 0,
+    if saved is not None and saved.get("label_probs") is not None \
+            and list(saved.get("env_ids") or []) != (env_ids or []):  # (before the conditional
+        # check, which would advise conditional=False, a setting a resume cannot change)
+        raise ValueError(f"{ckpt_path} is conditional on the envs {saved.get('env_ids')}, this "
+                         f"source labels {env_ids or []}: resume on the same dataset")
+    labelled = len(getattr(source, "env_ids", None) or []) \
+        if hasattr(source, "sample_frames_with_env") else 0  # (what a refusal names)
+    cfg = config.resolved(frame_shape, len(env_ids) if env_ids else labelled,
                           resuming=saved is not None)
     if saved is not None and cfg.iterations < int(saved["iteration"]):  # (before config.json)
         raise ValueError(f"{ckpt_path} is at iteration {int(saved['iteration'])} already, past "
@@ -1434,7 +1533,12 @@ def train_gan(
                 if iteration % cfg.checkpoint_every == 0 or last:
                     save_checkpoint(iteration)
                 if progress is not None:
-                    progress(iteration, metrics)
+                    try:
+                        progress(iteration, metrics)
+                    except BaseException:  # the step is whole: keep it, as on Ctrl-C
+                        if saved_at != done:
+                            save_checkpoint(done)
+                        raise
                 if sigint.requested:
                     raise KeyboardInterrupt
     except KeyboardInterrupt:

@@ -106,6 +106,9 @@ class RunGenerator:
     def labels(self, n: int, seed: int = 0, env: EnvChoice = None) -> torch.Tensor | None:
         """``n`` env labels: all ``env`` when given, else the data's proportions (largest-
         remainder counts, shuffled by ``seed``); None for an unconditional run (and no env)."""
+        n = whole_number(n, "the number of labels", error=ValueError)
+        seed = whole_number(seed, "the label seed", low=-(2**63), high=2**64 - 1,
+                            error=ValueError)
         if env is not None:
             return torch.full((n,), self.env_index(env), dtype=torch.int64)
         if not self.conditional:
@@ -121,12 +124,28 @@ class RunGenerator:
 
         ``labels`` (conditional runs): one env index per latent; default :meth:`labels`.
         """
-        z = torch.as_tensor(z, dtype=torch.float32)  # numpy or float64 latents too
+        try:
+            z = torch.as_tensor(z, dtype=torch.float32)  # numpy or float64 latents too
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"latents must be numbers shaped (N, {self.latent_dim}), got "
+                             f"{type(z).__name__}") from None
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"latents must be shaped (N, {self.latent_dim}), got {tuple(z.shape)}")
+        if not bool(torch.isfinite(z).all()):
+            raise ValueError("latents must be finite numbers (NaN or inf drew NaN frames, or "
+                             "failed in torch's normal distribution with modes)")
         whole_number(batch_size, "batch_size", low=1, error=ValueError)
         if self.conditional:
-            labels = self.labels(len(z)) if labels is None else torch.as_tensor(labels).long()
+            if labels is None:
+                labels = self.labels(len(z))
+            else:
+                labels = torch.as_tensor(np.asarray(labels) if isinstance(labels, (list, tuple))
+                                         else labels)
+                if labels.is_floating_point() or labels.is_complex() \
+                        or labels.dtype == torch.bool:
+                    raise ValueError(f"labels must be whole env indices, got {labels.dtype} "
+                                     "(torch.long truncated 1.2 to env 1)")
+                labels = labels.long()
             n_envs = len(self.env_ids) if self.env_ids else int(self.label_probs.numel())
             if labels.shape != (len(z),) or (len(z) and not (
                     0 <= int(labels.min()) and int(labels.max()) < n_envs)):
@@ -165,6 +184,11 @@ def load_generator(run_dir: str | os.PathLike[str], ema: bool = True) -> RunGene
 def checkpoint_generator(ckpt: Mapping[str, Any], ema: bool = True) -> RunGenerator:
     """The generator of a loaded checkpoint (:func:`load_checkpoint`'s dict), as
     :func:`load_generator` gives it."""
+    if not isinstance(ckpt, Mapping) or "config" not in ckpt or "generator" not in ckpt:
+        raise ValueError(f"checkpoint_generator takes the dict load_checkpoint(run_dir) returns, "
+                         f"got {type(ckpt).__name__}: for a run folder call "
+                         "load_generator(run_dir)")
+    _check_flag(ema, "ema")
     cfg = ckpt["config"]
     frame_shape = tuple(int(s) for s in ckpt["frame_shape"])
     env_ids = list(ckpt.get("env_ids", []))
@@ -224,7 +248,11 @@ def make_latents(
         [[0.0, 3.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]]
     """
     n = whole_number(n, "the number of samples")
+    latent_dim = whole_number(latent_dim, "latent_dim", low=1, error=ValueError)
     seed = whole_number(seed, "the latent seed", low=-(2**63), high=2**64 - 1)
+    if set_dims is not None and not isinstance(set_dims, Mapping):
+        raise ValueError(f"set_dims must be a mapping {{dim: value}}, e.g. {{0: 2.5}}, got "
+                         f"{set_dims!r}")
     if latent == "normal":
         z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
     else:
@@ -330,6 +358,7 @@ def interpolate(
     (``env``, default the env drawn for ``seed_a``).
     """
     whole_number(steps, "steps (both ends count)", low=2, high=MAX_STRIP, error=ValueError)
+    _check_flag(spherical, "spherical")
     gen = load_generator(run_dir, ema)
     a = make_latents(1, gen.latent_dim, seed_a)[0]
     b = make_latents(1, gen.latent_dim, seed_b)[0]
@@ -341,6 +370,12 @@ def interpolate(
             z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
             return gen.generate(z, labels=labels)
     return gen.generate((1 - t) * a + t * b, labels=labels)
+
+
+def _check_flag(value: Any, name: str) -> None:
+    """A one-line ValueError unless ``value`` is a bool (``ema='no'`` was read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _one_label(gen: RunGenerator, n: int, seed: int, env: EnvChoice) -> torch.Tensor | None:
