@@ -438,7 +438,8 @@ class GanConfig:
             raise ValueError(f"lr_decay must be a fraction of the iterations in [0, 1], got "
                              f"{self.lr_decay}: pass e.g. 0.25 (--lr-decay 0.25), or 0 for "
                              "constant learning rates")
-        policies = [p for p in self.diffaugment.split(",") if p]
+        policies = [p.strip() for p in self.diffaugment.split(",") if p.strip()]
+        self.diffaugment = ",".join(policies)  # 'color, translation' as 'color,translation'
         unknown = set(policies) - {"color", "translation"}
         if unknown:
             raise ValueError(f"unknown diffaugment {sorted(unknown)}; use 'color', 'translation' "

@@ -182,3 +182,11 @@ def test_frame_sources_check_their_arguments(tmp_path):
             call()
     whole = ArrayFrameSource(np.zeros((4, 3, 8, 8), np.uint8), np.array([0.0, 1.0, 1.0, 0.0]))
     assert whole.env_index.tolist() == [0, 1, 1, 0]
+
+
+def test_diffaugment_takes_spaces_after_the_commas():
+    """'color, translation' (as a user types a list) was refused as an unknown policy."""
+    cfg = GanConfig(diffaugment=" color, translation ").resolved((3, 32, 32))
+    assert cfg.diffaugment == "color,translation"
+    with pytest.raises(ValueError, match=r"unknown diffaugment \['cutout'\]"):
+        GanConfig(diffaugment="color, cutout").resolved((3, 32, 32))
