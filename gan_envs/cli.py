@@ -45,7 +45,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _is_dataset_path(text: str) -> bool:
-    return text.endswith((".h5", ".hdf5")) or Path(text).is_file()
+    # any case: `preview DATA.H5` was taken for an environment id ("unknown environment")
+    return text.lower().endswith((".h5", ".hdf5")) or Path(text).is_file()
 
 
 def _cmd_preview(args: argparse.Namespace) -> int:
@@ -60,6 +61,9 @@ def _cmd_preview(args: argparse.Namespace) -> int:
 
     check_png_path(args.out)  # before the environments play
     for source in args.sources:
+        if not source:  # Path("") is "." (it said " is a folder")
+            raise CommandError(f"an empty argument {source!r} where an environment id or "
+                               "DATA.h5 goes; e.g. gan-envs preview GanAtari/Pong-v0")
         if Path(source).is_dir():
             raise CommandError(f"{source} is a folder; preview takes environment ids or one "
                                "dataset file (DATA.h5)")
@@ -193,6 +197,8 @@ def _episodes_in(path: Path, otherwise: int) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from gan_envs.info import dataset_info, format_info
 
+    if not args.path:  # Path("") is "." (it said ". is a folder")
+        raise CommandError("an empty DATA.h5 argument; pass the path of a rollout .h5 file")
     info = dataset_info(args.path)
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
@@ -201,6 +207,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from gan_envs.datasets import verify
 
+    if not args.path:  # Path("") is "." (it said ". is a folder")
+        raise CommandError("an empty DATA.h5 argument; pass the path of a rollout .h5 file")
     report = verify(args.path)  # a missing path, a folder or a pipe: one line, exit 2
     print(report)
     return 0 if report.ok else 1

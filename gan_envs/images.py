@@ -98,6 +98,9 @@ def make_grid(
         raise ValueError(
             f"make_grid needs images shaped (N, C, H, W) with C = 1 or 3, got {array.shape}"
         )
+    if 0 in array.shape:  # it made a grid of padding alone: a blank image, with no error
+        raise ValueError(f"make_grid needs at least one image of at least 1 x 1 pixels, got "
+                         f"shape {array.shape}")
     for name, value in (("nrow", nrow), ("padding", padding), ("upscale", upscale)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise ValueError(f"make_grid {name} must be a whole number, got {value!r}")

@@ -31,6 +31,22 @@ def _stats(values: np.ndarray) -> dict[str, float | None]:
     return {k: float(v) if np.isfinite(v) else None for k, v in stats.items()}
 
 
+def _plain(value: Any) -> Any:
+    """A metadata value as JSON has it: an attribute someone set to an array or a NaN made
+    ``info --json`` a traceback or print ``NaN``, which is not JSON."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (str, int)) else str(value)
+
+
 def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Counts per environment, return statistics, size on disk, codec, versions, command.
 
@@ -75,18 +91,20 @@ def dataset_info(path: str | os.PathLike[str]) -> dict[str, Any]:
                                 else None),  # no frames: the file's size is all overhead
             "codec": codec or "none",
             "envs": envs,
-            "policy": meta.get("policy"),
-            "seed": meta.get("seed"),
-            "command": meta.get("command"),
-            "created": meta.get("created"),
-            "wrappers": meta.get("wrappers"),
-            "versions": meta.get("versions"),
+            "policy": _plain(meta.get("policy")),
+            "seed": _plain(meta.get("seed")),
+            "command": _plain(meta.get("command")),
+            "created": _plain(meta.get("created")),
+            "wrappers": _plain(meta.get("wrappers")),
+            "versions": _plain(meta.get("versions")),
         }
 
 
 def format_info(info: dict[str, Any]) -> str:
     """The human-readable table ``gan-envs info`` prints."""
     size_mb = info["size_bytes"] / 2**20
+    names = [env["env_id"] or "(no env id)" for env in info["envs"]]
+    wide = max([28, *map(len, names)])  # a longer id pushed its row's columns out of line
     lines = [
         f"{info['path']}  ({info['format']}, {size_mb:.1f} MiB, {info['codec']}, "
         + ("no frames)" if info["bytes_per_frame"] is None
@@ -95,22 +113,23 @@ def format_info(info: dict[str, Any]) -> str:
         + ("" if info["blank_frames"] is None else f", blank frames {info['blank_frames']}"),
         f"  observations {info['observation_space']}, actions {info['action_space']}",
         "",
-        f"  {'env':28s} {'episodes':>8s} {'steps':>8s} {'blank':>6s} {'return mean ± std':>19s}"
+        f"  {'env':{wide}s} {'episodes':>8s} {'steps':>8s} {'blank':>6s} {'return mean ± std':>19s}"
         f" {'min':>7s} {'max':>7s}",
     ]
-    for env in info["envs"]:
+    for env, name in zip(info["envs"], names, strict=True):
         r = env["return"]
         ret = "-" if r["mean"] is None or r["std"] is None \
             else f"{r['mean']:8.2f} ± {r['std']:<8.2f}"
         lo = "-" if r["min"] is None else f"{r['min']:.1f}"
         hi = "-" if r["max"] is None else f"{r['max']:.1f}"
         blank = "-" if env["blank_frames"] is None else str(env["blank_frames"])
-        name = env["env_id"] or "(no env id)"
-        lines.append(f"  {name:28s} {env['episodes']:8d} {env['steps']:8d} "
+        lines.append(f"  {name:{wide}s} {env['episodes']:8d} {env['steps']:8d} "
                      f"{blank:>6s} {ret:>19s} {lo:>7s} {hi:>7s}")
     recorded = info["versions"]  # informational: shown as it is when not the writer's dict
     versions = (", ".join(f"{k} {v}" for k, v in recorded.items() if v)
                 if isinstance(recorded, dict) else str(recorded))
-    lines += ["", f"  policy {info['policy']}, seed {info['seed']}, created {info['created']}",
+    policy, seed, created = ("-" if info[k] in (None, "") else info[k]  # not "policy , seed None"
+                             for k in ("policy", "seed", "created"))
+    lines += ["", f"  policy {policy}, seed {seed}, created {created}",
               f"  versions: {versions}", f"  command: {info['command']}"]
     return "\n".join(lines)

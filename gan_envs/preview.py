@@ -85,11 +85,16 @@ def _fit(image: np.ndarray, height: int) -> np.ndarray:
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def _label(text: str, width: int) -> np.ndarray:
+def _titled(text: str, body: np.ndarray) -> np.ndarray:
+    """``body`` under a strip with ``text``, both widened (black) to fit the whole text: a
+    one-frame row cut "GanAtari/Breakout-v0" to "GanAtari/Breakout-v"."""
+    (text_width, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+    width = max(body.shape[1], text_width + 8)
     strip = np.zeros((_LABEL_HEIGHT, width, 3), dtype=np.uint8)
     cv2.putText(strip, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
                 cv2.LINE_AA)
-    return strip
+    body = np.pad(body, ((0, 0), (0, width - body.shape[1]), (0, 0)))
+    return np.concatenate([strip, body], axis=0)
 
 
 def env_preview(
@@ -145,7 +150,7 @@ def env_preview(
             body = np.concatenate([c for cell in cells for c in (cell, spacer)][:-1], axis=1)
             space = env.observation_space
             title = f"{env_id}  raw | {tuple(space.shape)} {space.dtype}"
-            rows.append(np.concatenate([_label(title, body.shape[1]), body], axis=0))
+            rows.append(_titled(title, body))
         finally:
             env.close()
     width = max(r.shape[1] for r in rows)
@@ -170,8 +175,9 @@ def dataset_preview(path: str | os.PathLike[str], *, per_env: int = 16, seed: in
     from gan_envs.images import make_grid
 
     with RolloutReader(path) as reader:
-        if not is_image_space(reader.observation_space):
-            raise ValueError(f"{path}: observations {reader.observation_space} are not frames; "
+        space = reader.observation_space
+        if not (isinstance(space, gym.spaces.Box) and len(space.shape) in (2, 3)):
+            raise ValueError(f"{path}: observations {space} are not frames; "
                              "`gan-envs info` describes vector datasets")
         rng = np.random.default_rng(seed)
         rows = []
@@ -185,8 +191,12 @@ def dataset_preview(path: str | os.PathLike[str], *, per_env: int = 16, seed: in
             if len(index) == 0:
                 continue
             picks = np.sort(rng.choice(index, size=min(per_env, len(index)), replace=False))
-            grid = make_grid(reader.frames(picks), nrow=min(per_env, 8), upscale=upscale)
-            rows.append(np.concatenate([_label(env_id, grid.shape[1]), grid], axis=0))
+            frames = reader.frames(picks)
+            if not is_image_space(space):  # (H, W, 3) screens of ALE/...-v5, grey (H, W), ...:
+                # "not frames; `gan-envs info` describes vector datasets" until session 29
+                frames = np.stack([frame_to_rgb(f, space) for f in frames]).transpose(0, 3, 1, 2)
+            grid = make_grid(frames, nrow=min(per_env, 8), upscale=upscale)
+            rows.append(_titled(env_id, grid))
     if not rows:
         raise ValueError(f"{path}: holds no frames to preview")
     width = max(r.shape[1] for r in rows)

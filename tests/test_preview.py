@@ -25,7 +25,7 @@ def test_a_dataset_without_env_ids_gets_one_row(tmp_path: Path):
     """It said "holds no frames to preview" while `info` listed them as "(no env id)"."""
     one = dataset_preview(_small_dataset(tmp_path / "a.h5", ("A-v0",)), per_env=3, upscale=1)
     anonymous = dataset_preview(_small_dataset(tmp_path / "n.h5", ()), per_env=3, upscale=1)
-    assert anonymous.shape == one.shape and anonymous.max() > 0
+    assert anonymous.shape[0] == one.shape[0] and anonymous.max() > 0  # (label widths differ)
 
 
 @pytest.mark.parametrize(("keyword", "value", "message"), [
