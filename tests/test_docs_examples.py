@@ -20,6 +20,9 @@ Sizes are shrunk by textual substitutions, ``SHRINK[key]``: a list of ``(text, r
 pairs. Each text must occur exactly once in its block, so a docs edit that drops or changes it
 fails here loudly instead of silently running the full-size example. Beyond running, each test
 asserts a few things its block promises (shapes, dtypes, files written and readable).
+
+Error messages the docs quote are checked too (``QUOTED``): each is still in its doc and is
+what the code raises, word for word.
 """
 
 from __future__ import annotations
@@ -337,3 +340,159 @@ def test_world_models_quick_run(workdir: Path) -> None:
         assert frames == 7  # steps + 1
     finally:
         video.release()
+
+
+# ------------------------------------------------------------- messages the docs quote
+def _doc_text(name: str) -> str:
+    """A doc's text with its line breaks and runs of spaces folded into single spaces."""
+    return " ".join((ROOT / name).read_text(encoding="utf-8").split())
+
+
+def _small_writer(path: Path, env_ids: tuple[str, ...] = ()) -> Any:
+    from gan_envs.datasets import RolloutWriter
+
+    return RolloutWriter(path, gym.spaces.Box(0, 255, (3, 8, 8), np.uint8),
+                         gym.spaces.Discrete(3), env_ids=env_ids)
+
+
+def _one_episode(path: Path, steps: int = 10, env_ids: tuple[str, ...] = ()) -> Path:
+    """``path``: a file of one ``steps``-step episode (of the first env id, if any)."""
+    with _small_writer(path, env_ids) as writer:
+        writer.add_episode(np.zeros((steps + 1, 3, 8, 8), np.uint8), np.zeros(steps, np.int64),
+                           np.zeros(steps), env_id=env_ids[0] if env_ids else None)
+    return path
+
+
+def _vector_resize(_: Path) -> None:
+    from frame_env import FrameEnv
+
+    from gan_envs.wrappers import ResizeFrame
+
+    ResizeFrame(gym.vector.SyncVectorEnv([lambda: FrameEnv([np.zeros((20, 20, 3), np.uint8)])]))
+
+
+def _float_resize(_: Path) -> None:
+    from frame_env import FrameEnv
+
+    from gan_envs.wrappers import ResizeFrame
+
+    ResizeFrame(FrameEnv([np.zeros((10, 10, 3), np.float32)], high=1))
+
+
+def _int64_spec(_: Path) -> None:
+    env = gym.make("GanAtari/Pong-v0", size=np.int64(32))
+    try:
+        gym.make(env.spec).close()  # works
+        env.spec.to_json()
+    finally:
+        env.close()
+
+
+def _vector_action(_: Path) -> None:
+    envs = gym.make_vec("GanAtari/Breakout-v0", num_envs=8)
+    try:
+        envs.reset(seed=0)
+        envs.step([0] * 7 + [4])
+    finally:
+        envs.close()
+
+
+def _newer_format(tmp: Path) -> None:
+    import h5py
+
+    path = _one_episode(tmp / "data.h5")
+    with h5py.File(path, "r+") as f:
+        f.attrs["format_version"] = "2.0"
+    RolloutReader(path)
+
+
+def _empty_file(tmp: Path) -> None:
+    _small_writer(tmp / "data.h5").close()
+    with RolloutReader(tmp / "data.h5") as reader:
+        reader.sample_frames(1)
+
+
+def _closed_reader(tmp: Path) -> None:
+    reader = RolloutReader(_one_episode(tmp / "data.h5"))
+    reader.close()
+    reader.close()  # may be called again
+    assert reader.num_frames is None  # raises first
+
+
+def _cut_copy(tmp: Path) -> None:
+    import os
+
+    from gan_envs.datasets import RolloutWriter
+
+    path = _one_episode(tmp / "data.h5")
+    os.truncate(path, os.path.getsize(path) // 2)
+    RolloutWriter(path, resume=True)
+
+
+def _long_window(tmp: Path) -> None:
+    from gan_envs.datasets.torch import WindowDataset
+
+    WindowDataset(_one_episode(tmp / "data.h5", steps=10), 11)
+
+
+def _filtered_out(tmp: Path) -> None:
+    from gan_envs.datasets.torch import FrameDataset
+
+    FrameDataset(_one_episode(tmp / "data.h5", env_ids=("A", "B")), env_ids=["B"])
+
+
+def _policy_file(tmp: Path) -> None:
+    collect(CollectConfig(["GanAtari/Pong-v0"], tmp / "x.h5", steps=10, policy="./agent.py:act"))
+
+
+def _policy_import_fails(tmp: Path) -> None:
+    (tmp / "agent.py").write_text('raise RuntimeError("weights file agent.pt not found")\n')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(tmp))
+        patch.delitem(sys.modules, "agent", raising=False)
+        collect(CollectConfig(["GanAtari/Pong-v0"], tmp / "x.h5", steps=10,
+                              policy="agent:act"))
+
+
+#: (doc, text it quotes, a call that raises an error whose message holds that text)
+QUOTED = [
+    ("docs/wrappers.md", "ResizeFrame requires uint8 frames, got dtype float32 "
+                         "(Box(0.0, 1.0, (10, 10, 3), float32))", _float_resize),
+    ("docs/wrappers.md", "ResizeFrame wraps a single gymnasium.Env, got the vector env "
+                         "SyncVectorEnv: use VectorResizeFrame for a vector env", _vector_resize),
+    ("docs/wrappers.md", "Object of type int64 is not JSON serializable", _int64_spec),
+    ("docs/wrappers.md", "GanAtari vector env: actions must be 8 whole numbers in [0, 4), got",
+     _vector_action),
+    ("docs/wrappers.md", "GanAtari scale low and high must be numbers",
+     lambda _: gym.make("GanAtari/Pong-v0", scale=("a", 1))),
+    ("docs/wrappers.md", "GanAtari flicker_max_skip must be a whole number >= 1",
+     lambda _: gym.make_vec("GanAtari/Pong-v0", num_envs=2, flicker_max_skip=0)),
+    ("docs/dataset-format.md", "data.h5: format_version 2.0 is newer than this gan-envs "
+                               "understands (1.x); upgrade gan-envs", _newer_format),
+    ("docs/dataset-format.md", "data.h5: no frames to sample (the file holds no committed "
+                               "episodes yet); ", _empty_file),
+    ("docs/dataset-format.md", "the reader is closed; open a new RolloutReader", _closed_reader),
+    ("docs/dataset-format.md", "copy it again from its source; resume=True would keep only the "
+                               "episodes before the cut", _cut_copy),
+    ("docs/dataset-format.md", "no episode has 11 steps (the longest has 10); pass a shorter "
+                               "length", _long_window),
+    ("docs/dataset-format.md", "no frames to sample (env_ids=['B'] exclude every frame); pass "
+                               "other filters", _filtered_out),
+    ("docs/collect.md", "give a module name, not a file: put the file's folder on PYTHONPATH "
+                        "and pass agent:act", _policy_file),
+    ("docs/collect.md", "importing 'agent' raised RuntimeError: weights file agent.pt not "
+                        "found; fix the module", _policy_import_fails),
+]
+
+
+@pytest.mark.parametrize(("doc", "text", "call"), QUOTED,
+                         ids=[f"{doc}:{text[:30]}" for doc, text, _ in QUOTED])
+def test_quoted_message(doc: str, text: str, call: Any, tmp_path: Path,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The doc quotes ``text`` and the code raises it, word for word."""
+    assert text in _doc_text(doc), f"{doc} no longer quotes {text!r}: update QUOTED"
+    monkeypatch.chdir(tmp_path)  # messages name the file as it was given
+    with pytest.raises(Exception) as raised:
+        call(Path("."))
+    assert text in str(raised.value)
+    assert "\n" not in str(raised.value).strip()  # one line
