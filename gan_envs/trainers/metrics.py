@@ -23,6 +23,7 @@ Vector observations skip the classifier: the features are the normalised vectors
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -60,7 +61,8 @@ __all__ = [
 ]
 
 CLASSIFIER_NAME = "eval_classifier.pt"
-_CLASSIFIER_VERSION = 2  # 2: trained at TRAINING_THREADS whatever the caller's thread count
+_CLASSIFIER_VERSION = 3  # 2: trained at TRAINING_THREADS whatever the caller's thread count;
+# 3: the key holds a digest of the frames it is trained on (another file's network was reused)
 TRAINING_THREADS = 1
 """Torch threads the feature network is trained with, whatever the caller's count: another
 count sums in another order and trains another network, so the ruler would change with a speed
@@ -236,6 +238,9 @@ def far_frames(features: np.ndarray, reference: np.ndarray,
             or features.shape[1] != reference.shape[1]:
         raise ValueError(f"far_frames needs 2-D features (N, D) and a reference of 2 or more "
                          f"rows of the same D, got {features.shape} and {reference.shape}")
+    if isinstance(factor, bool) or not isinstance(factor, (int, float, np.number)) \
+            or not np.isfinite(factor) or factor <= 0:  # NaN counted no frame as far
+        raise ValueError(f"far_frames' factor must be a finite number > 0, got {factor!r}")
     centre = reference.mean(axis=0)
     typical = float(np.median(np.linalg.norm(reference - centre, axis=1)))
     return np.linalg.norm(features - centre, axis=1) > factor * typical
@@ -249,6 +254,8 @@ def _feature_sets(a: Any, b: Any, what: str, minimum: int = 2
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
         raise ValueError(f"{what} needs two (N, D) feature sets with the same D, got shapes "
                          f"{a.shape} and {b.shape}")
+    if a.shape[1] == 0:  # KID divided by D = 0 (NaN), FD gave 0 and precision/recall 1
+        raise ValueError(f"{what} needs features with D >= 1, got shapes {a.shape} and {b.shape}")
     if min(len(a), len(b)) < minimum:
         raise ValueError(f"{what} needs at least {minimum} samples per set, got {len(a)} and "
                          f"{len(b)}")
@@ -260,8 +267,8 @@ def _feature_sets(a: Any, b: Any, what: str, minimum: int = 2
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature sets ``a`` and ``b`` ``(N, D)``.
 
-    ``tr(sqrt(S1 S2))`` is computed as the trace of the square root of the symmetric matrix
-    ``S1^1/2 S2 S1^1/2`` (eigen-decompositions only; no scipy).
+    ``tr(sqrt(S1 S2))`` is computed as the nuclear norm of ``R1 R2^T``, where ``S = R^T R``
+    (QR of the centred rows; no scipy, and exact where a set has fewer rows than features).
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -271,13 +278,13 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """
     a, b = _feature_sets(a, b, "the Fréchet distance")
     mu1, mu2 = a.mean(0), b.mean(0)
-    s1 = np.atleast_2d(np.cov(a, rowvar=False))
-    s2 = np.atleast_2d(np.cov(b, rowvar=False))
-    w, v = np.linalg.eigh(s1)
-    root1 = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    m = root1 @ s2 @ root1
-    tr_covmean = np.sqrt(np.clip(np.linalg.eigvalsh((m + m.T) / 2), 0, None)).sum()
-    value = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr_covmean
+    # S = R^T R from the centred rows (R: the QR factor), so tr(sqrt(S1 S2)) is the sum of the
+    # singular values of R1 R2^T: no square roots of eigenvalues at rounding level (with fewer
+    # rows than features, sqrt(1e-14) per null direction put FD(x, x + s) 3e-5 below |s|^2)
+    r1 = np.linalg.qr(a - mu1, mode="r") / np.sqrt(len(a) - 1)
+    r2 = np.linalg.qr(b - mu2, mode="r") / np.sqrt(len(b) - 1)
+    tr_covmean = np.linalg.svd(r1 @ r2.T, compute_uv=False).sum()
+    value = ((mu1 - mu2) ** 2).sum() + (r1**2).sum() + (r2**2).sum() - 2 * tr_covmean
     return float(max(value, 0.0))
 
 
@@ -302,6 +309,7 @@ def kernel_inception_distance(
     a, b = _feature_sets(a, b, "KID", minimum=4)  # two subsets of >= 2 rows each
     whole_number(n_subsets, "KID n_subsets", low=1, error=ValueError)
     whole_number(subset_size, "KID subset_size", low=2, error=ValueError)
+    whole_number(seed, "KID seed", high=2**63 - 1, error=ValueError)  # None drew other subsets
     d = a.shape[1]
     m = min(subset_size, max(2, min(len(a), len(b)) // 2))
     rng = np.random.default_rng(seed)
@@ -317,7 +325,16 @@ def kernel_inception_distance(
 
 
 def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    sq = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2 * a @ b.T
+    norms_a, norms_b = (a**2).sum(1)[:, None], (b**2).sum(1)[None, :]
+    sq = norms_a + norms_b - 2 * a @ b.T
+    # the expansion cancels to ~1e-14 x the norms: a point's distance to itself or to a
+    # duplicate came out as noise (up to 3e-4 here), above a k-NN radius of 0 from exact
+    # duplicates, so copies of real points fell outside the real manifold. Entries that close
+    # to 0 are computed again from the differences (exact 0 for equal rows).
+    near_i, near_j = np.nonzero(sq <= 1e-6 * (norms_a + norms_b))
+    for s in range(0, len(near_i), 1 << 16):
+        i, j = near_i[s : s + (1 << 16)], near_j[s : s + (1 << 16)]
+        sq[i, j] = ((a[i] - b[j]) ** 2).sum(1)
     return np.sqrt(np.clip(sq, 0, None))
 
 
@@ -355,6 +372,7 @@ def precision_recall(
     """
     real, fake = _feature_sets(real, fake, "precision/recall")
     whole_number(k, "precision/recall k", low=1, error=ValueError)
+    whole_number(chunk, "precision/recall chunk", low=1, error=ValueError)  # -1 gave (0.0, 0.0)
     if min(len(real), len(fake)) <= k:
         raise ValueError(f"precision/recall with k={k} needs more than {k} samples per set")
     r_real, r_fake = _knn_radii(real, k, chunk), _knn_radii(fake, k, chunk)
@@ -363,6 +381,8 @@ def precision_recall(
 
 # ---------------------------------------------------------------- evaluation
 def _resolve_tasks(tasks: str, env_ids: list[str] | None) -> list[str]:
+    if not isinstance(tasks, str):
+        raise ValueError(f"tasks must be auto, game, corruption or game+corruption, got {tasks!r}")
     if tasks == "auto":
         return ["game", "corruption"] if env_ids else ["corruption"]
     chosen = sorted(set(tasks.split("+")), reverse=True)
@@ -380,9 +400,19 @@ def _load_or_train(
     steps: int, n_train: int, seed: int,
 ) -> tuple[FeatureNet, dict[str, Any]]:
     game_ids = env_ids if "game" in tasks else None
+    rng = np.random.default_rng([seed, 1])
+    if game_ids:
+        frames, env_index = source.sample_frames_with_env(n_train, rng)
+    else:
+        frames, env_index = source.sample_frames(n_train, rng), None
+    # the network is a function of the frames it learns from: without their digest in the key,
+    # the network cached for one data file was reused, silently, for another of the same shape
+    digest = hashlib.sha256(np.ascontiguousarray(frames, np.uint8).tobytes())
+    if env_index is not None:
+        digest.update(np.ascontiguousarray(env_index, np.int64).tobytes())
     key = {"version": _CLASSIFIER_VERSION, "frame_shape": list(source.frame_shape),
            "env_ids": game_ids or [], "tasks": tasks, "steps": steps, "n_train": n_train,
-           "seed": seed, "threads": TRAINING_THREADS}
+           "seed": seed, "threads": TRAINING_THREADS, "train_frames_sha256": digest.hexdigest()}
     data_ids = list(getattr(source, "env_ids", None) or [])
     if data_ids and not game_ids:  # one game: the network is still that game's
         key["data_env_ids"] = data_ids
@@ -397,11 +427,6 @@ def _load_or_train(
                              "corruption" in tasks)
             net.load_state_dict(cached["state_dict"])
             return net.eval(), {**cached["info"], "cached": True}
-    rng = np.random.default_rng([seed, 1])
-    if game_ids:
-        frames, env_index = source.sample_frames_with_env(n_train, rng)
-    else:
-        frames, env_index = source.sample_frames(n_train, rng), None
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(TRAINING_THREADS)
     try:
@@ -494,6 +519,8 @@ def evaluation_sets(
                          f"{frame_shape}: evaluate against the run's own kind of data")
     whole_number(n, "evaluate's n (frames per set)", low=10, high=MAX_EVAL_FRAMES,
                  error=ValueError)
+    for value, what in ((seed, "evaluate's seed"), (classifier_seed, "classifier_seed")):
+        whole_number(value, what, high=2**63 - 1, error=ValueError)  # numpy's seeds are >= 0
     images = is_image_shape(frame_shape)
     env_ids = env_labels(source) if images else None
     data_ids = list(getattr(source, "env_ids", None) or []) if images else []
@@ -512,7 +539,7 @@ def evaluation_sets(
     elif env_ids:
         real, real_env = source.sample_frames_with_env(2 * n, rng)
     else:
-        real, real_env = source.sample_frames(2 * n, rng), None
+        real, real_env = _distinct_frames(source, 2 * n, rng), None
     say("generating frames")
     fake = gen.generate(make_latents(n, gen.latent_dim, seed), labels=fake_env)
     if images:
@@ -648,7 +675,11 @@ def evaluate_draws(
         ...
         ValueError: evaluate_draws needs at least one seed, e.g. seeds=range(5)
     """
-    seeds = [int(s) for s in seeds]
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"evaluate_draws needs a sequence of seeds, e.g. seeds=range(5), got "
+                         f"{seeds!r}")
+    seeds = [whole_number(s, "an evaluate_draws seed", high=2**63 - 1, error=ValueError)
+             for s in seeds]  # int(1.5) was seed 1, "12" seeds 1 and 2
     if not seeds:
         raise ValueError("evaluate_draws needs at least one seed, e.g. seeds=range(5)")
     say = progress or (lambda _: None)
@@ -718,6 +749,17 @@ def _set_counts(source: FrameSource, env_ids: list[str] | None, n: int) -> np.nd
     return proportional_counts(share, n)
 
 
+def _distinct_frames(source: Any, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` frames drawn without replacement where the source holds that many: a labelled
+    source that is not stratified (a DatasetFrameSource of one game, or of vectors) draws
+    distinct frames with ``sample_frames_with_env``, whereas its ``sample_frames`` draws each
+    frame independently (A and B shared frames while the report said disjoint)."""
+    if getattr(source, "env_ids", None) and hasattr(source, "sample_frames_with_env") \
+            and hasattr(source, "__len__") and len(source) >= count:
+        return source.sample_frames_with_env(count, rng)[0]
+    return source.sample_frames(count, rng)
+
+
 def _stratified_sets(source: Any, env_ids: list[str], counts: np.ndarray,
                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two disjoint real sets (A then B, ``counts.sum()`` frames each), each holding exactly
@@ -767,7 +809,8 @@ def _fd_per_game(real: np.ndarray, real_env: np.ndarray, other: np.ndarray,
 def _held_out_accuracy(
     net: FeatureNet, frames: np.ndarray, env_index: np.ndarray | None, seed: int
 ) -> dict[str, float]:
-    """Accuracy of the feature network's heads on real frames it was not trained on."""
+    """Accuracy of the feature network's heads on real frames (set B: drawn apart from the
+    network's training frames, so some of them may be among those)."""
     x = _to_input(frames)
     gen = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, len(CORRUPTIONS), (len(x),), generator=gen)
