@@ -31,6 +31,7 @@ from gan_envs.datasets.integrity import (
     metadata_fields,
     table_problems,
 )
+from gan_envs.datasets.journal import read_head
 from gan_envs.datasets.sampling import ChunkIndex, WindowIndex, generator
 
 __all__ = ["RolloutReader"]
@@ -39,7 +40,8 @@ __all__ = ["RolloutReader"]
 _ARRAYS = frozenset((*OBSERVATION_ARRAYS, *STEP_ARRAYS, "episodes"))
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
-LOCATE_HINT = "gan_envs.datasets.verify() locates the bad episodes"  # a damaged read's advice
+# a damaged read's advice
+LOCATE_HINT = "`gan-envs verify FILE` (gan_envs.datasets.verify()) locates the bad episodes"
 # a killed writer's file that cannot be read: its advice (collect() acts on it)
 RECOVER_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
                 "--resume, recovers the committed episodes of a killed writer's file")
@@ -431,8 +433,14 @@ class RolloutReader:
         the episode being written (at most the last table row and chunks past the committed
         data); a SWMR reader reads such a file, and resuming repairs it. A copy cut short, or
         a disk error, can lose table rows of committed episodes, which would then read as
-        zeros — as if the episodes had never been written. Chunk addresses tell the two apart.
+        zeros — as if the episodes had never been written. Chunk addresses tell the two apart,
+        and so does the commit journal: its head, at the start of the file, counts the
+        committed episodes, and a writer moves it only after the episode's row is in the file
+        (a copy cut inside the last committed row read as one episode fewer, without a word).
         """
+        head = read_head(self.path)  # None for format 1.0 (no journal) or before a commit
+        if head is not None and head.episodes > len(self._table):
+            raise truncated
         size = self.path.stat().st_size
         table = self._ds["episodes"]
         last_row = table.shape[0] - 1
