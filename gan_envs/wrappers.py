@@ -491,6 +491,8 @@ class VectorResizeFrame(AsyncObservations, VectorizeTransformObservation):
 
     def __init__(self, env: VectorEnv, size: int | Sequence[int] = 64) -> None:
         _check_env_kind(env, "VectorResizeFrame", "ResizeFrame", vector=True)
+        normalize_size(size, "VectorResizeFrame")  # errors name this wrapper, not ResizeFrame
+        _frame_space(env.single_observation_space, "VectorResizeFrame")
         super().__init__(env, ResizeFrame, size=size)
 
 

@@ -180,3 +180,16 @@ def test_vector_flicker_filter_names_a_single_env_and_bounds_fit_one_line():
     with pytest.raises(ValueError) as err:
         FlickerFilter(uneven)
     assert "with bounds 0 to 16" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("frame", "size", "match"), [
+    (np.zeros((8, 8, 3), np.float32), 4, r"^VectorResizeFrame requires uint8 frames"),
+    (np.zeros((4, 84, 84), np.uint8), 4, r"^VectorResizeFrame takes \(H, W, C\) frames"),
+    (np.zeros((8, 8, 3), np.uint8), 0, r"^VectorResizeFrame size"),
+])
+def test_vector_resize_errors_name_the_vector_wrapper(frame, size, match):
+    """VectorResizeFrame's space and size errors said ResizeFrame (its per-env worker)."""
+    from gan_envs.wrappers import VectorResizeFrame
+
+    with pytest.raises((TypeError, ValueError), match=match):
+        VectorResizeFrame(SyncVectorEnv([lambda: FrameEnv([frame])]), size)
