@@ -92,9 +92,10 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
         for episode, problem in reader.table_problems():
             report.add(problem, episode)
         table_bad = set(report.bad_episodes)
-        for i in range(reader.num_episodes):
+        table = reader.episode_table  # once: the property copies the table (each row's own
+        for i in range(reader.num_episodes):  # copy made verify quadratic: 20,000 in 13.6 s)
             if i not in table_bad:  # a row that does not fit the arrays cannot be read
-                _check_episode(reader, i, report)
+                _check_episode(reader, i, table[i], report)
         # (formats 1.1+; the open reader keeps a resumer out meanwhile)
         journal_problem = chain_problem(path) if "commit_log" in reader._file else None
     if journal_problem is not None:
@@ -104,7 +105,7 @@ def verify(path: str | os.PathLike[str]) -> VerifyReport:
     return report
 
 
-def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:
+def _check_episode(reader: RolloutReader, i: int, row: np.void, report: VerifyReport) -> None:
     try:
         ep = reader.episode(i)
     except (DatasetError, IndexError, ValueError, TypeError) as err:
@@ -114,7 +115,6 @@ def _check_episode(reader: RolloutReader, i: int, report: VerifyReport) -> None:
             reason = reason.removesuffix(f", {err.hint}")
         report.add(f"episode {i}: {reason}", i)
         return
-    row = reader.episode_table[i]
     ends = ep["terminations"] | ep["truncations"]
     if ends[:-1].any():
         report.add(f"episode {i}: ends at step {int(np.argmax(ends))} but has {len(ends)} steps", i)
