@@ -397,7 +397,7 @@ def _resolve_tasks(tasks: str, env_ids: list[str] | None) -> list[str]:
 
 def _load_or_train(
     run_dir: Path, source: FrameSource, env_ids: list[str] | None, tasks: list[str],
-    steps: int, n_train: int, seed: int,
+    steps: int, n_train: int, seed: int, say: Callable[[str], None] = lambda stage: None,
 ) -> tuple[FeatureNet, dict[str, Any]]:
     game_ids = env_ids if "game" in tasks else None
     rng = np.random.default_rng([seed, 1])
@@ -423,10 +423,12 @@ def _load_or_train(
         except Exception:  # a cache cut short or damaged: train it again
             cached = {}
         if isinstance(cached, dict) and cached.get("key") == key:
+            say("loading the feature network")
             net = FeatureNet(int(source.frame_shape[0]), len(game_ids or []),
                              "corruption" in tasks)
             net.load_state_dict(cached["state_dict"])
             return net.eval(), {**cached["info"], "cached": True}
+    say("training the feature network")  # (also where a cache no longer fits: it said loading)
     caller_threads = torch.get_num_threads()
     torch.set_num_threads(TRAINING_THREADS)
     try:
@@ -554,10 +556,8 @@ def evaluation_sets(
                 else None if size is None else bool(size >= 2 * n))
     named = [("a", real[:n]), ("b", real[n:]), ("fake", fake), ("noise", noise)]
     if images:
-        say("training the feature network" if not (run_dir / CLASSIFIER_NAME).exists()
-            else "loading the feature network")
         net, info = _load_or_train(run_dir, source, env_ids, _resolve_tasks(tasks, env_ids),
-                                   classifier_steps, classifier_frames, classifier_seed)
+                                   classifier_steps, classifier_frames, classifier_seed, say)
         say("embedding")
         sets = {name: _embed(net, frames) for name, frames in named}
         held_out = _held_out_accuracy(net, real[n:], None if real_env is None else real_env[n:],

@@ -245,8 +245,11 @@ def test_the_classifier_cache_is_not_reused_for_other_data(tmp_path, tiny_run, a
     assert not first["features"]["cached"]
     again = evaluate(used, atari32, **SMALL)
     assert again["features"]["cached"] and again["generated"] == first["generated"]
-    report = evaluate(used, other, **SMALL)
+    stages: list[str] = []
+    report = evaluate(used, other, **SMALL, progress=stages.append)
     assert not report["features"]["cached"]
+    assert "training the feature network" in stages  # it said "loading" where a file was
+    assert "loading the feature network" not in stages
     assert report["generated"] == evaluate(fresh, other, **SMALL)["generated"]
 
 
