@@ -32,6 +32,9 @@ MAX_HEIGHT = 1024
 """Tallest snapshot :func:`env_preview` draws."""
 MAX_PER_ENV = 1024
 """Most frames :func:`dataset_preview` shows per environment."""
+MAX_PREVIEW_PIXELS = 100_000_000
+"""Most pixels of a :func:`dataset_preview` (~300 MB of RGB): ``per_env`` 1,024 of a 100-game
+file's frames would have drawn a 1.6-gigapixel PNG."""
 MAX_STEPS_BETWEEN = 10_000
 """Most random steps :func:`env_preview` plays between snapshots (an Atari game's time limit is
 27,000 steps; ``--steps 100000000000`` played on until it was killed)."""
@@ -186,8 +189,17 @@ def dataset_preview(path: str | os.PathLike[str], *, per_env: int = 16, seed: in
         if reader.has_blank_frame:
             shown &= ~reader.blank_flags()
         # one row per env id, then one for episodes written without an id (as `info` lists them)
-        for label, env_id in [*enumerate(reader.env_ids), (-1, "(no env id)")]:
-            index = np.flatnonzero(shown & (frame_env == label))
+        labelled = [(env_id, np.flatnonzero(shown & (frame_env == label)))
+                    for label, env_id in [*enumerate(reader.env_ids), (-1, "(no env id)")]]
+        height, width = space.shape[1:] if is_image_space(space) else space.shape[:2]
+        drawn = sum(min(per_env, len(index)) for _, index in labelled) * height * width \
+            * upscale**2
+        if drawn > MAX_PREVIEW_PIXELS:
+            raise ValueError(f"{path}: {per_env} frames of each of its envs would make a "
+                             f"{drawn / 1e6:,.0f}-megapixel preview (at most "
+                             f"{MAX_PREVIEW_PIXELS / 1e6:,.0f}): pass a smaller per_env "
+                             "(--per-env) or upscale")
+        for env_id, index in labelled:
             if len(index) == 0:
                 continue
             picks = np.sort(rng.choice(index, size=min(per_env, len(index)), replace=False))

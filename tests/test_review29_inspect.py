@@ -115,3 +115,20 @@ def test_datasets_of_channel_last_or_grey_frames_are_previewed(tmp_path: Path, s
     cells = [image[20:26, 2 + 7 * i: 7 + 7 * i] for i in range(2)]  # label 18, padding 2
     want = frames if len(shape) == 3 else np.repeat(frames[..., None], 3, axis=3)
     np.testing.assert_array_equal(np.stack(cells), want)
+
+
+def test_a_preview_of_too_many_pixels_is_refused_before_drawing(tmp_path: Path, monkeypatch,
+                                                                capsys):
+    """Rows were capped per env, the stack of them not: --per-env 1024 of a 100-game file
+    would have drawn a 1.6-gigapixel PNG. The cap is lowered here to stay small."""
+    import gan_envs.preview as preview
+
+    path = _dataset(tmp_path / "d.h5", ("A-v0", "B-v0"))  # 3 frames of 8x8 in each
+    monkeypatch.setattr(preview, "MAX_PREVIEW_PIXELS", 2 * 3 * 64 * 4)  # upscale 2: 4x
+    assert dataset_preview(path, per_env=3, upscale=2).size > 0  # exactly at the cap
+    with pytest.raises(ValueError, match=r"would make a 0-megapixel preview .*--per-env"):
+        dataset_preview(path, per_env=3, upscale=3)
+    monkeypatch.setattr(preview, "MAX_PREVIEW_PIXELS", 2 * 2 * 64 * 4)
+    out = tmp_path / "p.png"
+    err = _one_line_error(["preview", str(path), "--out", str(out), "--per-env", "3"], capsys)
+    assert "pass a smaller per_env (--per-env)" in err and not out.exists()
