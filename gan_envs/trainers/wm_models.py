@@ -236,7 +236,10 @@ def mdn_sample(logpi: torch.Tensor, mu: torch.Tensor, logsigma: torch.Tensor,
     if normal is None:
         normal = torch.randn(shape, generator=generator)
     cdf = torch.cumsum(F.softmax(logpi / tau, dim=-1), dim=-1)
-    k = (cdf < uniform.expand(shape).unsqueeze(-1)).sum(-1, keepdim=True)
+    cdf = cdf / cdf[..., -1:]  # ends at exactly 1 (a float32 total can fall short of u < 1)
+    # the first component with cdf > u: never one of weight 0, even at u = 0 (`cdf < u`
+    # picked component 0 there, and the last one, whatever their weights, past the total)
+    k = (cdf <= uniform.expand(shape).unsqueeze(-1)).sum(-1, keepdim=True)
     k = k.clamp(max=logpi.shape[-1] - 1)
     mean = mu.gather(-1, k).squeeze(-1)
     std = torch.exp(logsigma.gather(-1, k).squeeze(-1)) * math.sqrt(tau)
