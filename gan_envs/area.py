@@ -8,10 +8,10 @@ halfway between two integers and lies at least ``1 / (2 D)`` from such a tie; Op
 arithmetic errs by far less than that for ``D <= 1024``, so rounding the exact value gives
 OpenCV's byte bit for bit. 210×160 → 64×64 has ``D = 105 * 5 = 525``.
 
-That case is computed with integer tap tables by a small C kernel (``gan_envs._ext``), about
-8× faster than ``cv2.resize`` here. Every other case (upscaling, even or large ``D``, no compiled
-kernel) calls ``cv2.resize(..., interpolation=cv2.INTER_AREA)`` itself, so the output is always
-OpenCV's.
+That case is computed with integer tap tables by a small C kernel (``gan_envs._ext``),
+3.7–4.7× faster than ``cv2.resize`` here (docs/benchmarks.md). Every other case (upscaling, even
+or large ``D``, no compiled kernel) calls ``cv2.resize(..., interpolation=cv2.INTER_AREA)``
+itself, so the output is always OpenCV's.
 
 Example:
     >>> import cv2, numpy as np
@@ -108,11 +108,27 @@ class AreaResizer:
                 self.exact_fast_path = True
 
     def __call__(self, frame: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Resize one frame; ``out`` (uint8, contiguous, target shape) is filled when given."""
+        """Resize one frame; ``out`` (uint8, contiguous, target shape) is filled when given.
+
+        Raises:
+            ValueError: ``frame`` is not a uint8 frame of ``source_hw`` pixels with at least one
+                channel, or ``out`` is not a writable C-contiguous uint8 array of the result's
+                shape.
+        """
         h, w = self.target_hw
-        if frame.shape[:2] != self.source_hw or frame.dtype != np.uint8 or frame.ndim > 3:
+        if (frame.shape[:2] != self.source_hw or frame.dtype != np.uint8 or frame.ndim > 3
+                or frame.size == 0):  # zero channels: OpenCV refuses them, the kernel did not
             raise ValueError(f"{self.owner} was made for uint8 frames of {self.source_hw} "
                              f"pixels, got {frame.dtype} {frame.shape}{self.mismatch_hint}")
+        # Both paths take the same `out` (OpenCV's result was cast or broadcast into any array,
+        # the kernel wrote raw bytes into int8 or bool ones and refused the rest)
+        if out is not None and not (
+                isinstance(out, np.ndarray) and out.dtype == np.uint8
+                and out.shape == (h, w) + frame.shape[2:]
+                and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"{self.owner}: out must be a writable C-contiguous uint8 array of "
+                             f"shape {(h, w) + frame.shape[2:]}, got {getattr(out, 'dtype', None)} "
+                             f"{getattr(out, 'shape', type(out).__name__)}")
         if not self.exact_fast_path:
             import cv2  # imported on first use: `import gan_envs` stays cheap
 

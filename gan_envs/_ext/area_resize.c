@@ -71,7 +71,7 @@ static void vertical_taps(const uint8_t *S, Py_ssize_t row_len, const int32_t *i
  * rounding: the true value (2*total + den) / (2*den) is never within 1/(2*den) of an integer,
  * and den <= 1024 keeps float32's error (about 3e-5 on values below 256) far below that. */
 MULTIVERSION
-static void horizontal_taps(const uint16_t *restrict acc, const int32_t *start,
+static void horizontal_taps(const uint16_t *restrict acc, const Py_ssize_t *start,
                             const int32_t *weight, Py_ssize_t w, Py_ssize_t taps, Py_ssize_t C,
                             uint32_t den, float inv, uint32_t *restrict sums,
                             uint8_t *restrict out) {
@@ -138,7 +138,8 @@ static PyObject *resize(PyObject *self, PyObject *args) {
     Py_ssize_t dC = dst.ndim == 3 ? dst.shape[2] : 1;
     Py_ssize_t ty = ri.shape[1], tx = ci.shape[1];
     if (dC != C || ri.shape[0] != h || rw.shape[0] != h || rw.shape[1] != ty ||
-        ci.shape[0] != w || cw.shape[0] != w || cw.shape[1] != tx || denominator <= 0) {
+        ci.shape[0] != w || cw.shape[0] != w || cw.shape[1] != tx || denominator <= 0 ||
+        h < 1 || w < 1 || C < 1 || ty < 1 || tx < 1) {
         PyErr_SetString(PyExc_ValueError, "area_resize: tap tables do not match the shapes");
         goto fail6;
     }
@@ -159,10 +160,30 @@ static PyObject *resize(PyObject *self, PyObject *args) {
     long long row_weight_sum = 0, col_weight_sum = 0;
     for (Py_ssize_t t = 0; t < ty; t++) row_weight_sum += rweights[t];
     for (Py_ssize_t t = 0; t < tx; t++) col_weight_sum += cweights[t];
-    if (row_weight_sum * 255 > 65535 || denominator > 1024 ||
+    /* Every output row (column) must have non-negative weights with the same sum as the first:
+     * that bounds the 16-bit vertical sums and the 32-bit totals for all of them. */
+    int uneven = 0;
+    for (Py_ssize_t y = 0; y < h && !uneven; y++) {
+        long long total = 0;
+        for (Py_ssize_t t = 0; t < ty; t++) {
+            uneven |= rweights[y * ty + t] < 0;
+            total += rweights[y * ty + t];
+        }
+        uneven |= total != row_weight_sum;
+    }
+    for (Py_ssize_t x = 0; x < w && !uneven; x++) {
+        long long total = 0;
+        for (Py_ssize_t t = 0; t < tx; t++) {
+            uneven |= cweights[x * tx + t] < 0;
+            total += cweights[x * tx + t];
+        }
+        uneven |= total != col_weight_sum;
+    }
+    if (uneven || row_weight_sum * 255 > 65535 || denominator > 1024 ||
         row_weight_sum * col_weight_sum != denominator) {
         PyErr_SetString(PyExc_ValueError,
-                        "area_resize: needs row weights summing to <= 257 and denominator <= 1024");
+                        "area_resize: needs non-negative weights, every row's summing to the same "
+                        "value <= 257, and denominator <= 1024");
         goto fail6;
     }
     for (Py_ssize_t x = 0; x < w; x++)
@@ -171,13 +192,17 @@ static PyObject *resize(PyObject *self, PyObject *args) {
                 PyErr_SetString(PyExc_ValueError, "area_resize: column taps must be contiguous");
                 goto fail6;
             }
-    uint16_t *acc = (uint16_t *)malloc(sizeof(uint16_t) * (size_t)row_len);
+    /* horizontal_taps reads all tx taps from each column's first tap, also the padding (weight
+     * 0) of a column with fewer taps, up to tx - 1 pixels past the row's end: those zeroed extra
+     * lanes keep every read inside acc (11 -> 4 columns read 1 pixel past it). */
+    uint16_t *acc = (uint16_t *)calloc((size_t)row_len + (size_t)tx * (size_t)C, sizeof(uint16_t));
     uint32_t *sums = (uint32_t *)malloc(sizeof(uint32_t) * (size_t)(w * C));
-    int32_t *starts = (int32_t *)malloc(sizeof(int32_t) * (size_t)w);
+    Py_ssize_t *starts = (Py_ssize_t *)malloc(sizeof(Py_ssize_t) * (size_t)w);
     if (acc == NULL || sums == NULL || starts == NULL) {
         free(acc); free(sums); free(starts); PyErr_NoMemory(); goto fail6;
     }
-    for (Py_ssize_t x = 0; x < w; x++) starts[x] = (int32_t)(cols[x * tx] * C);
+    for (Py_ssize_t x = 0; x < w; x++) /* Py_ssize_t: a row of more than 2 GiB overflowed int32 */
+        starts[x] = (Py_ssize_t)cols[x * tx] * C;
     const uint8_t *S = (const uint8_t *)src.buf;
     uint8_t *D = (uint8_t *)dst.buf;
     const float inv = (float)(1.0 / (2.0 * (double)denominator));
