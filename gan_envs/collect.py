@@ -273,8 +273,11 @@ _NEVER = np.iinfo(np.int64).max  # the deadline of a sub-env that has no step ta
 
 
 def _stream_seed(seed: int, index: int) -> int:
-    """The reset (and random-policy) seed of the ``index``-th environment id of a run."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1)
+    """The reset (and random-policy) seed of the ``index``-th environment id of a run; below
+    ``2**31 - MAX_NUM_ENVS``, so that sub-environment ``i``'s seed (this + ``i``) fits the C
+    ``int`` ALE's vector env keeps seeds in (a few seeds once failed at --num-envs 460)."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0] >> 1) \
+        % (2**31 - MAX_NUM_ENVS)
 
 
 def _shares(total: int, parts: int) -> list[int]:
@@ -309,11 +312,14 @@ def run_collection(
         raise CollectError("run_collection needs exactly one target: steps or episodes")
     num_envs = vector_envs[0].num_envs
     n_sub = len(vector_envs) * num_envs
+    # copy i of id j takes share i * len(ids) + j: a remainder goes round the ids, so that the
+    # ids' totals differ by one at most (first ids first got it all: --steps 5 --num-envs 8 of
+    # two ids collected 5 steps of the first and none of the second)
     target = _shares(steps if steps is not None else episodes, n_sub)
     streams = []
     for index, envs in enumerate(vector_envs):
         streams.append(_Stream(index, envs, policies[index], _stream_seed(seed, index),
-                               target[index * num_envs:(index + 1) * num_envs],
+                               target[index::len(vector_envs)],
                                by_steps=steps is not None))
     # Asynchronous stepping where the stack allows it (the AtariVectorEnv fast path): the next
     # actions are sent before this step's bookkeeping, so the emulators run while Python works.
