@@ -153,6 +153,10 @@ def _cmd_collect(args: argparse.Namespace) -> int:
         print(f"gan-envs: {reason}; free space, then continue with: "
               f"{_resume_command(args.argv)}", file=sys.stderr)
         return 1
+    except BaseException:  # close the bar first: its last redraw came after the error's line
+        for bar in bars:
+            bar.close()
+        raise
     if config.resume and summary.steps == summary.resumed_from_steps:  # the target was met
         for bar in bars:
             bar.close()

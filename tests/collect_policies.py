@@ -88,3 +88,14 @@ def interrupted_while_built(envs, seed=None):
     """A factory that is interrupted (Ctrl-C) while it builds its policy: before the writer
     has touched the output file."""
     raise KeyboardInterrupt
+
+
+_CALLS = {"fails_late": 0}
+
+
+def fails_late(observations, infos):
+    """A bad policy that fails after 300 calls, once the progress bar is up."""
+    _CALLS["fails_late"] += 1
+    if _CALLS["fails_late"] > 300:
+        raise RuntimeError("the policy failed late")
+    return np.zeros(len(observations), dtype=np.int64)

@@ -29,3 +29,20 @@ def test_a_step_remainder_is_shared_between_the_ids(tmp_path: Path):
             info = reader.episode_info(i)
             steps[info["env_id"]] += info["length"]
     assert steps == {games[0]: 3, games[1]: 2}
+
+
+def test_a_late_error_is_the_last_line_after_the_progress_bar(tmp_path, capsys):
+    """The one-line error came before the bar was closed, so the bar's last redraw followed
+    it and the error was not the last line on the terminal."""
+    import collect_policies
+
+    from gan_envs.cli import main
+
+    collect_policies._CALLS["fails_late"] = 0
+    out = tmp_path / "late.h5"
+    code = main(["collect", "CartPole-v1", "--out", str(out), "--steps", "5000",
+                 "--num-envs", "2", "--policy", "collect_policies:fails_late"])
+    err = capsys.readouterr().err
+    assert code != 0
+    lines = [line for line in err.replace("\r", "\n").split("\n") if line.strip()]
+    assert "the policy failed late" in lines[-1], lines[-3:]
