@@ -166,6 +166,7 @@ def _check_flags(path: Path, **flags: Any) -> None:
         if not isinstance(flags[name], str):
             raise TypeError(f"{path}: RecordRollouts {name} must be a string, got "
                             f"{flags[name]!r}")
+    check_writer_options(path, policy=flags["policy"])  # text HDF5 can store, checked now
 
 
 def _check_options(path: Path, env: gym.Env, options: dict[str, Any]) -> dict[str, Any]:

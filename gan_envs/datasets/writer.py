@@ -14,10 +14,11 @@ How a killed writer loses no committed episode:
    Readers trust only committed rows, so a kill loses at most the episode being written.
 5. ``resume=True`` on a killed file copies the committed chunks byte for byte into a fresh file
    that atomically replaces it (the HDF5 "open for write" flag cannot be cleared otherwise);
-   a cleanly closed file is simply reopened. Writers of one folder check that a file is
-   free and take it (open it, or put a copy or a new file in its place) under a lock on the
-   folder, so two resumers or overwriters of one file cannot both take it; a copy goes into
-   place only if the file is still the killed one it was copied from.
+   a cleanly closed file is simply reopened (one whose table fails its checksum is copied).
+   Writers of one folder check that a file is free and take it (open it, or put a copy or a new
+   file in its place) under a lock on the folder, so two resumers or overwriters of one file
+   cannot both take it; a copy goes into place only if the file is still the killed one it was
+   copied from.
 6. A kill inside a ``write`` can tear one of the metadata blocks HDF5 rewrites in place (its
    chunk indexes, its object headers), which also describe committed chunks; the reader then
    refuses the file, and ``resume=True`` finds the committed chunks through the commit journal
@@ -194,6 +195,12 @@ def check_writer_options(
     for text, name in ((policy, "policy"), (command, "command")):
         if not (text is None and name == "command") and not isinstance(text, str):
             raise DatasetError(f"{path}: {name} must be a string, got {text!r}")
+        if isinstance(text, str) and "\x00" in text:  # HDF5 keeps its strings NUL-terminated
+            raise DatasetError(f"{path}: {name} must not contain NUL characters, got "
+                               f"{short_repr(text, 60)}")
+        if isinstance(text, str) and _storable(text) != text:
+            raise DatasetError(f"{path}: {name} must be text UTF-8 can encode (no lone "
+                               f"surrogates), got {short_repr(text, 60)}")
     if metadata is not None and not isinstance(metadata, Mapping):
         raise DatasetError(f"{path}: metadata must be a dict, got {short_repr(metadata, 60)}")
     return dict(
@@ -338,7 +345,7 @@ class RolloutWriter:
                 "format_version": FORMAT_VERSION,
                 "chunk_frames": chunk_frames,
                 "created": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
-                "command": shlex.join(sys.argv) if command is None else command,
+                "command": _storable(shlex.join(sys.argv)) if command is None else command,
                 "policy": policy,
                 "seed": seed,
                 "env_ids": env_ids,
@@ -465,6 +472,10 @@ class RolloutWriter:
                 except BaseException:
                     f.close()
                     raise
+                if not _table_readable(f):  # a damaged table: copy it through the journal
+                    f.close()
+                    self._lock.release()
+                    identity, f = _h5.file_identity(self.path), None
         if f is None:  # copy the committed part into a fresh file
             f = self._recover(identity)
         try:
@@ -985,6 +996,22 @@ def _row_bytes(space: gym.Space) -> int:
     except DatasetError:
         return 0
     return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _table_readable(f: h5py.File) -> bool:
+    """Whether a cleanly closed file's episode table reads (a flipped bit fails its checksum;
+    a resume then recovers the committed episodes through the commit journal)."""
+    try:
+        f["episodes"][:]
+    except (OSError, RuntimeError):
+        return False
+    return True
+
+
+def _storable(text: str) -> str:
+    """``text`` as HDF5 can store it: a lone surrogate (an undecodable byte of ``sys.argv``)
+    becomes its escape, ``\\udcff``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _zeros_and_ones(arr: np.ndarray) -> bool:
