@@ -42,6 +42,9 @@ _ARRAYS = frozenset((*OBSERVATION_ARRAYS, *STEP_ARRAYS, "episodes"))
 DEFAULT_CACHE_BYTES = 256 * 2**20
 # a damaged read's advice
 LOCATE_HINT = "`gan-envs verify FILE` (gan_envs.datasets.verify()) locates the bad episodes"
+# a closed file whose episode table does not read (a flipped bit fails its checksum): its advice
+TABLE_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
+              "--resume, rebuilds the table from the commit journal")
 # a killed writer's file that cannot be read: its advice (collect() acts on it)
 RECOVER_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
                 "--resume, recovers the committed episodes of a killed writer's file")
@@ -502,7 +505,9 @@ class RolloutReader:
         try:
             yield
         except (OSError, RuntimeError, KeyError) as err:
-            hint = RECOVER_HINT if self._file.swmr_mode else LOCATE_HINT
+            hint = (RECOVER_HINT if self._file.swmr_mode
+                    else TABLE_HINT if what == "the episode table" and "commit_log" in self._file
+                    else LOCATE_HINT)  # (resume=True rebuilds a table that fails its checksum)
             raise CorruptDatasetError(f"{self.path}: cannot read {what} ({_h5.reason(err)})",
                                       hint=hint) from None
 

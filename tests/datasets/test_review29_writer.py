@@ -14,10 +14,11 @@ from dataset_helpers import (
     write_noise_file,
 )
 
-from gan_envs.datasets import DatasetError, RolloutReader, RolloutWriter
+from gan_envs.datasets import CorruptDatasetError, DatasetError, RolloutReader, RolloutWriter
 from gan_envs.datasets._h5 import open_for_read
 from gan_envs.datasets.format import EPISODE_DTYPE
 from gan_envs.datasets.journal import chunk_locations, read_records
+from gan_envs.datasets.reader import TABLE_HINT
 
 
 def test_resume_of_a_closed_file_whose_table_row_is_damaged_recovers_every_episode(tmp_path):
@@ -33,6 +34,11 @@ def test_resume_of_a_closed_file_whose_table_row_is_damaged_recovers_every_episo
         byte = fh.read(1)[0]
         fh.seek(offset + EPISODE_DTYPE.fields["length"][1])
         fh.write(bytes([byte ^ 1]))
+    with pytest.raises(CorruptDatasetError, match=r"cannot read the episode table .*; the "
+                       r"file is damaged, RolloutWriter\(path, resume=True\).*rebuilds the "
+                       r"table") as err:
+        RolloutReader(path)  # it said verify() locates the bad episodes: it cannot read any
+    assert err.value.hint == TABLE_HINT
     with RolloutWriter(path, resume=True) as writer:
         assert writer.num_episodes == 4
         ep = make_episode(4)
