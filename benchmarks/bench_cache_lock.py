@@ -13,12 +13,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from gan_envs._text import first_line
 from gan_envs.datasets import RolloutReader
 
 
@@ -50,7 +48,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"bench_cache_lock.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

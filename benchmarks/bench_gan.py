@@ -48,7 +48,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import RECIPES, GanConfig, train_gan
 from gan_envs.trainers.models import build_models
@@ -414,7 +413,6 @@ def run(args: argparse.Namespace, threads: list[int], workdir: Path) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"bench_gan.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

@@ -108,7 +108,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # a bad --data or --variant, in one line
-        sys.exit(f"bench_gan_step.py: {str(error).strip().splitlines()[0]}")
+    from _script import run_script
+
+    run_script(main)

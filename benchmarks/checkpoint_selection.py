@@ -18,14 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource, FrameSource, env_labels
 from gan_envs.trainers.metrics import (
     _embed,
@@ -129,7 +127,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"checkpoint_selection.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource, FrameSource, env_labels
 from gan_envs.trainers.metrics import FAR_FACTOR, evaluation_sets, far_frames, frechet_distance
 from gan_envs.trainers.sampling import proportional_counts
@@ -137,7 +135,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"fd_sample_size.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

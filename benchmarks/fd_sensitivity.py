@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +20,6 @@ import cv2
 import numpy as np
 import torch
 
-from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource, env_labels, is_image_shape
 from gan_envs.trainers.metrics import (
     _embed,
@@ -97,7 +95,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"fd_sensitivity.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import (
     GanConfig,
@@ -134,7 +132,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"gan_quality.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

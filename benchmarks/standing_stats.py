@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from gan_envs._text import first_line
 from gan_envs.trainers.data import DatasetFrameSource
 from gan_envs.trainers.gan import CHECKPOINT_NAME, load_checkpoint, standing_inputs
 from gan_envs.trainers.metrics import evaluate
@@ -121,7 +119,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError) as error:  # the library's one-line messages, as gan-envs does
-        sys.exit(f"standing_stats.py: {first_line(error)}")
+    from _script import run_script
+
+    run_script(main)

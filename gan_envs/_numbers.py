@@ -47,3 +47,21 @@ def whole_number(value: Any, what: str, *, low: int = 0, high: int | None = None
         span = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise error(f"{what} must be {span}, got {number}")
     return number
+
+
+def flag(value: Any, what: str, *, error: type[Exception] = ValueError) -> bool:
+    """``value`` as a Python bool if it is one (Python's or NumPy's), otherwise ``error``
+    naming ``what``: a string such as ``"no"`` would otherwise count as True.
+
+    Example:
+        >>> import numpy as np
+        >>> flag(np.bool_(True), "quick")
+        True
+        >>> flag("no", "quick")
+        Traceback (most recent call last):
+        ...
+        ValueError: quick must be True or False, got 'no'
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise error(f"{what} must be True or False, got {value!r}")

@@ -113,6 +113,22 @@ static void horizontal_taps(const uint16_t *restrict acc, const Py_ssize_t *star
         out[k] = (uint8_t)(int)((float)(2 * sums[k] + den) * inv);
 }
 
+/* The sum each of the n tap rows of `weights` (taps each) has, or -1 when a weight is negative
+ * or the rows' sums differ. */
+static long long common_sum(const int32_t *weights, Py_ssize_t n, Py_ssize_t taps) {
+    long long first = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long long total = 0;
+        for (Py_ssize_t t = 0; t < taps; t++) {
+            if (weights[i * taps + t] < 0) return -1;
+            total += weights[i * taps + t];
+        }
+        if (i > 0 && total != first) return -1;
+        first = total;
+    }
+    return first;
+}
+
 static PyObject *resize(PyObject *self, PyObject *args) {
     PyObject *src_o, *dst_o, *ri_o, *rw_o, *ci_o, *cw_o;
     long long denominator;
@@ -157,29 +173,12 @@ static PyObject *resize(PyObject *self, PyObject *args) {
         }
 
     Py_ssize_t row_len = W * C;
-    long long row_weight_sum = 0, col_weight_sum = 0;
-    for (Py_ssize_t t = 0; t < ty; t++) row_weight_sum += rweights[t];
-    for (Py_ssize_t t = 0; t < tx; t++) col_weight_sum += cweights[t];
     /* Every output row (column) must have non-negative weights with the same sum as the first:
      * that bounds the 16-bit vertical sums and the 32-bit totals for all of them. */
-    int uneven = 0;
-    for (Py_ssize_t y = 0; y < h && !uneven; y++) {
-        long long total = 0;
-        for (Py_ssize_t t = 0; t < ty; t++) {
-            uneven |= rweights[y * ty + t] < 0;
-            total += rweights[y * ty + t];
-        }
-        uneven |= total != row_weight_sum;
-    }
-    for (Py_ssize_t x = 0; x < w && !uneven; x++) {
-        long long total = 0;
-        for (Py_ssize_t t = 0; t < tx; t++) {
-            uneven |= cweights[x * tx + t] < 0;
-            total += cweights[x * tx + t];
-        }
-        uneven |= total != col_weight_sum;
-    }
-    if (uneven || row_weight_sum * 255 > 65535 || denominator > 1024 ||
+    long long row_weight_sum = common_sum(rweights, h, ty);
+    long long col_weight_sum = common_sum(cweights, w, tx);
+    if (row_weight_sum < 0 || col_weight_sum < 0 || row_weight_sum * 255 > 65535 ||
+        denominator > 1024 ||
         row_weight_sum * col_weight_sum != denominator) {
         PyErr_SetString(PyExc_ValueError,
                         "area_resize: needs non-negative weights, every row's summing to the same "

@@ -42,12 +42,12 @@ _ARRAYS = frozenset((*OBSERVATION_ARRAYS, *STEP_ARRAYS, "episodes"))
 DEFAULT_CACHE_BYTES = 256 * 2**20
 # a damaged read's advice
 LOCATE_HINT = "`gan-envs verify FILE` (gan_envs.datasets.verify()) locates the bad episodes"
+_RESUME = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
+           "--resume, ")
 # a closed file whose episode table does not read (a flipped bit fails its checksum): its advice
-TABLE_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
-              "--resume, rebuilds the table from the commit journal")
+TABLE_HINT = _RESUME + "rebuilds the table from the commit journal"
 # a killed writer's file that cannot be read: its advice (collect() acts on it)
-RECOVER_HINT = ("RolloutWriter(path, resume=True), or the `gan-envs collect` command again with "
-                "--resume, recovers the committed episodes of a killed writer's file")
+RECOVER_HINT = _RESUME + "recovers the committed episodes of a killed writer's file"
 RngLike = np.random.Generator | int | None
 
 

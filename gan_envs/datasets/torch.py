@@ -26,7 +26,7 @@ import torch
 from gymnasium import spaces
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from gan_envs._numbers import is_real
+from gan_envs._numbers import flag, is_real
 from gan_envs.datasets.arguments import whole_number
 from gan_envs.datasets.errors import DatasetError
 from gan_envs.datasets.reader import DEFAULT_CACHE_BYTES, RolloutReader
@@ -50,12 +50,6 @@ def _value_range(value_range: Any, path: str) -> tuple[float, float]:
                        f"low < high, such as (-1, 1) or (0, 1); got {value_range!r}")
 
 
-def _flag(value: Any, what: str) -> bool:
-    """``value`` if it is a bool (Python's or NumPy's), else a one-line TypeError: a string
-    such as ``"no"`` would otherwise count as True."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{what} must be True or False, got {value!r}")
 
 
 class _PerProcessReader:
@@ -69,8 +63,8 @@ class _PerProcessReader:
                  reader_options: dict[str, Any]) -> None:
         self.path = os.fspath(path)
         self.value_range = _value_range(value_range, self.path)
-        reader_options["in_memory"] = _flag(reader_options["in_memory"],
-                                            f"{self.path}: in_memory")
+        reader_options["in_memory"] = flag(reader_options["in_memory"],
+                                            f"{self.path}: in_memory", error=TypeError)
         reader_options["cache_bytes"] = whole_number(reader_options["cache_bytes"],
                                                      f"{self.path}: cache_bytes")
         self._reader_options = reader_options
@@ -156,7 +150,7 @@ class FrameDataset(Dataset, _PerProcessReader):
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         _PerProcessReader.__init__(self, path, value_range,
                                    {"in_memory": in_memory, "cache_bytes": cache_bytes})
-        exclude_blank = _flag(exclude_blank, f"{self.path}: exclude_blank")
+        exclude_blank = flag(exclude_blank, f"{self.path}: exclude_blank", error=TypeError)
         with RolloutReader(path, cache_bytes=0) as reader:
             space = reader.observation_space
             if not (isinstance(space, spaces.Box) and space.dtype == np.uint8):

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from gan_envs._numbers import whole_number
+from gan_envs._numbers import flag, whole_number
 from gan_envs._text import short_repr
 
 __all__ = [
@@ -240,10 +240,8 @@ class DatasetFrameSource:
                                     or not all(isinstance(e, str) for e in env_ids)):
             raise ValueError(f"{path}: env_ids must be env id strings such as "
                              f"'GanAtari/Pong-v0', got {short_repr(env_ids, 80)}")
-        for name, flag in (("exclude_blank", exclude_blank), ("in_memory", in_memory)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise ValueError(f"DatasetFrameSource's {name} must be True or False, got "
-                                 f"{flag!r}")
+        exclude_blank = flag(exclude_blank, "DatasetFrameSource's exclude_blank")
+        in_memory = flag(in_memory, "DatasetFrameSource's in_memory")
         if env_ids is not None:
             check_unique_env_ids(env_ids, str(path))
         self.reader = RolloutReader(path, in_memory=in_memory)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_envs._numbers import is_real, whole_number
+from gan_envs._numbers import flag, is_real, whole_number
 from gan_envs.images import MAX_FPS, make_grid, save_png, write_video
 from gan_envs.outputs import is_out_of_space, truncate_lines, write_bytes_atomically
 
@@ -490,9 +490,7 @@ def _typed(config: Any) -> GanConfig:
     for name in _BOOL_FIELDS:
         value = getattr(config, name)
         if value is not None:
-            if not isinstance(value, (bool, np.bool_)):
-                raise ValueError(f"{_named(name)} must be True or False, got {value!r}")
-            values[name] = bool(value)
+            values[name] = flag(value, _named(name))
     for name in _STR_FIELDS:
         value = getattr(config, name)
         if value is not None and not isinstance(value, str):
@@ -1094,8 +1092,7 @@ def train_gan(
     if progress is not None and not callable(progress):
         raise TypeError(f"progress must be a function progress(iteration, metrics) or None, "
                         f"got {type(progress).__name__}")
-    if not isinstance(resume, (bool, np.bool_)):
-        raise TypeError(f"resume must be True or False, got {resume!r}")
+    flag(resume, "resume", error=TypeError)
     run_dir = Path(run_dir)
     ckpt_path = run_dir / CHECKPOINT_NAME
     if run_dir.exists() and not run_dir.is_dir():

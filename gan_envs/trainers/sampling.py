@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_envs._numbers import is_real, whole_number
+from gan_envs._numbers import flag, is_real, whole_number
 
 from .data import is_image_shape
 from .gan import load_checkpoint
@@ -188,7 +188,7 @@ def checkpoint_generator(ckpt: Mapping[str, Any], ema: bool = True) -> RunGenera
         raise ValueError(f"checkpoint_generator takes the dict load_checkpoint(run_dir) returns, "
                          f"got {type(ckpt).__name__}: for a run folder call "
                          "load_generator(run_dir)")
-    _check_flag(ema, "ema")
+    flag(ema, "ema")
     cfg = ckpt["config"]
     frame_shape = tuple(int(s) for s in ckpt["frame_shape"])
     env_ids = list(ckpt.get("env_ids", []))
@@ -358,7 +358,7 @@ def interpolate(
     (``env``, default the env drawn for ``seed_a``).
     """
     whole_number(steps, "steps (both ends count)", low=2, high=MAX_STRIP, error=ValueError)
-    _check_flag(spherical, "spherical")
+    flag(spherical, "spherical")
     gen = load_generator(run_dir, ema)
     a = make_latents(1, gen.latent_dim, seed_a)[0]
     b = make_latents(1, gen.latent_dim, seed_b)[0]
@@ -370,12 +370,6 @@ def interpolate(
             z = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
             return gen.generate(z, labels=labels)
     return gen.generate((1 - t) * a + t * b, labels=labels)
-
-
-def _check_flag(value: Any, name: str) -> None:
-    """A one-line ValueError unless ``value`` is a bool (``ema='no'`` was read as True)."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def _one_label(gen: RunGenerator, n: int, seed: int, env: EnvChoice) -> torch.Tensor | None:

@@ -65,7 +65,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from gan_envs._numbers import is_real, whole_number
+from gan_envs._numbers import flag, is_real, whole_number
 from gan_envs._text import counted
 from gan_envs.images import check_video_path, make_grid, write_video
 from gan_envs.outputs import truncate_lines, write_bytes_atomically
@@ -249,9 +249,7 @@ class WorldModelConfig:
     def resolved(self) -> WorldModelConfig:
         """Return a copy with every None filled from the full or quick sizes, checked."""
         for name in ("quick", "fresh_seeds"):  # by truthiness, fresh_seeds="no" meant yes
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise WorldModelError(f"{name} must be True or False, "
-                                      f"got {getattr(self, name)!r}")
+            flag(getattr(self, name), name, error=WorldModelError)
         preset = _QUICK if self.quick else _FULL
         cfg = dataclasses.replace(self, **{k: v for k, v in preset.items()
                                            if getattr(self, k) is None})
